@@ -1,0 +1,223 @@
+"""Commands of the features layer: raw data (generate, validate, describe), snapshots, KPIs."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from features.settings import Settings
+
+console = Console(stderr=True)
+out = Console()
+
+data_app = typer.Typer(help="Raw CRM data: generate, validate, describe the contract.",
+                       no_args_is_help=True)
+features_app = typer.Typer(help="Point-in-time feature snapshots (the offline feature store).",
+                           no_args_is_help=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: PROPENSITY_DATA_DIR or ./data)."),
+]
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """Settings from env / TOML, with the command line's --data-dir on top."""
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
+def fail(lines: list[str] | str, code: int = 1) -> None:
+    """Report bad input on stderr and exit non-zero."""
+    for line in [lines] if isinstance(lines, str) else lines:
+        console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def open_validated(settings: Settings):
+    """Load and validate the raw tables, or exit with the list of broken rules."""
+    from features.sources import ContractError, connect
+    from features.validation import load_tables
+
+    con = connect(settings.duckdb_threads, settings.duckdb_memory_limit)
+    try:
+        return load_tables(settings.raw_dir, con=con)
+    except ContractError as exc:
+        fail([f"{settings.raw_dir}: {len(exc.problems)} contract violation(s)", *exc.problems])
+
+
+@data_app.command("generate")
+def generate_cmd(
+    accounts: Annotated[int, typer.Option(help="Number of accounts.", min=1)] = 2_000,
+    months: Annotated[int, typer.Option(help="Months of history.", min=1)] = 24,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: settings.seed).")] = None,
+    start: Annotated[str | None, typer.Option(help="First day (default: M months ago).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Default: <data-dir>/raw.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Generate a realistic B2B SaaS book of accounts (the embedded default data)."""
+    from features.generator import generate, default_start
+
+    settings = load_settings(data_dir)
+    first = date.fromisoformat(start) if start else default_start(months)
+    target = out_dir or settings.raw_dir
+    truth = settings.truth_dir if out_dir is None else target.parent / "truth"
+    began = time.perf_counter()
+    with console.status(f"generating {accounts:,} accounts x {months} months"):
+        summary = generate(accounts, months, seed if seed is not None else settings.seed, first,
+                           target, truth)
+    table = RichTable(title=f"generated in {time.perf_counter() - began:.1f} s -> {target}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in summary.get("rows", {}).items():
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
+
+
+@data_app.command("validate")
+def validate_cmd(data_dir: DataDir = None) -> None:
+    """Check the raw tables against the contract; exit non-zero naming every broken rule."""
+    settings = load_settings(data_dir)
+    tables = open_validated(settings)
+    table = RichTable(title=f"{settings.raw_dir}: valid")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    from features.contract import TABLES
+
+    for name in TABLES:
+        rows = tables.con.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]
+        table.add_row(name, f"{rows:,}" if tables.has(name) else "absent (optional)")
+    out.print(table)
+
+
+@data_app.command("describe")
+def describe_data_cmd() -> None:
+    """Print the raw data contract as Markdown (docs/data-contract.md is this output)."""
+    from features.contract_docs import render_contract_markdown
+
+    typer.echo(render_contract_markdown(), nl=False)
+
+
+def _grid_dates(as_of: str | None, start: str | None, end: str | None, every: str) -> list[date]:
+    from features.build import month_starts
+
+    if as_of and (start or end):
+        fail("give either --as-of or --from/--to, not both", 2)
+    if as_of:
+        return [date.fromisoformat(as_of)]
+    if not (start and end):
+        fail("give --as-of DATE, or --from DATE --to DATE", 2)
+    if every != "month":
+        fail(f"--every {every!r}: only 'month' is supported", 2)
+    dates = month_starts(date.fromisoformat(start), date.fromisoformat(end))
+    if not dates:
+        fail(f"no first-of-month date between {start} and {end}", 2)
+    return dates
+
+
+@features_app.command("build")
+def build_cmd(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="One snapshot date.")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Grid start.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Grid end (inclusive).")] = None,
+    every: Annotated[str, typer.Option(help="Grid step (month = first of each month).")] = "month",
+    data_dir: DataDir = None,
+) -> None:
+    """Build point-in-time feature snapshots into <data-dir>/features/as_of=YYYY-MM-DD/."""
+    from rich.progress import Progress
+
+    from features.build import SnapshotError, build_grid, check_as_of, feature_groups
+    from features.catalogue import catalogue_version
+    from features.store import FeatureStore
+
+    settings = load_settings(data_dir)
+    dates = _grid_dates(as_of, start, end, every)
+    tables = open_validated(settings)
+    try:
+        for d in dates:
+            check_as_of(tables, d)
+    except SnapshotError as exc:
+        fail(str(exc))
+    spec = settings.feature_spec()
+    version = catalogue_version(feature_groups(spec))
+    store = FeatureStore(settings.features_dir)
+    summary = RichTable(title=f"feature snapshots -> {store.root} (catalogue {version})")
+    for col in ("as_of", "accounts", "features", "seconds"):
+        summary.add_column(col, justify="right")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("building snapshots", total=len(dates))
+        began = time.perf_counter()
+        for d, snapshot in build_grid(tables, dates, spec):
+            store.write(d, snapshot, version)
+            summary.add_row(str(d), f"{snapshot.num_rows:,}", str(snapshot.num_columns - 2),
+                            f"{time.perf_counter() - began:.2f}")
+            began = time.perf_counter()
+            progress.advance(task)
+    out.print(summary)
+
+
+@features_app.command("describe")
+def describe_features_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+) -> None:
+    """Print the feature catalogue (docs/features.md is this output)."""
+    from features.build import feature_groups
+    from features.catalogue import all_features, describe_markdown
+
+    groups = feature_groups(Settings().feature_spec())
+    if as_json:
+        typer.echo(json.dumps([f.__dict__ for f in all_features(groups)], indent=2))
+    else:
+        typer.echo(describe_markdown(groups), nl=False)
+
+
+def kpis_cmd(
+    by: Annotated[str, typer.Option(help="Comma list of month, segment, owner.")] = "month",
+    data_dir: DataDir = None,
+) -> None:
+    """Account KPIs from the raw tables: MRR/ARR, churn, renewal, retention, lifetime value."""
+    from features.kpis import KPI_GROUPINGS, compute_kpis
+    from features.store import write_parquet_atomic
+
+    settings = load_settings(data_dir)
+    groups = [g.strip() for g in by.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(KPI_GROUPINGS))
+    if unknown:
+        fail(f"--by: unknown grouping {', '.join(unknown)} (choose from {', '.join(KPI_GROUPINGS)})",
+             2)
+    tables = open_validated(settings)
+    frame = compute_kpis(tables, by=groups, gross_margin=settings.gross_margin)
+    name = "kpis_by_" + "_".join(sorted(set(groups) | {"month"})) + ".parquet"
+    path = write_parquet_atomic(frame, settings.kpis_dir / name)
+    _print_kpis(frame)
+    console.print(f"written {len(frame):,} rows to {path}")
+
+
+def _print_kpis(frame) -> None:
+    shown = [c for c in ("month", "segment", "owner", "accounts_start", "arr_end",
+                         "logo_churn_rate", "revenue_churn_rate", "renewal_rate",
+                         "net_revenue_retention", "clv") if c in frame.columns]
+    table = RichTable(title="account KPIs")
+    for col in shown:
+        table.add_column(col, justify="right")
+    for row in frame[shown].itertuples(index=False):
+        table.add_row(*[_fmt(v) for v in row])
+    out.print(table)
+
+
+def _fmt(value) -> str:
+    import pandas as pd
+
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m")
+    return str(value)

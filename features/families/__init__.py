@@ -1,0 +1,1 @@
+"""Feature families: one module per source, each declaring its features beside their SQL."""

@@ -1,0 +1,99 @@
+"""Revenue and contract features, from the subscription terms in force at as_of."""
+
+from __future__ import annotations
+
+from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from features.terms import in_force, notice_given
+
+FAMILY = "revenue"
+SOURCE = "subscriptions"
+
+
+def _f(name: str, description: str, dtype: str, window: int | None = None, **kw) -> Feature:
+    return Feature(name, description, FAMILY, SOURCE, dtype, window, **kw)  # type: ignore[arg-type]
+
+
+def group(spec: FeatureSpec) -> FeatureGroup:
+    change_windows = spec.windows(at_least=30)
+    features = [
+        _f("mrr", "Monthly recurring revenue of the contracts in force", "float64"),
+        _f("arr", "Annual recurring revenue (12 x MRR)", "float64"),
+        *[
+            _f(f"mrr_change_{w}d", f"Change in MRR over the last {w} days", "float64", w)
+            for w in change_windows
+        ],
+        *[
+            _f(f"mrr_change_{w}d_pct", f"Change in MRR over the last {w} days, as a share",
+               "float64", w)
+            for w in change_windows if w >= 90
+        ],
+        _f("products_held", "Number of products under contract", "int64"),
+        _f("seats", "Paid seats across contracts", "int64"),
+        _f("discount_pct", "Average discount off list price, weighted by MRR (%)", "float64"),
+        _f("days_to_renewal", "Days until the next fixed-term contract ends", "int64"),
+        _f("contract_term_months", "Longest contract term in force, in months (1 = monthly)",
+           "int64"),
+        _f("annual_billing_share", "Share of MRR billed annually", "float64"),
+        _f("auto_renew_off", "A contract in force will not renew automatically (1 = yes)",
+           "int64"),
+        _f("cancellation_notice", "The customer gave notice on a contract in force (1 = yes)",
+           "int64"),
+        _f("tenure_days", "Days since the account's first contract started", "int64"),
+        _f("plan_tier", "Plan of the largest contract", "string"),
+    ]
+
+    def cte(s: Snapshot) -> str:
+        at = s.ts()
+        prev = ",\n".join(
+            f"SUM(CASE WHEN {in_force(s.ts(w))} THEN s.mrr ELSE 0 END) AS mrr_{w}d_ago"
+            for w in change_windows
+        )
+        changes = ",\n".join(
+            [f"ROUND(mrr - mrr_{w}d_ago, 2) AS mrr_change_{w}d" for w in change_windows]
+            + [
+                f"CASE WHEN mrr_{w}d_ago > 0 THEN (mrr - mrr_{w}d_ago) / mrr_{w}d_ago END "
+                f"AS mrr_change_{w}d_pct"
+                for w in change_windows if w >= 90
+            ]
+        )
+        return f"""
+SELECT account_id, ROUND(mrr, 2) AS mrr, ROUND(12 * mrr, 2) AS arr,
+{changes},
+products_held, seats,
+CASE WHEN mrr > 0 THEN discount_x_mrr / mrr ELSE discount_avg END AS discount_pct,
+days_to_renewal, contract_term_months,
+CASE WHEN mrr > 0 THEN annual_mrr / mrr END AS annual_billing_share,
+auto_renew_off, cancellation_notice, tenure_days, plan_tier
+FROM (
+  SELECT s.account_id,
+    SUM(CASE WHEN {in_force(at)} THEN s.mrr ELSE 0 END) AS mrr,
+    {prev},
+    COUNT(DISTINCT CASE WHEN {in_force(at)} THEN s.product END) AS products_held,
+    SUM(CASE WHEN {in_force(at)} THEN s.seats ELSE 0 END) AS seats,
+    SUM(CASE WHEN {in_force(at)} THEN s.discount_pct * s.mrr ELSE 0 END) AS discount_x_mrr,
+    AVG(CASE WHEN {in_force(at)} THEN s.discount_pct END) AS discount_avg,
+    MIN(CASE WHEN {in_force(at)} THEN date_diff('day', {s.day()}, s.end_date) END)
+      AS days_to_renewal,
+    MAX(CASE WHEN {in_force(at)} THEN CASE WHEN s.end_date IS NULL THEN 1
+      ELSE date_diff('month', s.start_date, s.end_date) END END) AS contract_term_months,
+    SUM(CASE WHEN {in_force(at)} AND s.billing_period = 'annual' THEN s.mrr ELSE 0 END)
+      AS annual_mrr,
+    MAX(CASE WHEN {in_force(at)} AND s.end_date IS NOT NULL AND NOT s.auto_renew
+      THEN 1 ELSE 0 END) AS auto_renew_off,
+    MAX(CASE WHEN {in_force(at)} AND {notice_given(at)} THEN 1 ELSE 0 END)
+      AS cancellation_notice,
+    date_diff('day', MIN(s.start_date), {s.day()}) AS tenure_days
+  FROM subscriptions s
+  WHERE s.start_date < {at}
+  GROUP BY s.account_id
+) agg
+LEFT JOIN (
+  SELECT account_id AS top_account_id, plan AS plan_tier FROM (
+    SELECT s.account_id, s.plan, ROW_NUMBER() OVER (
+      PARTITION BY s.account_id ORDER BY s.mrr DESC, s.plan, s.subscription_id) AS rank
+    FROM subscriptions s WHERE {in_force(at)}
+  ) ranked WHERE rank = 1
+) top ON top.top_account_id = agg.account_id
+"""
+
+    return FeatureGroup("revenue", FAMILY, SOURCE, tuple(features), cte)

@@ -1,0 +1,54 @@
+"""Voice of the customer: Net Promoter Score level, trend and detractors."""
+
+from __future__ import annotations
+
+from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+
+FAMILY = "voice"
+SOURCE = "nps_responses"
+
+
+def _f(name: str, description: str, dtype: str, window: int | None, fill=None) -> Feature:
+    return Feature(name, description, FAMILY, SOURCE, dtype, window, fill=fill)  # type: ignore[arg-type]
+
+
+def group(spec: FeatureSpec) -> FeatureGroup:
+    features = (
+        _f("nps_last", "Most recent NPS answer (0-10)", "float64", None),
+        _f("nps_180d", "Average NPS answer in the last 180 days", "float64", 180),
+        _f("nps_trend_180d", "Average NPS of the last 180 days minus the 180 days before",
+           "float64", 360),
+        _f("nps_responses_180d", "NPS answers in the last 180 days", "int64", 180, 0),
+        _f("nps_detractors_180d", "NPS answers of 0-6 (detractors) in the last 180 days",
+           "int64", 180, 0),
+        _f("detractor_flag", "The most recent NPS answer was a detractor's (0-6) (1 = yes)",
+           "int64", None),
+    )
+
+    def cte(s: Snapshot) -> str:
+        at, d180, d360 = s.ts(), s.ts(180), s.ts(360)
+        return f"""
+SELECT agg.account_id, CAST(latest.score AS DOUBLE) AS nps_last, agg.nps_180d,
+  agg.nps_180d - agg.nps_prior_180d AS nps_trend_180d,
+  agg.nps_responses_180d, agg.nps_detractors_180d,
+  CASE WHEN latest.score <= 6 THEN 1 ELSE 0 END AS detractor_flag
+FROM (
+  SELECT n.account_id,
+    AVG(CASE WHEN n.responded_at >= {d180} THEN CAST(n.score AS DOUBLE) END) AS nps_180d,
+    AVG(CASE WHEN n.responded_at >= {d360} AND n.responded_at < {d180}
+      THEN CAST(n.score AS DOUBLE) END) AS nps_prior_180d,
+    SUM(CASE WHEN n.responded_at >= {d180} THEN 1 ELSE 0 END) AS nps_responses_180d,
+    SUM(CASE WHEN n.responded_at >= {d180} AND n.score <= 6 THEN 1 ELSE 0 END)
+      AS nps_detractors_180d
+  FROM nps_responses n WHERE n.responded_at < {at} GROUP BY n.account_id
+) agg
+JOIN (
+  SELECT account_id, score FROM (
+    SELECT n.account_id, n.score, ROW_NUMBER() OVER (
+      PARTITION BY n.account_id ORDER BY n.responded_at DESC, n.score) AS rank
+    FROM nps_responses n WHERE n.responded_at < {at}
+  ) ranked WHERE rank = 1
+) latest ON latest.account_id = agg.account_id
+"""
+
+    return FeatureGroup("voice", FAMILY, SOURCE, features, cte)

@@ -1,0 +1,80 @@
+"""Settings: one object holding where data lives and the choices that shape features.
+
+Values come from, in order of precedence: keyword arguments, ``PROPENSITY_*`` environment
+variables, an optional TOML file (``PROPENSITY_CONFIG`` or ``propensity.toml`` in the working
+directory), then the defaults below. Created in entrypoints and passed down; never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+
+from features.catalogue import DEFAULT_EVENT_TYPES, FeatureSpec
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("PROPENSITY_CONFIG", "propensity.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything environment- or experiment-dependent that the pipeline reads."""
+
+    model_config = SettingsConfigDict(env_prefix="PROPENSITY_", extra="forbid")
+
+    data_dir: Path = Field(Path("data"), description="Root of the data directory.")
+    seed: int = Field(42, description="Seed for generation and model fitting.")
+    windows_days: tuple[int, ...] = Field(
+        (7, 30, 90, 180), description="Look-back windows of windowed features, in days."
+    )
+    horizon_days: int = Field(90, description="Label horizon for churn and upsell.", gt=0)
+    upsell_min_growth: float = Field(0.10, description="ARR growth share that counts as upsell.")
+    gross_margin: float = Field(
+        0.80, description="Gross margin used for customer lifetime value.", gt=0, le=1
+    )
+    event_types: tuple[str, ...] = Field(
+        DEFAULT_EVENT_TYPES, description="Usage event types counted one by one as features."
+    )
+    duckdb_threads: int | None = Field(None, description="DuckDB threads (default: all cores).")
+    duckdb_memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    def feature_spec(self) -> FeatureSpec:
+        return FeatureSpec(windows_days=tuple(self.windows_days), event_types=tuple(self.event_types))
+
+    # The data directory layout is an interface other tools rely on: keep it exactly so.
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def kpis_dir(self) -> Path:
+        return self.data_dir / "kpis"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Generator-only ground truth (true probabilities), kept apart from the contract."""
+        return self.data_dir / "truth"

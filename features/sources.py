@@ -1,0 +1,158 @@
+"""Reading the raw tables of a data directory into DuckDB, typed per the contract.
+
+Nothing is pulled into pandas: each table becomes a DuckDB view over its Parquet or CSV file, so
+that validation, features and KPIs run as SQL over data of any size.
+
+Two layers of views are created on one connection:
+- ``src_<table>``: the file as it is (CSV read as text, so that bad values can be reported
+  rather than crashing the reader);
+- ``<table>``: the contract columns cast to their logical types, plus any extra columns. Absent
+  optional tables become empty typed tables, and ``RawTables.present`` says which were given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from features.contract import DUCKDB_TYPES, MANIFEST_FILE, TABLES, Table
+
+
+class ContractError(ValueError):
+    """The raw data break the contract; ``problems`` holds one readable line per broken rule."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class RawTables:
+    """A DuckDB connection on which every contract table is a typed view of the same name."""
+
+    con: duckdb.DuckDBPyConnection
+    present: frozenset[str]
+    extracted_at: datetime | None = None
+    source_dir: Path | None = None
+
+    def has(self, table: str) -> bool:
+        return table in self.present
+
+    def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
+        """Run a query and return a (small) result frame."""
+        return self.con.execute(query, params or []).df()
+
+    def extracted_date(self) -> pd.Timestamp | None:
+        return None if self.extracted_at is None else pd.Timestamp(self.extracted_at)
+
+    # --- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_frames(
+        cls,
+        frames: dict[str, pd.DataFrame],
+        extracted_at: datetime | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> RawTables:
+        """Build from in-memory frames (tests, notebooks). Absent optional tables stay empty."""
+        con = con or connect()
+        for name, frame in frames.items():
+            if name not in TABLES:
+                raise ContractError([f"{name}: not a contract table (known: {', '.join(TABLES)})"])
+            con.register(f"_frame_{name}", frame)
+            con.execute(f'CREATE OR REPLACE VIEW "src_{name}" AS SELECT * FROM "_frame_{name}"')
+        tables = cls(con=con, present=frozenset(frames), extracted_at=extracted_at)
+        tables._create_typed_views()
+        return tables
+
+    def _create_typed_views(self) -> None:
+        for table in TABLES.values():
+            if table.name in self.present:
+                self.con.execute(typed_view_sql(table, self.src_columns(table.name)))
+            else:
+                self.con.execute(empty_table_sql(table))
+
+    def src_columns(self, table: str) -> list[str]:
+        """Columns of the file as given (contract or not)."""
+        rows = self.con.execute(f'DESCRIBE "src_{table}"').fetchall()
+        return [r[0] for r in rows]
+
+
+def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the settings the pipeline relies on."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    return con
+
+
+def table_file(raw_dir: Path, table: str) -> Path | None:
+    """The file holding ``table`` in ``raw_dir`` (Parquet preferred over CSV), if any."""
+    for suffix in (".parquet", ".csv"):
+        path = raw_dir / f"{table}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def read_manifest(raw_dir: Path) -> datetime | None:
+    """The export's stated extraction time, from ``raw/_manifest.json`` when present."""
+    path = raw_dir / MANIFEST_FILE
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())["extracted_at"]
+        return pd.Timestamp(value).tz_localize(None).to_pydatetime()
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ContractError([f"{MANIFEST_FILE}: extracted_at missing or not a timestamp ({exc})"])
+
+
+def open_raw(raw_dir: Path, con: duckdb.DuckDBPyConnection | None = None) -> RawTables:
+    """Expose the files of ``raw_dir`` as ``src_<table>`` views, without checking them.
+
+    Typed views are created by :func:`features.validation.load_tables` once the data pass
+    validation; use that function unless you are the validator.
+    """
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise ContractError([f"raw data directory {raw_dir} does not exist"])
+    con = con or connect()
+    present = set()
+    for table in TABLES.values():
+        path = table_file(raw_dir, table.name)
+        if path is None:
+            continue
+        present.add(table.name)
+        con.execute(f'CREATE OR REPLACE VIEW "src_{table.name}" AS SELECT * FROM {_reader(path)}')
+    return RawTables(
+        con=con, present=frozenset(present), extracted_at=read_manifest(raw_dir), source_dir=raw_dir
+    )
+
+
+def _reader(path: Path) -> str:
+    quoted = str(path).replace("'", "''")
+    if path.suffix == ".parquet":
+        return f"read_parquet('{quoted}')"
+    # Text on purpose: type errors are then found and reported by validation, value by value.
+    return f"read_csv('{quoted}', header = true, all_varchar = true)"
+
+
+def typed_view_sql(table: Table, src_columns: list[str]) -> str:
+    """``<table>`` as the contract types of the ``src_<table>`` columns, extras kept as they are."""
+    contract = set(table.column_names)
+    parts = [
+        f'CAST("{c.name}" AS {DUCKDB_TYPES[c.type]}) AS "{c.name}"' for c in table.columns
+    ] + [f'"{c}"' for c in src_columns if c not in contract]
+    return f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT {", ".join(parts)} FROM "src_{table.name}"'
+
+
+def empty_table_sql(table: Table) -> str:
+    cols = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in table.columns)
+    return f'CREATE OR REPLACE TABLE "{table.name}" ({cols})'

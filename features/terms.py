@@ -1,0 +1,34 @@
+"""When a contract term is in force, in SQL: the one rule features, labels and KPIs share.
+
+A term covers ``[start_date, end_date)``. "In force at T" means in force on the last day before
+T, using only what is known before T:
+
+- the term is known: ``start_date < T``;
+- a fixed term (``end_date`` set) runs to its end: ``end_date >= T``. Notice given
+  (``cancelled_at``) does not end it early; it only means it will not renew;
+- an open-ended term (``end_date`` null) stops when cancelled, if that was known before T.
+
+So a renewal that starts on T, the day the previous term ends, keeps the account active at T,
+and a cancellation stamped at or after T is invisible at T.
+"""
+
+from __future__ import annotations
+
+
+def in_force(at: str, alias: str = "s") -> str:
+    """SQL predicate: term ``alias`` of ``subscriptions`` is in force at the timestamp ``at``.
+
+    ``at`` is any SQL expression of DATE or TIMESTAMP type (a column, a parameter, a literal).
+    """
+    a = f"{alias}." if alias else ""
+    return (
+        f"({a}start_date < {at} AND CASE WHEN {a}end_date IS NOT NULL "
+        f"THEN {a}end_date >= {at} "
+        f"ELSE ({a}cancelled_at IS NULL OR {a}cancelled_at >= {at}) END)"
+    )
+
+
+def notice_given(at: str, alias: str = "s") -> str:
+    """SQL predicate: a fixed term in force at ``at`` whose customer gave notice before ``at``."""
+    a = f"{alias}." if alias else ""
+    return f"({a}end_date IS NOT NULL AND {a}cancelled_at < {at})"
