@@ -72,20 +72,25 @@ class RawTables:
     def _create_typed_views(self) -> None:
         for table in TABLES.values():
             if table.name in self.present:
-                self.con.execute(typed_view_sql(table, self.src_columns(table.name)))
+                self.con.execute(typed_view_sql(table, self.src_types(table.name)))
             else:
                 self.con.execute(empty_table_sql(table))
 
     def src_columns(self, table: str) -> list[str]:
         """Columns of the file as given (contract or not)."""
+        return list(self.src_types(table))
+
+    def src_types(self, table: str) -> dict[str, str]:
+        """Column name -> DuckDB type of the file as given."""
         rows = self.con.execute(f'DESCRIBE "src_{table}"').fetchall()
-        return [r[0] for r in rows]
+        return {r[0]: r[1] for r in rows}
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the settings the pipeline relies on."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
@@ -144,12 +149,22 @@ def _reader(path: Path) -> str:
     return f"read_csv('{quoted}', header = true, all_varchar = true)"
 
 
-def typed_view_sql(table: Table, src_columns: list[str]) -> str:
-    """``<table>`` as the contract types of the ``src_<table>`` columns, extras kept as they are."""
+def typed_view_sql(table: Table, src_types: dict[str, str]) -> str:
+    """``<table>`` as the contract types of the ``src_<table>`` columns, extras kept as they are.
+
+    Text timestamps go through TIMESTAMPTZ so that a written UTC offset is honoured (the
+    connection's time zone is UTC); naive ones are taken as UTC.
+    """
     contract = set(table.column_names)
-    parts = [
-        f'CAST("{c.name}" AS {DUCKDB_TYPES[c.type]}) AS "{c.name}"' for c in table.columns
-    ] + [f'"{c}"' for c in src_columns if c not in contract]
+
+    def cast(name: str, logical: str) -> str:
+        if logical == "timestamp" and src_types.get(name) == "VARCHAR":
+            return f'CAST(CAST("{name}" AS TIMESTAMPTZ) AS TIMESTAMP)'
+        return f'CAST("{name}" AS {DUCKDB_TYPES[logical]})'
+
+    parts = [f'{cast(c.name, c.type)} AS "{c.name}"' for c in table.columns] + [
+        f'"{c}"' for c in src_types if c not in contract
+    ]
     return f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT {", ".join(parts)} FROM "src_{table.name}"'
 
 

@@ -27,7 +27,7 @@ def group(spec: FeatureSpec) -> FeatureGroup:
         *[_f(f"events_{w}d", f"Product events in the last {w} days", "int64", w, 0)
           for w in windows],
         *[
-            _f(f"events_{t}_{w}d", f"'{t.replace('_', ' ')}' events in the last {w} days",
+            _f(f"events_{t}_{w}d", f"Events of type '{t}' in the last {w} days",
                "int64", w, 0)
             for t in spec.event_types for w in type_windows
         ],

@@ -1,0 +1,46 @@
+# propensity: `make help` lists the targets. Each target does one thing; `install` is implied.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(PYTHON) -m uv
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-pip demo test test-fast lint bench features kpis docs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv with the locked dependencies (uv; installs uv if missing)
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev
+	@touch $@
+
+install-pip: ## fallback without uv: plain pip into .venv (unlocked versions)
+	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -e '.[dev]' && touch $(VENV)/.installed
+
+demo: install ## the main job end to end on generated data (data/ by default)
+	$(BIN)/propensity demo
+
+test: install ## the whole test suite
+	$(BIN)/pytest -n 2 --dist loadfile
+
+test-fast: install ## tests without the slow marker
+	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
+
+lint: install ## ruff
+	$(BIN)/ruff check features training serving tests propensity_cli.py
+
+bench: install ## benchmarks: generation and feature build at three sizes (prints medians, ratios)
+	$(BIN)/python -m bench.features
+
+features: install ## monthly snapshot grid for the data in data/raw
+	$(BIN)/propensity features build --from $(FROM) --to $(TO)
+
+kpis: install ## account KPIs by month and segment
+	$(BIN)/propensity kpis --by month,segment
+
+docs: install ## regenerate the contract and feature docs from code
+	$(BIN)/propensity data describe > docs/data-contract.md
+	$(BIN)/propensity features describe > docs/features.md
