@@ -33,7 +33,7 @@ lint: install ## ruff
 	$(BIN)/ruff check features training serving tests propensity_cli.py
 
 bench: install ## benchmarks: generation and feature build at three sizes (prints medians, ratios)
-	$(BIN)/python -m bench.features
+	$(BIN)/python -m bench.features $(BENCH_ARGS)
 
 features: install ## monthly snapshot grid for the data in data/raw
 	$(BIN)/propensity features build --from $(FROM) --to $(TO)

@@ -1,0 +1,1 @@
+"""serving layer (built by a later issue)."""

@@ -1,0 +1,97 @@
+"""The commands as a user runs them: exit codes, messages, and nothing written on bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from propensity_cli import app
+from tests.features.raw_fixture import valid_frames, write_raw
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    write_raw(tmp_path / "raw", valid_frames(), extracted_at="2025-01-01")
+    return tmp_path
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def files_under(path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_help_everywhere():
+    for args in ([], ["data"], ["features"], ["data", "generate"], ["features", "build"],
+                 ["kpis"], ["demo"]):
+        result = run(*args, "--help")
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage" in result.output
+
+
+def test_validate_valid_data(data_dir):
+    result = run("data", "validate", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "usage_events" in result.output
+
+
+def test_validate_names_table_column_rule_and_examples(data_dir):
+    frames = valid_frames()
+    frames["subscriptions"].loc[0, "mrr"] = -5.0
+    write_raw(data_dir / "raw", frames)
+    result = run("data", "validate", "--data-dir", str(data_dir))
+    assert result.exit_code == 1
+    assert "subscriptions.mrr: negative value (rule: mrr >= 0): 1 row" in result.output
+    assert "subscription_id=S1" in result.output
+
+
+def test_build_writes_snapshots_and_bad_input_writes_nothing(data_dir):
+    result = run("features", "build", "--from", "2024-10-01", "--to", "2024-12-31",
+                 "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    snapshots = sorted(p.name for p in (data_dir / "features").iterdir())
+    assert snapshots == ["as_of=2024-10-01", "as_of=2024-11-01", "as_of=2024-12-01"]
+    first = pd.read_parquet(data_dir / "features" / "as_of=2024-12-01")
+    assert set(first["account_id"]) <= {"A1", "A2", "A3"}
+
+    before = files_under(data_dir)
+    frames = valid_frames()
+    frames["usage_events"].loc[0, "account_id"] = "NOPE"
+    write_raw(data_dir / "raw", frames)
+    result = run("features", "build", "--as-of", "2024-12-01", "--data-dir", str(data_dir))
+    assert result.exit_code == 1
+    assert "usage_events.account_id: orphan foreign key" in result.output
+    assert files_under(data_dir) == before
+
+
+def test_as_of_after_extraction_is_refused(data_dir):
+    result = run("features", "build", "--as-of", "2025-02-01", "--data-dir", str(data_dir))
+    assert result.exit_code == 1
+    assert "after the data's extraction time 2025-01-01" in result.output
+    assert not (data_dir / "features").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--as-of", "2024-12-01", "--from", "2024-01-01"], "either --as-of or --from/--to"),
+    ([], "give --as-of DATE, or --from DATE --to DATE"),
+    (["--from", "2024-01-02", "--to", "2024-01-20"], "no first-of-month date"),
+    (["--from", "2024-01-01", "--to", "2024-03-01", "--every", "week"], "only 'month'"),
+])
+def test_build_argument_errors(data_dir, args, message):
+    result = run("features", "build", *args, "--data-dir", str(data_dir))
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_kpis_rejects_unknown_grouping_and_writes_parquet(data_dir):
+    bad = run("kpis", "--by", "month,planet", "--data-dir", str(data_dir))
+    assert bad.exit_code == 2 and "unknown grouping planet" in bad.output
+    good = run("kpis", "--by", "month,segment", "--data-dir", str(data_dir))
+    assert good.exit_code == 0, good.output
+    frame = pd.read_parquet(data_dir / "kpis" / "kpis_by_month_segment.parquet")
+    assert {"month", "segment", "logo_churn_rate", "net_revenue_retention"} <= set(frame.columns)

@@ -1,0 +1,1 @@
+"""training layer (built by a later issue)."""
