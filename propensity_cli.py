@@ -28,21 +28,28 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     data_dir: DataDir = None,
 ) -> None:
-    """The main job end to end on embedded defaults: generate, validate, build the snapshot
-    grid, compute KPIs and print a summary."""
+    """The main job end to end on embedded defaults: generate, validate, build the monthly
+    snapshot grid, compute KPIs, and print a short summary."""
     import pandas as pd
 
     from features import cli as fcli
+    from features.build import month_starts
     from features.generator import default_start
 
     settings = fcli.load_settings(data_dir)
     start = default_start(months)
     fcli.generate_cmd(accounts=accounts, months=months, seed=seed, start=start.isoformat(),
                       out_dir=None, data_dir=settings.data_dir)
-    fcli.validate_cmd(data_dir=settings.data_dir)
     # The grid: every first of month after the first full month, up to the extraction time.
-    first = (pd.Timestamp(start) + pd.offsets.MonthBegin(1)).date()
-    last = (pd.Timestamp(start) + pd.DateOffset(months=months)).date()
-    fcli.build_cmd(as_of=None, start=first.isoformat(), end=last.isoformat(), every="month",
-                   data_dir=settings.data_dir)
-    fcli.kpis_cmd(by="month,segment", data_dir=settings.data_dir)
+    end = (pd.Timestamp(start) + pd.DateOffset(months=months)).date()
+    dates = month_starts((pd.Timestamp(start) + pd.offsets.MonthBegin(1)).date(), end)
+    built, version = fcli.build_snapshots(settings, dates)
+    rows = [b[1] for b in built]
+    fcli.out.print(
+        f"[bold]features[/bold]: {len(built)} monthly snapshots {dates[0]} .. {dates[-1]} "
+        f"({built[0][2]} features, catalogue {version}), {min(rows):,}-{max(rows):,} accounts "
+        f"each, {sum(b[3] for b in built):.1f} s -> {settings.features_dir}"
+    )
+    frame, path = fcli.compute_and_store_kpis(settings, "month,segment")
+    fcli.print_kpis(frame, last_months=3)
+    fcli.out.print(f"KPIs for every month: {path}")

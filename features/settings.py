@@ -11,14 +11,14 @@ import os
 from pathlib import Path
 
 from pydantic import Field
-
-from features.catalogue import DEFAULT_EVENT_TYPES, FeatureSpec
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from features.catalogue import DEFAULT_EVENT_TYPES, FeatureSpec
 
 
 def _config_file() -> Path:
@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, toml)
 
     def feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(windows_days=tuple(self.windows_days), event_types=tuple(self.event_types))
+        return FeatureSpec(
+            windows_days=tuple(self.windows_days), event_types=tuple(self.event_types)
+        )
 
     # The data directory layout is an interface other tools rely on: keep it exactly so.
     @property

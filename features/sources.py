@@ -86,11 +86,14 @@ class RawTables:
         return {r[0]: r[1] for r in rows}
 
 
-def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    threads: int | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the settings the pipeline relies on."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET preserve_insertion_order = false")  # results are ordered explicitly
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
@@ -116,7 +119,9 @@ def read_manifest(raw_dir: Path) -> datetime | None:
         value = json.loads(path.read_text())["extracted_at"]
         return pd.Timestamp(value).tz_localize(None).to_pydatetime()
     except (KeyError, ValueError, TypeError) as exc:
-        raise ContractError([f"{MANIFEST_FILE}: extracted_at missing or not a timestamp ({exc})"])
+        raise ContractError(
+            [f"{MANIFEST_FILE}: extracted_at missing or not a timestamp ({exc})"]
+        ) from exc
 
 
 def open_raw(raw_dir: Path, con: duckdb.DuckDBPyConnection | None = None) -> RawTables:
@@ -165,7 +170,8 @@ def typed_view_sql(table: Table, src_types: dict[str, str]) -> str:
     parts = [f'{cast(c.name, c.type)} AS "{c.name}"' for c in table.columns] + [
         f'"{c}"' for c in src_types if c not in contract
     ]
-    return f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT {", ".join(parts)} FROM "src_{table.name}"'
+    select = ", ".join(parts)
+    return f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT {select} FROM "src_{table.name}"'
 
 
 def empty_table_sql(table: Table) -> str:

@@ -73,7 +73,9 @@ SELECT a.account_id,
   {touches},
   SUM(CASE WHEN a.type = 'onboarding session' AND a.occurred_at >= {s.ts(90)} THEN 1 ELSE 0 END)
     AS onboarding_sessions_90d
-FROM activities a WHERE a.occurred_at < {s.ts()} GROUP BY a.account_id
+FROM activities a
+WHERE a.occurred_at < {s.ts()} AND (a.occurred_at >= {s.ts(180)} OR a.type = 'qbr')
+GROUP BY a.account_id
 """
 
     return FeatureGroup("activities", FAMILY, "activities", features, cte)

@@ -1,7 +1,9 @@
 """Product usage features: volume by window and event type, trend, active users, breadth.
 
-The events of the longest window are reduced once per (account, event type) and once per
-(account, user), so distinct counts become cheap conditional counts over last-seen times.
+Events are first reduced to (account, event type, window bucket) sums, from which every
+windowed count is a small conditional sum; distinct users are counted from one (account, user)
+reduction as conditional counts over last-seen times. (Distinct counts or one conditional sum
+per window over the raw events cost two to ten times as much on 50M events.)
 """
 
 from __future__ import annotations
@@ -47,56 +49,105 @@ def group(spec: FeatureSpec) -> FeatureGroup:
         def since(w: int) -> str:
             return s.ts(w)
 
-        type_sums = ",\n    ".join(
-            f"SUM(CASE WHEN e.event_time >= {since(w)} THEN e.quantity ELSE 0 END) AS q_{w}d"
-            for w in sorted(set(windows) | {30, 90})
+        def events(where: str = "", since_days: int = lookback, until_days: int = 0) -> str:
+            # Rows that stand for no event (quantity 0) are not activity.
+            return (f"FROM usage_events e WHERE e.event_time >= {since(since_days)} "
+                    f"AND e.event_time < {s.ts(until_days)} AND e.quantity > 0 {where}")
+
+        def bucket_of(ws: list[int]) -> str:
+            if len(ws) == 1:
+                return str(ws[0])
+            return "CASE " + " ".join(
+                f"WHEN e.event_time >= {since(w)} THEN {w}" for w in ws[:-1]
+            ) + f" ELSE {ws[-1]} END"
+
+        # Each event falls in one bucket (the shortest window holding it); window sums then add
+        # up buckets over a small table instead of testing every window on every event. Events
+        # older than the longest per-type window only feed the totals, so they are reduced per
+        # account alone (a cheaper key).
+        buckets = sorted(set(windows) | set(type_windows) | {30, 90})
+        detail = max(type_windows + list(BREADTH_WINDOWS) + [90])
+        recent = [w for w in buckets if w <= detail]
+        older = [w for w in buckets if w > detail]
+        reductions = [f"""SELECT e.account_id, e.event_type, {bucket_of(recent)} AS bucket,
+      SUM(e.quantity) AS quantity, MAX(e.event_time) AS last_time
+    {events(since_days=detail)}
+    GROUP BY e.account_id, e.event_type, {bucket_of(recent)}"""]
+        if older:
+            reductions.append(f"""SELECT e.account_id, CAST(NULL AS VARCHAR) AS event_type,
+      {bucket_of(older)} AS bucket, SUM(e.quantity) AS quantity, MAX(e.event_time) AS last_time
+    {events(until_days=detail)}
+    GROUP BY {", ".join(["e.account_id"] + ([bucket_of(older)] if len(older) > 1 else []))}""")
+        totals = ",\n    ".join(
+            f"SUM(CASE WHEN b.bucket <= {w} THEN b.quantity ELSE 0 END) AS q_{w}d" for w in buckets
         )
-        total_cols = ",\n  ".join(f"SUM(q_{w}d) AS events_{w}d" for w in windows)
-        by_type = ",\n  ".join(
-            f"SUM(CASE WHEN event_type = '{t}' THEN q_{w}d ELSE 0 END) AS events_{t}_{w}d"
+        by_type = ",\n    ".join(
+            f"SUM(CASE WHEN b.event_type = '{t}' AND b.bucket <= {w} "
+            f"THEN b.quantity ELSE 0 END) AS events_{t}_{w}d"
             for t in spec.event_types for w in type_windows
         )
+        union = "\n    UNION ALL\n    ".join(reductions)
+        # Breadth = declared types with events in the window + any other types seen there.
         breadth = ",\n  ".join(
-            f"SUM(CASE WHEN last_time >= {since(w)} THEN 1 ELSE 0 END) AS feature_breadth_{w}d"
+            "(" + " + ".join(
+                [f"CASE WHEN a.events_{t}_{w}d > 0 THEN 1 ELSE 0 END" for t in spec.event_types]
+                + [f"COALESCE(o.other_types_{w}d, 0)"]
+            ) + f") AS feature_breadth_{w}d"
+            for w in BREADTH_WINDOWS
+        )
+        declared = ", ".join(f"'{t}'" for t in spec.event_types)
+        other_types = ",\n    ".join(
+            f"SUM(CASE WHEN last_time >= {since(w)} THEN 1 ELSE 0 END) AS other_types_{w}d"
             for w in BREADTH_WINDOWS
         )
         users = ",\n  ".join(
             f"SUM(CASE WHEN last_time >= {since(w)} THEN 1 ELSE 0 END) AS active_users_{w}d"
             for w in USER_WINDOWS
         )
+        user_lookback = max(USER_WINDOWS + (60,))
         return f"""
-WITH ev AS (
-  SELECT e.account_id, e.user_id, e.event_type, e.event_time, e.quantity
-  FROM usage_events e
-  WHERE e.event_time >= {since(lookback)} AND e.event_time < {s.ts()}
-), per_type AS (
-  SELECT e.account_id, e.event_type, MAX(e.event_time) AS last_time,
-    {type_sums}
-  FROM ev e GROUP BY e.account_id, e.event_type
-), per_user AS (
-  SELECT e.account_id, e.user_id, MAX(e.event_time) AS last_time,
-    MAX(CASE WHEN e.event_time < {since(30)} THEN e.event_time END) AS last_time_before_30d
-  FROM ev e GROUP BY e.account_id, e.user_id
-), types AS (
-  SELECT account_id,
-  {total_cols},
-  {by_type},
-  CASE WHEN SUM(q_90d) - SUM(q_30d) > 0
-    THEN 2.0 * SUM(q_30d) / (SUM(q_90d) - SUM(q_30d)) END AS usage_trend_30d,
-  date_diff('day', CAST(MAX(last_time) AS DATE), {s.day()}) AS days_since_last_event,
-  {breadth}
-  FROM per_type GROUP BY account_id
-), users AS (
+SELECT a.account_id,
+  {", ".join(f"a.q_{w}d AS events_{w}d" for w in windows)},
+  {", ".join(f"a.events_{t}_{w}d" for t in spec.event_types for w in type_windows)},
+  CASE WHEN a.q_90d - a.q_30d > 0
+    THEN 2.0 * a.q_30d / (a.q_90d - a.q_30d) END AS usage_trend_30d,
+  date_diff('day', CAST(a.last_time AS DATE), {s.day()}) AS days_since_last_event,
+  {breadth},
+  COALESCE(u.active_users_7d, 0) AS active_users_7d,
+  {", ".join(f"COALESCE(u.active_users_{w}d, 0) AS active_users_{w}d"
+             for w in USER_WINDOWS if w != 7)},
+  COALESCE(u.active_users_change_30d, 0) AS active_users_change_30d
+FROM (
+  SELECT b.account_id, MAX(b.last_time) AS last_time,
+    {totals},
+    {by_type}
+  FROM (
+    {union}
+  ) b
+  GROUP BY b.account_id
+) a
+LEFT JOIN (
   SELECT account_id,
   {users},
   SUM(CASE WHEN last_time >= {since(30)} THEN 1 ELSE 0 END)
     - SUM(CASE WHEN last_time_before_30d >= {since(60)} THEN 1 ELSE 0 END)
     AS active_users_change_30d
-  FROM per_user GROUP BY account_id
-)
-SELECT types.*, {", ".join(f"users.active_users_{w}d" for w in USER_WINDOWS)},
-  users.active_users_change_30d
-FROM types JOIN users ON users.account_id = types.account_id
+  FROM (
+    SELECT e.account_id, e.user_id, MAX(e.event_time) AS last_time,
+      MAX(CASE WHEN e.event_time < {since(30)} THEN e.event_time END) AS last_time_before_30d
+    {events(since_days=user_lookback)}
+    GROUP BY e.account_id, e.user_id
+  ) per_user GROUP BY account_id
+) u ON u.account_id = a.account_id
+LEFT JOIN (
+  SELECT account_id,
+    {other_types}
+  FROM (
+    SELECT e.account_id, e.event_type, MAX(e.event_time) AS last_time
+    {events(f"AND e.event_type NOT IN ({declared})", since_days=max(BREADTH_WINDOWS))}
+    GROUP BY e.account_id, e.event_type
+  ) per_type GROUP BY account_id
+) o ON o.account_id = a.account_id
 """
 
     return FeatureGroup("usage", FAMILY, SOURCE, tuple(features), cte)

@@ -34,7 +34,8 @@ def test_a_group_returning_undeclared_columns_is_refused():
     usage = next(g for g in groups if g.name == "usage")
     broken = dataclasses.replace(usage, features=usage.features[:-1])
     tables = RawTables.from_frames(frames())
-    with pytest.raises(SnapshotError, match=r"feature group 'usage' returns \['feature_breadth_90d'\]"):
+    expected = r"feature group 'usage' returns \['feature_breadth_90d'\]"
+    with pytest.raises(SnapshotError, match=expected):
         check_groups(tables, [broken], AS_OF)
 
 
@@ -46,7 +47,7 @@ def test_committed_docs_are_generated_from_the_catalogue():
 
 @pytest.mark.parametrize("group", feature_groups(), ids=lambda g: g.name)
 def test_every_query_transpiles_to_spark(group):
-    """Feature SQL is written once; SQLGlot must carry it to Spark's dialect unchanged in meaning."""
+    """Feature SQL is written once; SQLGlot must carry it to Spark's dialect."""
     if group.cte is None:
         return
     spark_sql = sqlglot.transpile(group.cte(Snapshot(AS_OF)), read="duckdb", write="spark")[0]

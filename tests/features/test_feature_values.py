@@ -155,3 +155,15 @@ def test_missing_optional_tables_give_null_features():
         assert snap[name].isna().all(), name
     assert snap.loc["A1", "events_30d"] == 5
     assert math.isclose(snap.loc["A1", "mrr"], 700.0)
+
+
+def test_longer_windows_from_settings():
+    # With a 365-day window the 2024-12-31 event (u4, 7 events) counts too.
+    from features.catalogue import FeatureSpec
+
+    spec = FeatureSpec(windows_days=(7, 30, 90, 180, 365))
+    snap = build_features(RawTables.from_frames(frames()), AS_OF, spec).set_index("account_id")
+    assert snap.loc["A1", "events_180d"] == 20
+    assert snap.loc["A1", "events_365d"] == 27
+    assert snap.loc["A1", "days_since_last_event"] == 1
+    assert snap.loc["A2", "days_since_last_event"] == 365
