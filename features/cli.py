@@ -61,14 +61,20 @@ def generate_cmd(
     months: Annotated[int, typer.Option(help="Months of history.", min=1)] = 24,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: settings.seed).")] = None,
     start: Annotated[str | None, typer.Option(help="First day (default: M months ago).")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Default: <data-dir>/raw.")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Default: <data-dir>/raw (the true probabilities go to "
+                     "the sibling folder truth/)."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Generate a realistic B2B SaaS book of accounts (the embedded default data)."""
     from features.generator import default_start, generate
 
     settings = load_settings(data_dir)
-    first = date.fromisoformat(start) if start else default_start(months)
+    first = _parse_date("--start", start) if start else default_start(months)
+    if first.day != 1:
+        fail(f"--start {first}: the simulated window starts on the first day of a month", 2)
     target = out_dir or settings.raw_dir
     truth = settings.truth_dir if out_dir is None else target.parent / "truth"
     began = time.perf_counter()
@@ -107,18 +113,26 @@ def describe_data_cmd() -> None:
     typer.echo(render_contract_markdown(), nl=False)
 
 
+def _parse_date(option: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r}: not a date (YYYY-MM-DD)", 2)
+        raise  # unreachable: fail exits
+
+
 def _grid_dates(as_of: str | None, start: str | None, end: str | None, every: str) -> list[date]:
     from features.build import month_starts
 
     if as_of and (start or end):
         fail("give either --as-of or --from/--to, not both", 2)
     if as_of:
-        return [date.fromisoformat(as_of)]
+        return [_parse_date("--as-of", as_of)]
     if not (start and end):
         fail("give --as-of DATE, or --from DATE --to DATE", 2)
     if every != "month":
         fail(f"--every {every!r}: only 'month' is supported", 2)
-    dates = month_starts(date.fromisoformat(start), date.fromisoformat(end))
+    dates = month_starts(_parse_date("--from", start), _parse_date("--to", end))
     if not dates:
         fail(f"no first-of-month date between {start} and {end}", 2)
     return dates
@@ -168,7 +182,7 @@ def build_snapshots(settings: Settings, dates: list[date]) -> tuple[list[tuple],
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("building snapshots", total=len(dates))
         began = time.perf_counter()
-        for d, snapshot in build_grid(tables, dates, spec):
+        for d, snapshot in build_grid(tables, dates, spec, settings.build_workers):
             store.write(d, snapshot, version)
             built.append((d, snapshot.num_rows, snapshot.num_columns - 2,
                           time.perf_counter() - began))

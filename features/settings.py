@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     event_types: tuple[str, ...] = Field(
         DEFAULT_EVENT_TYPES, description="Usage event types counted one by one as features."
     )
+    build_workers: int | None = Field(
+        None, description="Snapshots of a grid built at once (default: one per core).", ge=1
+    )
     duckdb_threads: int | None = Field(None, description="DuckDB threads (default: all cores).")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'.")
 

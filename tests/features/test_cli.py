@@ -95,3 +95,28 @@ def test_kpis_rejects_unknown_grouping_and_writes_parquet(data_dir):
     assert good.exit_code == 0, good.output
     frame = pd.read_parquet(data_dir / "kpis" / "kpis_by_month_segment.parquet")
     assert {"month", "segment", "logo_churn_rate", "net_revenue_retention"} <= set(frame.columns)
+
+
+def test_generate_rejects_a_start_that_is_not_a_month_start(tmp_path):
+    result = run("data", "generate", "--accounts", "5", "--months", "2", "--start", "2024-01-15",
+                 "--data-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "first day of a month" in result.output
+    assert not (tmp_path / "raw").exists()
+
+
+def test_unparsable_dates_are_named(data_dir):
+    result = run("features", "build", "--as-of", "2024-13-01", "--data-dir", str(data_dir))
+    assert result.exit_code == 2
+    assert "--as-of '2024-13-01': not a date" in result.output
+
+
+def test_generate_then_build_end_to_end(tmp_path):
+    result = run("data", "generate", "--accounts", "60", "--months", "5", "--start", "2024-01-01",
+                 "--seed", "3", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "truth" / "account_month_truth.parquet").exists()
+    result = run("features", "build", "--from", "2024-02-01", "--to", "2024-06-01",
+                 "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "features").glob("as_of=*/part-0.parquet"))) == 5
