@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from features.cli import DataDir, data_app, features_app, kpis_cmd
+from training.cli import models_app, train_app
 
 app = typer.Typer(
     help="propensity: churn and upsell propensity for key-account management.",
@@ -19,6 +20,8 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.command("kpis")(kpis_cmd)
+app.add_typer(train_app, name="train")
+app.add_typer(models_app, name="models")
 
 
 @app.command("demo")

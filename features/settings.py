@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     build_workers: int | None = Field(
         None, description="Snapshots of a grid built at once (default: one per core).", ge=1
     )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking server or store; default: MLFLOW_TRACKING_URI, else a "
+        "SQLite store in <data_dir>/mlflow/.",
+    )
+    promotion_max_ece_increase: float = Field(
+        0.01, description="How much worse (ECE) a challenger may calibrate and still be promoted."
+    )
     duckdb_threads: int | None = Field(None, description="DuckDB threads (default: all cores).")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'.")
 
@@ -78,6 +86,10 @@ class Settings(BaseSettings):
     @property
     def kpis_dir(self) -> Path:
         return self.data_dir / "kpis"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
 
     @property
     def truth_dir(self) -> Path:

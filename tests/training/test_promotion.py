@@ -1,0 +1,69 @@
+"""Champion / challenger: the gate's rule, and a person's overrule through the registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from features.settings import Settings
+from training.tasks import CHALLENGER, CHAMPION, registered_name
+from training.tracking import champion_version, configure, decide, list_versions, promote
+
+
+def test_first_model_becomes_champion():
+    assert decide({"roc_auc": 0.7, "ece": 0.05}, None, 0.01).alias == CHAMPION
+
+
+def test_better_auc_and_calibration_within_margin_is_promoted():
+    d = decide({"roc_auc": 0.81, "ece": 0.018}, {"roc_auc": 0.80, "ece": 0.010}, 0.01)
+    assert d.alias == CHAMPION
+    assert "ROC AUC +0.0100" in d.reason
+
+
+def test_worse_auc_is_a_challenger():
+    d = decide({"roc_auc": 0.79, "ece": 0.001}, {"roc_auc": 0.80, "ece": 0.02}, 0.01)
+    assert d.alias == CHALLENGER
+    assert "does not beat" in d.reason
+
+
+def test_better_auc_but_much_worse_calibration_is_a_challenger():
+    d = decide({"roc_auc": 0.85, "ece": 0.05}, {"roc_auc": 0.80, "ece": 0.02}, 0.01)
+    assert d.alias == CHALLENGER
+    assert "ECE" in d.reason
+
+
+def test_equal_auc_is_not_promoted():
+    assert decide({"roc_auc": 0.8, "ece": 0.0}, {"roc_auc": 0.8, "ece": 0.0}, 0.01).alias \
+        == CHALLENGER
+
+
+@pytest.fixture()
+def registry(mlflow_data_dir):
+    from mlflow import MlflowClient
+
+    uri = configure(Settings(data_dir=mlflow_data_dir))
+    assert uri == f"sqlite:///{mlflow_data_dir.resolve() / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient()
+    name = registered_name("churn")
+    client.create_registered_model(name)
+    for _ in range(3):
+        client.create_model_version(name, source=(mlflow_data_dir / "model").as_uri())
+    return client, name
+
+
+def test_manual_promotion_moves_the_aliases(registry):
+    client, name = registry
+    client.set_registered_model_alias(name, CHAMPION, "1")
+    promote(name, 3)
+    assert str(champion_version(name).version) == "3"
+    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == "1"
+    listed = {r["version"]: r["aliases"] for r in list_versions([name])}
+    assert listed == {3: [CHAMPION], 2: [], 1: [CHALLENGER]}
+
+
+def test_promoting_a_missing_version_fails_clearly(registry):
+    from mlflow.exceptions import MlflowException
+
+    _, name = registry
+    with pytest.raises(MlflowException):
+        promote(name, 9)
+    assert champion_version(name) is None

@@ -1,0 +1,140 @@
+"""Commands of the training layer: ``propensity train ...`` and ``propensity models ...``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from features.cli import DataDir, fail, load_settings
+
+console = Console(stderr=True)
+out = Console()
+
+train_app = typer.Typer(help="Train churn, upsell and cross-sell models (tracked in MLflow).",
+                        no_args_is_help=True)
+models_app = typer.Typer(help="Registered models: list them, promote a version.",
+                         no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (automation).")]
+SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10", "recall_at_10",
+         "value_capture_at_10")
+
+
+def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
+    from training.train import TrainingError, summary_json, train
+
+    settings = load_settings(data_dir)
+    try:
+        if as_json:
+            result = train(task, settings, **kwargs)
+        else:
+            with console.status(f"training {task}") as status:
+                result = train(task, settings, progress=lambda m: status.update(f"{task}: {m}"),
+                               **kwargs)
+    except TrainingError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        typer.echo(summary_json(result))
+        return
+    _print_result(result)
+
+
+def _print_result(result) -> None:
+    table = RichTable(title=f"{result.registered_model} v{result.version} -> {result.alias} "
+                            f"(test {result.window['test']})")
+    table.add_column("metric")
+    columns = {"model": result.metrics, **result.baselines}
+    if result.oracle:
+        columns["oracle"] = result.oracle
+    for col in columns:
+        table.add_column(col, justify="right")
+    for metric in SHOWN:
+        if metric in result.metrics:
+            table.add_row(metric, *[_fmt(columns[c].get(metric)) for c in columns])
+    out.print(table)
+    beat = {b: result.metrics["roc_auc"] - m["roc_auc"] for b, m in result.baselines.items()}
+    out.print("ROC AUC over baselines: " + ", ".join(f"{b} {d:+.4f}" for b, d in beat.items()))
+    if result.oracle:
+        gap = result.oracle["roc_auc"] - result.metrics["roc_auc"]
+        out.print(f"gap to the oracle (generator's true probabilities): {gap:+.4f} AUC")
+    cal = result.calibration
+    before = result.metrics.get("ece_before_calibration", float("nan"))
+    out.print(f"calibration: {cal.get('method')}; ECE {before:.4f} -> "
+              f"{result.metrics['ece']:.4f} on the test window")
+    out.print(f"promotion: {result.reason}; run {result.run_id}")
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@train_app.command("churn")
+def train_churn(
+    renewal_only: Annotated[bool, typer.Option(help="Label only accounts due to renew.")] = False,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Churn within the horizon: ARR > 0 at as_of and 0 at as_of + horizon."""
+    _run("churn", data_dir, as_json, renewal_only=renewal_only)
+
+
+@train_app.command("upsell")
+def train_upsell(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """Upsell: ARR grows by the configured share, or a new product starts, within the horizon."""
+    _run("upsell", data_dir, as_json)
+
+
+@train_app.command("cross-sell")
+def train_cross_sell(
+    product: Annotated[str | None, typer.Option(help="One product; default: next best "
+                                                      "product over all products.")] = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cross-sell: adopts a product it did not hold, within the horizon."""
+    _run("cross-sell", data_dir, as_json, product=product)
+
+
+@models_app.command("list")
+def models_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """Registered versions, their aliases and test metrics."""
+    from training.tasks import TASKS, registered_name
+    from training.tracking import configure, list_versions
+
+    configure(load_settings(data_dir))
+    rows = list_versions([registered_name(t) for t in TASKS])
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = RichTable(title="registered models")
+    for col in ("name", "version", "aliases", "roc_auc", "ece", "run_id"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], str(r["version"]), ", ".join(r["aliases"]),
+                      _fmt(r["roc_auc"]), _fmt(r["ece"]), r["run_id"] or "")
+    out.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model, e.g. propensity-churn.")],
+    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Make VERSION the champion (the previous champion becomes challenger)."""
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import configure, promote
+
+    configure(load_settings(data_dir))
+    try:
+        promote(name, version)
+    except MlflowException as exc:
+        fail(f"{name} v{version}: {exc.message}")
+    out.print(f"{name} v{version} is now champion")

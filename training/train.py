@@ -1,0 +1,277 @@
+"""Train one propensity model end to end: dataset, time split, fit, calibrate, compare, log.
+
+The steps are plain functions; ``train`` wires them and records everything in one MLflow run:
+params, the data window and row counts, the label rate, the feature list and catalogue
+version, the code's commit, test metrics of the model and both baselines, report plots, and
+the calibrated model (a pyfunc that serving loads by alias).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.build import feature_groups
+from features.catalogue import catalogue_version
+from features.settings import Settings
+from features.store import FeatureStore
+from training.tasks import registered_name
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+BASELINES = ("logistic", "health_score")
+
+
+class TrainingError(ValueError):
+    """Training cannot go on with this data; nothing was registered."""
+
+
+@dataclass
+class TrainResult:
+    task: str
+    run_id: str
+    registered_model: str
+    version: int
+    alias: str
+    reason: str
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    oracle: dict[str, float] | None
+    calibration: dict
+    window: dict[str, str]
+    rows: dict[str, int]
+    extra: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "task": self.task, "run_id": self.run_id, "registered_model": self.registered_model,
+            "version": self.version, "alias": self.alias, "reason": self.reason,
+            "metrics": self.metrics, "baselines": self.baselines, "oracle": self.oracle,
+            "calibration": self.calibration, "window": self.window, "rows": self.rows,
+        }
+
+
+def _dataset(task: str, tables, store: FeatureStore, dates: list[date], settings: Settings,
+             product: str | None, renewal_only: bool) -> pd.DataFrame:
+    from training.dataset import build_dataset
+
+    kwargs: dict = {}
+    if task == "upsell":
+        kwargs["min_growth"] = settings.upsell_min_growth
+    if task == "churn" and renewal_only:
+        kwargs["renewal_only"] = True
+    if task == "cross-sell":
+        kwargs["product"] = product
+    return build_dataset(task, tables, store, dates, settings.horizon_days, **kwargs)
+
+
+def _check_labels(name: str, frame: pd.DataFrame) -> None:
+    if frame.empty:
+        raise TrainingError(f"{name} set is empty: no labelled snapshot rows")
+    classes = sorted(frame["label"].unique())
+    if len(classes) < 2:
+        raise TrainingError(
+            f"{name} set has a single class (label = {classes[0]} for all {len(frame):,} rows): "
+            "nothing to learn or evaluate"
+        )
+
+
+def feature_list(frame: pd.DataFrame, settings: Settings) -> list[str]:
+    """The catalogue's feature columns present in the dataset (+ the candidate product)."""
+    names = [f.name for g in feature_groups(settings.feature_spec()) for f in g.features]
+    extra = ["candidate_product"] if "candidate_product" in frame.columns else []
+    return [n for n in names if n in frame.columns] + extra
+
+
+def train(
+    task: str,
+    settings: Settings,
+    *,
+    product: str | None = None,
+    renewal_only: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Fit, evaluate, log and register a model for ``task``; promote it if it beats the champion."""
+    import mlflow
+
+    from features.validation import load_tables
+    from training import baselines as bl
+    from training import models, plots
+    from training.calibration import fit_calibrator
+    from training.labels import label_window_observed
+    from training.metrics import evaluate
+    from training.model_logging import log_propensity_model
+    from training.oracle import oracle_probabilities
+    from training.split import time_split
+    from training.tracking import (
+        champion_version,
+        configure,
+        decide,
+        experiment_id,
+        git_commit,
+        set_alias,
+    )
+
+    say = progress or (lambda message: log.info(message))
+    name = registered_name(task)
+    horizon = settings.horizon_days
+    say("loading raw tables and snapshots")
+    tables = load_tables(settings.raw_dir)
+    store = FeatureStore(settings.features_dir)
+    dates = store.dates()
+    if not dates:
+        raise TrainingError(
+            f"no feature snapshots in {store.root}: run `propensity features build`"
+        )
+    observed = [d for d in dates if label_window_observed(tables, d, horizon)]
+    try:
+        split = time_split(observed, horizon, validation=2, test=2)
+    except ValueError as exc:
+        raise TrainingError(f"{len(observed)} snapshot dates with a fully observed {horizon}-day "
+                            f"label window: {exc}") from exc
+
+    say(f"building the {task} dataset ({len(split.train)} train, {len(split.validation)} "
+        f"validation, {len(split.test)} test dates)")
+    parts = {
+        part: _dataset(task, tables, store, getattr(split, part), settings, product, renewal_only)
+        for part in ("train", "validation", "test")
+    }
+    for part, frame in parts.items():
+        _check_labels(part, frame)
+    features = feature_list(parts["train"], settings)
+    schema = models.FeatureSchema.infer(parts["train"], features)
+    frames = {part: models.to_model_frame(f, schema) for part, f in parts.items()}
+    y = {part: f["label"].to_numpy() for part, f in parts.items()}
+
+    say("fitting LightGBM with early stopping")
+    booster = models.fit_lightgbm(frames["train"], y["train"], frames["validation"],
+                                  y["validation"], schema, settings.seed)
+    raw = {part: models.predict_raw(booster, frames[part]) for part in frames}
+    say("calibrating on the validation slice")
+    calibrator, calibration = fit_calibrator(raw["validation"], y["validation"], method="auto",
+                                             seed=settings.seed)
+    p_test = calibrator.predict(raw["test"])
+
+    say("baselines: logistic regression and the rule-based health score")
+    logistic = bl.logistic_baseline(schema, settings.seed)
+    logistic.fit(frames["train"], y["train"])
+    scores = {
+        "model": p_test,
+        "logistic": logistic.predict_proba(frames["test"])[:, 1],
+        "health_score": bl.health_score(parts["test"], task),
+    }
+    test = parts["test"]
+    exposure = test["arr_at_as_of"].to_numpy() if "arr_at_as_of" in test else None
+    value = test["value"].to_numpy() if "value" in test else None
+    metrics = evaluate(y["test"], p_test, value=value, exposure=exposure)
+    metrics["ece_before_calibration"] = evaluate(y["test"], raw["test"])["ece"]
+    baseline_metrics = {
+        b: evaluate(y["test"], scores[b], value=value, exposure=exposure) for b in BASELINES
+    }
+    oracle = None
+    p_oracle = oracle_probabilities(settings.truth_dir, task, test, horizon)
+    if p_oracle is not None:
+        oracle = evaluate(y["test"], p_oracle, value=value, exposure=exposure)
+
+    uri = configure(settings)
+    champion = champion_version(name)
+    champion_metrics = _champion_on_window(champion, test[features + ["account_id"]], y["test"])
+
+    window = {
+        "train_from": str(split.train[0]), "train_to": str(split.train[-1]),
+        "validation": ",".join(map(str, split.validation)),
+        "test": ",".join(map(str, split.test)), "horizon_days": str(horizon),
+    }
+    rows = {part: len(f) for part, f in parts.items()}
+    say("logging the run and registering the model")
+    mlflow.set_experiment(experiment_id=experiment_id(name, settings, uri))
+    with mlflow.start_run(run_name=f"{task} {window['test']}") as run:
+        mlflow.set_tags({"task": task, "git_commit": git_commit(),
+                         "catalogue_version": catalogue_version(feature_groups(
+                             settings.feature_spec()))})
+        mlflow.log_params({
+            "task": task, "horizon_days": horizon, "seed": settings.seed,
+            "n_features": len(features), "best_iteration": booster.best_iteration,
+            "calibration_method": calibration.get("method"),
+            **{f"window_{k}": v for k, v in window.items()},
+            **{f"rows_{k}": v for k, v in rows.items()},
+            **({"product": product} if product else {}),
+            **({"renewal_only": True} if renewal_only else {}),
+        })
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if _finite(v)})
+        for b, m in baseline_metrics.items():
+            mlflow.log_metrics({f"{b}_test_{k}": v for k, v in m.items() if _finite(v)})
+        if oracle:
+            mlflow.log_metrics({f"oracle_test_{k}": v for k, v in oracle.items() if _finite(v)})
+        for part, frame in parts.items():
+            mlflow.log_metric(f"label_rate_{part}", float(frame["label"].mean()))
+        mlflow.log_dict({"features": features, "schema": schema.to_dict()}, "features.json")
+        mlflow.log_dict(calibration, "calibration.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            contrib = models.contributions(booster, frames["test"].head(2000))
+            imp = models.importance(booster)
+            plots.roc_pr_curves(y["test"], scores, out / "roc_pr.png")
+            plots.calibration_curve(y["test"], raw["test"], p_test, out / "calibration.png")
+            plots.lift_gain_chart(y["test"], p_test, out / "lift_gain.png")
+            plots.feature_importance(list(imp["feature"]), list(imp["gain"]),
+                                     out / "feature_importance.png")
+            plots.shap_summary(features, contrib, parts["test"][features].head(2000),
+                               out / "shap_summary.png")
+            mlflow.log_artifacts(str(out), "report")
+        meta = {"task": task, "horizon_days": horizon, "window": window,
+                "catalogue_version": catalogue_version(feature_groups(settings.feature_spec())),
+                "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
+        info = log_propensity_model(booster, schema, calibrator.to_dict(), meta,
+                                    test[features].head(5), registered_model_name=name)
+        version = int(info.registered_model_version)
+        decision = decide(metrics, champion_metrics, settings.promotion_max_ece_increase)
+        set_alias(name, version, decision.alias)
+        mlflow.set_tags({"alias": decision.alias, "promotion_reason": decision.reason})
+        return TrainResult(
+            task=task, run_id=run.info.run_id, registered_model=name, version=version,
+            alias=decision.alias, reason=decision.reason, metrics=metrics,
+            baselines=baseline_metrics, oracle=oracle, calibration=calibration, window=window,
+            rows=rows,
+        )
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and bool(np.isfinite(value))
+
+
+def _champion_on_window(champion, test: pd.DataFrame, y: np.ndarray) -> dict | None:
+    """The current champion's metrics on the new run's test window (None: no champion).
+
+    A champion that cannot score these rows (a changed feature catalogue) is compared by the
+    test metrics it logged, which is the best evidence left; that is said in the log.
+    """
+    if champion is None:
+        return None
+    import mlflow
+
+    from training.metrics import evaluate
+
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
+        p = model.predict(test)["probability"].to_numpy()
+        return evaluate(y, p)
+    except Exception as exc:  # noqa: BLE001 - any failure to score means: fall back
+        log.warning("champion v%s could not score the test window (%s); using its logged "
+                    "metrics", champion.version, exc)
+        run = mlflow.get_run(champion.run_id)
+        logged = run.data.metrics
+        return {"roc_auc": logged.get("test_roc_auc", 0.0), "ece": logged.get("test_ece", 1.0)}
+
+
+def summary_json(result: TrainResult) -> str:
+    return json.dumps(result.as_json(), indent=2, default=str)
