@@ -51,7 +51,8 @@ def show(fig, name: str) -> None:
 
 # %%
 kpis = compute_kpis(tables, by=["month", "segment"], gross_margin=settings.gross_margin)
-kpis = kpis[pd.to_datetime(kpis["month"]) >= pd.to_datetime(kpis["month"]).max() - pd.DateOffset(months=11)]
+month = pd.to_datetime(kpis["month"])
+kpis = kpis[month >= month.max() - pd.DateOffset(months=11)]
 print("last 12 months, monthly averages")
 by_segment = kpis.groupby("segment").agg(
     accounts=("accounts_start", "mean"),
@@ -76,7 +77,9 @@ show(fig, "kpis_by_segment")
 # Share of each cohort (quarter of the first contract) still holding a contract N months later.
 
 # %%
-first = tables.sql("SELECT account_id, MIN(start_date) AS first_start FROM subscriptions GROUP BY 1")
+first = tables.sql(
+    "SELECT account_id, MIN(start_date) AS first_start FROM subscriptions GROUP BY 1"
+)
 months = pd.date_range(first["first_start"].min(), tables.extracted_date(), freq="MS")
 alive = []
 for month in months:
