@@ -30,10 +30,11 @@ test-fast: install ## tests without the slow marker
 	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
 
 lint: install ## ruff
-	$(BIN)/ruff check features training serving tests propensity_cli.py
+	$(BIN)/ruff check features training serving tests notebooks bench propensity_cli.py
 
-bench: install ## benchmarks: generation and feature build at three sizes (prints medians, ratios)
+bench: install ## benchmarks: generation, feature build (three sizes) and training (100k accounts)
 	$(BIN)/python -m bench.features $(BENCH_ARGS)
+	$(BIN)/python -m bench.training $(BENCH_TRAIN_ARGS)
 
 features: install ## monthly snapshot grid for the data in data/raw
 	$(BIN)/propensity features build --from $(FROM) --to $(TO)

@@ -1,0 +1,135 @@
+"""Training as a data scientist runs it: CLI in, registered model out, loaded back by alias."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.store import FeatureStore
+from propensity_cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory, mlflow_template_db):
+    data = tmp_path_factory.mktemp("book")
+    (data / "mlflow").mkdir()
+    (data / "mlflow" / "mlflow.db").write_bytes(mlflow_template_db.read_bytes())
+    for args in (
+        ["data", "generate", "--accounts", "300", "--months", "16", "--start", "2024-01-01",
+         "--seed", "5"],
+        ["features", "build", "--from", "2024-02-01", "--to", "2025-05-01"],
+    ):
+        result = run(*args, "--data-dir", str(data))
+        assert result.exit_code == 0, (args, result.output)
+    return data
+
+
+def train_json(data, task: str = "churn") -> dict:
+    result = run("train", task, "--json", "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_train_registers_and_serves_by_alias_and_is_reproducible(book):
+    first = train_json(book)
+    assert first["registered_model"] == "propensity-churn"
+    assert first["version"] == 1 and first["alias"] == "champion"
+    for name in ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10", "value_capture_at_10"):
+        assert 0 <= first["metrics"][name] <= 100
+    assert set(first["baselines"]) == {"logistic", "health_score"}
+
+    model = mlflow.pyfunc.load_model("models:/propensity-churn@champion")
+    store = FeatureStore(book / "features")
+    latest = store.read(store.dates()[-1])
+    scored = model.predict(latest, params={"reasons": 3})
+    assert len(scored) == len(latest)
+    assert scored["probability"].between(0, 1).all()
+    assert len(json.loads(scored["reasons"].iloc[0])) == 3
+
+    # Same data, config and seed: the same metrics; an equal model is not promoted.
+    second = train_json(book)
+    assert second["metrics"] == first["metrics"]
+    assert second["version"] == 2 and second["alias"] == "challenger"
+    assert "does not beat" in second["reason"]
+
+    # A person overrules the gate.
+    result = run("models", "promote", "propensity-churn", "2", "--data-dir", str(book))
+    assert result.exit_code == 0, result.output
+    listed = json.loads(run("models", "list", "--json", "--data-dir", str(book)).stdout)
+    aliases = {r["version"]: r["aliases"] for r in listed if r["name"] == "propensity-churn"}
+    assert aliases == {2: ["champion"], 1: ["challenger"]}
+
+
+def test_upsell_and_cross_sell_train(book):
+    for task in ("upsell", "cross-sell"):
+        out = train_json(book, task)
+        assert out["registered_model"] == f"propensity-{task}"
+        assert out["metrics"]["n"] > 0
+
+
+def test_no_snapshots_is_a_clear_error(tmp_path):
+    result = run("data", "generate", "--accounts", "20", "--months", "3", "--start",
+                 "2024-01-01", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0
+    result = run("train", "churn", "--data-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert "no feature snapshots" in result.output
+    assert not (tmp_path / "mlflow").exists()
+
+
+@pytest.fixture()
+def table(tmp_path) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 400
+    usage = rng.normal(size=n)
+    frame = pd.DataFrame({
+        "account": [f"A{i}" for i in range(n)], "usage": usage,
+        "plan": rng.choice(["basic", "pro"], n),
+        "churned": np.where(rng.random(n) < 1 / (1 + np.exp(2 * usage + 1)), "yes", "no"),
+    })
+    frame.to_csv(tmp_path / "accounts.csv", index=False)
+    return frame
+
+
+def test_tabular_registers_a_model_that_loads_back(table, mlflow_data_dir):
+    path = mlflow_data_dir / "accounts.csv"
+    table.to_csv(path, index=False)
+    result = run("train", "tabular", "--table", str(path), "--label", "churned", "--id",
+                 "account", "--json", "--data-dir", str(mlflow_data_dir))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{"):])
+    assert out["registered_model"] == "propensity-tabular-accounts"
+    assert out["alias"] == "champion"
+    assert out["metrics"]["roc_auc"] > 0.7
+    model = mlflow.pyfunc.load_model("models:/propensity-tabular-accounts@champion")
+    p = model.predict(table.drop(columns=["churned"]).head(10))["probability"]
+    assert p.between(0, 1).all()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns=["churned"]), "churned"),
+    (lambda f: f.assign(churned="no"), "single class"),
+    (lambda f: f.head(0), "empty"),
+])
+def test_tabular_bad_input_registers_nothing(table, mlflow_data_dir, change, message):
+    path = mlflow_data_dir / "bad.csv"
+    change(table).to_csv(path, index=False)
+    result = run("train", "tabular", "--table", str(path), "--label", "churned",
+                 "--data-dir", str(mlflow_data_dir))
+    assert result.exit_code == 1
+    assert message in result.output.lower() or message in result.output
+    listed = json.loads(run("models", "list", "--json", "--data-dir",
+                            str(mlflow_data_dir)).stdout)
+    assert listed == []
