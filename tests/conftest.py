@@ -15,16 +15,18 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 @pytest.fixture(scope="session")
 def mlflow_template_db(tmp_path_factory) -> Path:
     """An empty MLflow SQLite store, created once (its migrations take many seconds)."""
-    import mlflow
     from mlflow import MlflowClient
 
     root = tmp_path_factory.mktemp("mlflow-template")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    MlflowClient().search_experiments()  # forces the schema to be created
-    mlflow.set_tracking_uri(previous)
+    MlflowClient(tracking_uri=uri).search_experiments()  # forces the schema to be created
     return root / "mlflow.db"
+
+
+@pytest.fixture(autouse=True)
+def no_inherited_tracking_uri(monkeypatch):
+    """Each test starts with no MLFLOW_TRACKING_URI: stores come from the data directory."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
 @pytest.fixture()

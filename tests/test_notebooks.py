@@ -21,6 +21,7 @@ def book(tmp_path_factory) -> Path:
     """300 accounts over 16 months, a monthly snapshot grid and a churn champion."""
     data = tmp_path_factory.mktemp("book")
     runner = CliRunner()
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the store is the data directory's
     for args in (
         ["data", "generate", "--accounts", "300", "--months", "16", "--start", "2024-01-01",
          "--seed", "5"],

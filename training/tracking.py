@@ -26,13 +26,21 @@ def configure(settings: Settings) -> str:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     import mlflow
 
-    uri = settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    external = os.environ.get("MLFLOW_TRACKING_URI")
+    if external in _SET_HERE:  # mlflow.set_tracking_uri exports it: not the user's choice
+        external = None
+    uri = settings.mlflow_tracking_uri or external
     if not uri:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{settings.mlflow_dir.resolve() / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    _SET_HERE.add(uri)
     return uri
+
+
+#: URIs this process set itself (MLflow copies them into MLFLOW_TRACKING_URI).
+_SET_HERE: set[str] = set()
 
 
 def is_local_store(uri: str) -> bool:
