@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -33,9 +34,8 @@ def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
         if as_json:
             result = train(task, settings, **kwargs)
         else:
-            with console.status(f"training {task}") as status:
-                result = train(task, settings, progress=lambda m: status.update(f"{task}: {m}"),
-                               **kwargs)
+            with steps(f"training {task}", TRAIN_STEPS) as advance:
+                result = train(task, settings, progress=advance, **kwargs)
     except TrainingError as exc:
         fail(str(exc))
         return
@@ -43,6 +43,66 @@ def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
         typer.echo(summary_json(result))
         return
     _print_result(result)
+
+
+TRAIN_STEPS = 6  # load, dataset, fit, calibrate, baselines, log + register
+
+
+@contextmanager
+def steps(title: str, total: int):
+    """A Rich progress bar advanced once per step message; yields the callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(title, total=total)
+        first = True
+
+        def advance(message: str) -> None:
+            nonlocal first
+            if not first:
+                bar.advance(task)
+            first = False
+            bar.update(task, description=f"{title}: {message}")
+
+        yield advance
+        bar.update(task, completed=total)
+
+
+@train_app.command("backtest")
+def train_backtest(
+    task: Annotated[str, typer.Argument(help="churn, upsell or cross-sell.")],
+    cutoffs: Annotated[int, typer.Option(help="Number of successive cut-offs.", min=1)] = 3,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rolling backtest: refit at successive cut-offs and report each test window (registers
+    nothing)."""
+    from training.tasks import TASKS
+    from training.train import TrainingError, backtest
+
+    if task not in TASKS:
+        fail(f"unknown task {task!r}; choose from {', '.join(TASKS)}", 2)
+    settings = load_settings(data_dir)
+    try:
+        with steps(f"backtest {task}", cutoffs * 4) as advance:
+            rows = backtest(task, settings, cutoffs, progress=advance)
+    except TrainingError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = RichTable(title=f"{task}: rolling backtest (ROC AUC / ECE per test date)")
+    for col in ("test date", "trained to", "rows", "model", "logistic", "health_score",
+                "oracle", "model ECE"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        oracle = r["oracle"]["roc_auc"] if r["oracle"] else None
+        table.add_row(r["test"], r["train_to"], f"{r['rows_test']:,}", _fmt(r["model"]["roc_auc"]),
+                      _fmt(r["logistic"]["roc_auc"]), _fmt(r["health_score"]["roc_auc"]),
+                      _fmt(oracle), _fmt(r["model"]["ece"]))
+    out.print(table)
 
 
 def _print_result(result) -> None:

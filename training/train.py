@@ -92,52 +92,42 @@ def feature_list(frame: pd.DataFrame, settings: Settings) -> list[str]:
     return [n for n in names if n in frame.columns] + extra
 
 
-def train(
-    task: str,
-    settings: Settings,
-    *,
-    product: str | None = None,
-    renewal_only: bool = False,
-    progress: Progress | None = None,
-) -> TrainResult:
-    """Fit, evaluate, log and register a model for ``task``; promote it if it beats the champion."""
-    import mlflow
+@dataclass
+class Fitted:
+    """A model fitted on one split and scored on its test window, with its baselines."""
 
-    from features.validation import load_tables
-    from training import baselines as bl
-    from training import models, plots
-    from training.calibration import fit_calibrator
+    parts: dict[str, pd.DataFrame]
+    features: list[str]
+    schema: object
+    booster: object
+    calibrator: object
+    calibration: dict
+    raw_test: np.ndarray
+    scores: dict[str, np.ndarray]
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    oracle: dict[str, float] | None
+
+
+def _observed_dates(tables, store: FeatureStore, horizon: int) -> list[date]:
     from training.labels import label_window_observed
-    from training.metrics import evaluate
-    from training.model_logging import log_propensity_model
-    from training.oracle import oracle_probabilities
-    from training.split import time_split
-    from training.tracking import (
-        champion_version,
-        configure,
-        decide,
-        experiment_id,
-        git_commit,
-        set_alias,
-    )
 
-    say = progress or (lambda message: log.info(message))
-    name = registered_name(task)
-    horizon = settings.horizon_days
-    say("loading raw tables and snapshots")
-    tables = load_tables(settings.raw_dir)
-    store = FeatureStore(settings.features_dir)
     dates = store.dates()
     if not dates:
         raise TrainingError(
             f"no feature snapshots in {store.root}: run `propensity features build`"
         )
-    observed = [d for d in dates if label_window_observed(tables, d, horizon)]
-    try:
-        split = time_split(observed, horizon, validation=2, test=2)
-    except ValueError as exc:
-        raise TrainingError(f"{len(observed)} snapshot dates with a fully observed {horizon}-day "
-                            f"label window: {exc}") from exc
+    return [d for d in dates if label_window_observed(tables, d, horizon)]
+
+
+def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Settings, *,
+                  product: str | None, renewal_only: bool, say: Progress) -> Fitted:
+    """Datasets of one split, LightGBM + calibration, both baselines, test metrics."""
+    from training import baselines as bl
+    from training import models
+    from training.calibration import fit_calibrator
+    from training.metrics import evaluate
+    from training.oracle import oracle_probabilities
 
     say(f"building the {task} dataset ({len(split.train)} train, {len(split.validation)} "
         f"validation, {len(split.test)} test dates)")
@@ -155,7 +145,7 @@ def train(
     say("fitting LightGBM with early stopping")
     booster = models.fit_lightgbm(frames["train"], y["train"], frames["validation"],
                                   y["validation"], schema, settings.seed)
-    raw = {part: models.predict_raw(booster, frames[part]) for part in frames}
+    raw = {part: models.predict_raw(booster, frames[part]) for part in ("validation", "test")}
     say("calibrating on the validation slice")
     calibrator, calibration = fit_calibrator(raw["validation"], y["validation"], method="auto",
                                              seed=settings.seed)
@@ -164,27 +154,72 @@ def train(
     say("baselines: logistic regression and the rule-based health score")
     logistic = bl.logistic_baseline(schema, settings.seed)
     logistic.fit(frames["train"], y["train"])
+    test = parts["test"]
     scores = {
         "model": p_test,
         "logistic": logistic.predict_proba(frames["test"])[:, 1],
-        "health_score": bl.health_score(parts["test"], task),
+        "health_score": bl.health_score(test, task),
     }
-    test = parts["test"]
     exposure = test["arr_at_as_of"].to_numpy() if "arr_at_as_of" in test else None
-    value = test["value"].to_numpy() if "value" in test else None
+    value = test["value"].clip(lower=0).to_numpy() if "value" in test else None
     metrics = evaluate(y["test"], p_test, value=value, exposure=exposure)
     metrics["ece_before_calibration"] = evaluate(y["test"], raw["test"])["ece"]
-    baseline_metrics = {
+    baselines = {
         b: evaluate(y["test"], scores[b], value=value, exposure=exposure) for b in BASELINES
     }
     oracle = None
-    p_oracle = oracle_probabilities(settings.truth_dir, task, test, horizon)
+    p_oracle = oracle_probabilities(settings.truth_dir, task, test, settings.horizon_days)
     if p_oracle is not None:
         oracle = evaluate(y["test"], p_oracle, value=value, exposure=exposure)
+    return Fitted(parts, features, schema, booster, calibrator, calibration, raw["test"],
+                  scores, metrics, baselines, oracle)
+
+
+def train(
+    task: str,
+    settings: Settings,
+    *,
+    product: str | None = None,
+    renewal_only: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Fit, evaluate, log and register a model for ``task``; promote it if it beats the champion."""
+    import mlflow
+
+    from features.validation import load_tables
+    from training import models, plots
+    from training.model_logging import log_propensity_model
+    from training.split import time_split
+    from training.tracking import (
+        champion_version,
+        configure,
+        decide,
+        experiment_id,
+        git_commit,
+        set_alias,
+    )
+
+    say = progress or (lambda message: log.info(message))
+    name = registered_name(task)
+    horizon = settings.horizon_days
+    say("loading raw tables and snapshots")
+    tables = load_tables(settings.raw_dir)
+    store = FeatureStore(settings.features_dir)
+    observed = _observed_dates(tables, store, horizon)
+    try:
+        split = time_split(observed, horizon, validation=2, test=2)
+    except ValueError as exc:
+        raise TrainingError(f"{len(observed)} snapshot dates with a fully observed {horizon}-day "
+                            f"label window: {exc}") from exc
+    fit = fit_and_score(task, tables, store, split, settings, product=product,
+                        renewal_only=renewal_only, say=say)
+    parts, features, metrics = fit.parts, fit.features, fit.metrics
+    test = parts["test"]
+    y_test = test["label"].to_numpy()
 
     uri = configure(settings)
     champion = champion_version(name)
-    champion_metrics = _champion_on_window(champion, test[features + ["account_id"]], y["test"])
+    champion_metrics = _champion_on_window(champion, test[features], y_test)
 
     window = {
         "train_from": str(split.train[0]), "train_to": str(split.train[-1]),
@@ -192,46 +227,49 @@ def train(
         "test": ",".join(map(str, split.test)), "horizon_days": str(horizon),
     }
     rows = {part: len(f) for part, f in parts.items()}
+    version_tag = catalogue_version(feature_groups(settings.feature_spec()))
     say("logging the run and registering the model")
     mlflow.set_experiment(experiment_id=experiment_id(name, settings, uri))
     with mlflow.start_run(run_name=f"{task} {window['test']}") as run:
         mlflow.set_tags({"task": task, "git_commit": git_commit(),
-                         "catalogue_version": catalogue_version(feature_groups(
-                             settings.feature_spec()))})
+                         "catalogue_version": version_tag})
         mlflow.log_params({
             "task": task, "horizon_days": horizon, "seed": settings.seed,
-            "n_features": len(features), "best_iteration": booster.best_iteration,
-            "calibration_method": calibration.get("method"),
+            "n_features": len(features), "best_iteration": fit.booster.best_iteration,
+            "calibration_method": fit.calibration.get("method"),
             **{f"window_{k}": v for k, v in window.items()},
             **{f"rows_{k}": v for k, v in rows.items()},
             **({"product": product} if product else {}),
             **({"renewal_only": True} if renewal_only else {}),
         })
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if _finite(v)})
-        for b, m in baseline_metrics.items():
+        for b, m in fit.baselines.items():
             mlflow.log_metrics({f"{b}_test_{k}": v for k, v in m.items() if _finite(v)})
-        if oracle:
-            mlflow.log_metrics({f"oracle_test_{k}": v for k, v in oracle.items() if _finite(v)})
+        if fit.oracle:
+            mlflow.log_metrics({f"oracle_test_{k}": v for k, v in fit.oracle.items()
+                                if _finite(v)})
         for part, frame in parts.items():
             mlflow.log_metric(f"label_rate_{part}", float(frame["label"].mean()))
-        mlflow.log_dict({"features": features, "schema": schema.to_dict()}, "features.json")
-        mlflow.log_dict(calibration, "calibration.json")
+        mlflow.log_dict({"features": features, "schema": fit.schema.to_dict()}, "features.json")
+        mlflow.log_dict(fit.calibration, "calibration.json")
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            contrib = models.contributions(booster, frames["test"].head(2000))
-            imp = models.importance(booster)
-            plots.roc_pr_curves(y["test"], scores, out / "roc_pr.png")
-            plots.calibration_curve(y["test"], raw["test"], p_test, out / "calibration.png")
-            plots.lift_gain_chart(y["test"], p_test, out / "lift_gain.png")
+            sample = models.to_model_frame(test.head(2000), fit.schema)
+            contrib = models.contributions(fit.booster, sample)
+            imp = models.importance(fit.booster)
+            plots.roc_pr_curves(y_test, fit.scores, out / "roc_pr.png")
+            plots.calibration_curve(y_test, fit.raw_test, fit.scores["model"],
+                                    out / "calibration.png")
+            plots.lift_gain_chart(y_test, fit.scores["model"], out / "lift_gain.png")
             plots.feature_importance(list(imp["feature"]), list(imp["gain"]),
                                      out / "feature_importance.png")
-            plots.shap_summary(features, contrib, parts["test"][features].head(2000),
+            plots.shap_summary(features, contrib, test[features].head(2000),
                                out / "shap_summary.png")
             mlflow.log_artifacts(str(out), "report")
         meta = {"task": task, "horizon_days": horizon, "window": window,
-                "catalogue_version": catalogue_version(feature_groups(settings.feature_spec())),
+                "catalogue_version": version_tag,
                 "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
-        info = log_propensity_model(booster, schema, calibrator.to_dict(), meta,
+        info = log_propensity_model(fit.booster, fit.schema, fit.calibrator.to_dict(), meta,
                                     test[features].head(5), registered_model_name=name)
         version = int(info.registered_model_version)
         decision = decide(metrics, champion_metrics, settings.promotion_max_ece_increase)
@@ -240,9 +278,43 @@ def train(
         return TrainResult(
             task=task, run_id=run.info.run_id, registered_model=name, version=version,
             alias=decision.alias, reason=decision.reason, metrics=metrics,
-            baselines=baseline_metrics, oracle=oracle, calibration=calibration, window=window,
-            rows=rows,
+            baselines=fit.baselines, oracle=fit.oracle, calibration=fit.calibration,
+            window=window, rows=rows,
         )
+
+
+def backtest(
+    task: str,
+    settings: Settings,
+    n_cutoffs: int = 3,
+    *,
+    product: str | None = None,
+    renewal_only: bool = False,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Rolling backtest: refit at ``n_cutoffs`` successive cut-offs, one test date apart, and
+    report each test window's metrics (model and baselines). Registers nothing."""
+    from features.validation import load_tables
+    from training.split import rolling_backtest
+
+    say = progress or (lambda message: log.info(message))
+    tables = load_tables(settings.raw_dir)
+    store = FeatureStore(settings.features_dir)
+    observed = _observed_dates(tables, store, settings.horizon_days)
+    try:
+        splits = rolling_backtest(observed, settings.horizon_days, n_cutoffs, validation=2,
+                                  test=1)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    rows = []
+    for i, split in enumerate(splits, 1):
+        fit = fit_and_score(task, tables, store, split, settings, product=product,
+                            renewal_only=renewal_only,
+                            say=lambda m, i=i: say(f"cut-off {i}/{len(splits)}: {m}"))
+        rows.append({"test": str(split.test[0]), "train_to": str(split.train[-1]),
+                     "rows_test": len(fit.parts["test"]), "model": fit.metrics,
+                     **fit.baselines, "oracle": fit.oracle})
+    return rows
 
 
 def _finite(value) -> bool:
@@ -263,7 +335,7 @@ def _champion_on_window(champion, test: pd.DataFrame, y: np.ndarray) -> dict | N
 
     try:
         model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
-        p = model.predict(test)["probability"].to_numpy()
+        p = model.predict(test)["probability"].to_numpy()  # feature columns only
         return evaluate(y, p)
     except Exception as exc:  # noqa: BLE001 - any failure to score means: fall back
         log.warning("champion v%s could not score the test window (%s); using its logged "
