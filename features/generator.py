@@ -5,8 +5,11 @@ the world and ``generator_params`` for its numbers and realism targets) and writ
 
 - ``out_dir``: one Parquet file per contract table and ``_manifest.json``, whose
   ``extracted_at`` is the end of the window; nothing in the tables is stamped at or after it;
-- ``truth_dir/account_month_truth.parquet``: per customer and month, the latent health and the
-  churn / expansion probabilities actually used in the draws, and what happened.
+- ``truth_dir/account_month_truth.parquet``: per customer and month, the latent health, the
+  probabilities of churn and expansion given the state when the month begins, and what
+  happened; for the month a fixed term ends, its end day, the month its early (notice)
+  decision was drawn and the churn probability as seen before that decision; and the chance
+  of an upsell as the labels define it (ARR up >= ``UPSELL_REFERENCE_GROWTH`` or a new product).
 
 Same seed, same bytes. Files are written into temporary sibling directories and moved into
 place one by one, so a crash never leaves a partly written table.
@@ -67,7 +70,8 @@ from features.generator_tables import (
 log = logging.getLogger(__name__)
 
 SOURCE = "propensity generator"
-GENERATOR_VERSION = 1
+# 2: notice-first renewal decisions, label-exact upsell truth, clearer health signals
+GENERATOR_VERSION = 2
 TRUTH_FILE = "account_month_truth.parquet"
 TRUTH_SCHEMA = pa.schema(
     [
@@ -78,6 +82,10 @@ TRUTH_SCHEMA = pa.schema(
         pa.field("expansion_prob", pa.float64(), nullable=False),
         pa.field("churned", pa.bool_(), nullable=False),
         pa.field("expanded", pa.bool_(), nullable=False),
+        pa.field("renewal_day", pa.date32(), nullable=True),
+        pa.field("decided_month", pa.date32(), nullable=True),
+        pa.field("renewal_churn_prob", pa.float64(), nullable=False),
+        pa.field("upsell_prob", pa.float64(), nullable=False),
     ]
 )
 
@@ -304,6 +312,10 @@ def _write_truth(path: Path, t: dict[str, np.ndarray], account_ids: pa.Array) ->
             pa.array(t["expansion_prob"], pa.float64()),
             pa.array(t["churned"], pa.bool_()),
             pa.array(t["expanded"], pa.bool_()),
+            date_array(t["renewal_day"]),
+            date_array(t["decided_month"]),
+            pa.array(t["renewal_churn_prob"], pa.float64()),
+            pa.array(t["upsell_prob"], pa.float64()),
         ],
         schema=TRUTH_SCHEMA,
     )

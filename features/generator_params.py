@@ -59,8 +59,11 @@ CHILD_SHARE = 0.10  # share of all accounts that are subsidiaries
 ACCOUNTS_PER_OWNER = 125
 
 # --- latent health --------------------------------------------------------------------------
-HEALTH_PHI = 0.85  # AR(1) persistence per month
-HEALTH_SIGMA = 0.35  # monthly innovation
+# Persistent (half-life ~2 years) with sudden shocks: account health drifts slowly and drops on
+# events (a champion leaving, a reorg), so what the signals show up to T still holds over the
+# next quarter, as in real customer-success data.
+HEALTH_PHI = 0.97  # AR(1) persistence per month
+HEALTH_SIGMA = 0.15  # monthly innovation
 HEALTH_MU_SD = 0.55  # spread of account-level long-run health
 SPONSOR_LIFT = 0.40  # long-run health added by an executive sponsor
 CHAMPION_SHOCK = 0.9  # health lost when the champion leaves
@@ -74,28 +77,32 @@ CHURN_HEALTH_SLOPE = 1.1
 DISCOUNT_CHURN_SLOPE = 3.0  # logit per unit of discount share above DISCOUNT_REFERENCE
 DISCOUNT_REFERENCE = 0.10
 NOTICE_SHARE = 0.6  # churning fixed terms whose customer gave notice 30-90 days ahead
-DECISION_LEAD_DAYS = 91  # a fixed term's renewal is decided this many days before its end
+DECISION_LEAD_DAYS = 91  # leaving with notice is decided this many days before the end
 EXPANSION_LOGIT = np.array([-4.1, -4.0, -3.8])
 EXPANSION_HEALTH_SLOPE = 0.9
+UPSELL_REFERENCE_GROWTH = 0.10  # truth's upsell_prob: ARR growth that counts (settings default)
 CROSS_SELL_SHARE = 0.35  # of expansions, share that adopts a new product
 CONTRACTION_LOGIT = -4.6
 CONTRACTION_HEALTH_SLOPE = 0.9
 RENEWAL_CONTRACTION_LOGIT = -2.4  # contraction is likelier when the contract is renegotiated
 
 # --- observable signals ---------------------------------------------------------------------
+# Usage (seat utilisation, active days, breadth) follows health strongly, as real usage declines
+# well before a churn; account-level habits (``util_bias``, ``breadth``) blur its level, not its
+# trend.
 UTIL_LOGIT = np.array([0.6, -0.1, -0.7])  # seat utilisation (engaged users / seats) at h = 0
-UTIL_HEALTH_SLOPE = 0.8
-DAY_ACTIVITY = np.array([0.043, 0.04, 0.036])  # chance an engaged user is active on a weekday
-DAY_HEALTH_SLOPE = 0.35
+UTIL_HEALTH_SLOPE = 1.5
+DAY_ACTIVITY = np.array([0.0255, 0.0235, 0.021])  # chance an engaged user is active on a weekday
+DAY_HEALTH_SLOPE = 0.8
 WEEKEND_FACTOR = 0.12
 AUGUST_FACTOR = 0.7
 LATE_DECEMBER_FACTOR = 0.35  # from December 20th
 #: Per-type logit of being used on an active user-day (login is always used).
 TYPE_LOGIT = np.array([0.0, -1.3, -2.6, -2.8, -3.0, -2.8, -3.6])
-TYPE_HEALTH_SLOPE = 0.6
+TYPE_HEALTH_SLOPE = 0.8
 TYPE_QUANTITY = np.array([1.5, 4.0, 1.0, 1.0, 30.0, 12.0, 1.5])  # mean extra events per row
 TICKETS_PER_MONTH = np.array([0.15, 0.5, 1.4])
-TICKET_HEALTH_SLOPE = 0.6
+TICKET_HEALTH_SLOPE = 0.8
 CSAT_SHARE = 0.55
 NPS_SURVEY_SHARE = 0.8  # accounts surveyed in their survey month (every third month)
 NPS_RESPONSE = {"champion": 0.5, "economic buyer": 0.3, "executive sponsor": 0.2,
@@ -103,7 +110,7 @@ NPS_RESPONSE = {"champion": 0.5, "economic buyer": 0.3, "executive sponsor": 0.2
 NPS_ROLE_SHIFT = {"champion": 0.5, "economic buyer": 0.0, "executive sponsor": 0.2,
                   "user": 0.0, "detractor": -2.0}
 NPS_BASE = 1.3
-NPS_NOISE = 0.8
+NPS_NOISE = 0.6
 NPS_ANONYMOUS_SHARE = 0.1
 CHAMPION_SHARE = 0.92
 ECONOMIC_BUYER_SHARE = np.array([0.5, 0.9, 0.95])

@@ -101,10 +101,10 @@ class State:
     disc: np.ndarray
     cur_row: np.ndarray  # (n, products) subscription row of the current term, -1 for none
     term_end_m: np.ndarray  # month in which the current fixed term ends
-    decision_m: np.ndarray  # month in which its renewal is decided
+    decision_m: np.ndarray  # month of its early decision (leave with notice or not yet)
     decided: np.ndarray
     will_churn: np.ndarray
-    pending_p: np.ndarray  # renewal churn probability drawn at decision time
+    pending_p: np.ndarray  # probability of leaving with notice, used at the early decision
     champion: np.ndarray  # contact row of the current champion, -1 for none
     sponsor: np.ndarray  # contact row of the current executive sponsor, -1 for none
 
@@ -182,7 +182,7 @@ def build_population(n: int, rng: np.random.Generator, m0: int, months: int) -> 
         n=n, seg=seg, existing=existing, created_us=created_us, first_month=first_month,
         first_start=first_start, dom=dom, annual=annual, term_len=term_len,
         auto_renew=auto_renew, disc=disc, held0=held0, seats0=seats0, plan0=plan0, mu=mu,
-        sponsor0=sponsor0, util_bias=rng.normal(0.0, 0.4, n), breadth=rng.normal(0.0, 0.6, n),
+        sponsor0=sponsor0, util_bias=rng.normal(0.0, 0.3, n), breadth=rng.normal(0.0, 0.45, n),
         survey_phase=rng.integers(0, 3, n), qbr_phase=rng.integers(0, 3, n), parent=parent,
         industry=industry, region=region, owner=owner, owner_names=owner_names, names=names,
     )
@@ -279,7 +279,7 @@ def start_state(
 
 
 def set_term(pop: Population, state: State, accts: np.ndarray, end_month: np.ndarray) -> None:
-    """Record the current fixed term's end and the month its renewal gets decided."""
+    """Record the current fixed term's end and the month of its early renewal decision."""
     state.term_end_m[accts] = end_month
     end_day = day_of(end_month, pop.dom[accts])
     state.decision_m[accts] = month_of(end_day - P.DECISION_LEAD_DAYS)

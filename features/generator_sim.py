@@ -1,11 +1,15 @@
 """The monthly simulation: latent health, contract events (renewal, churn, expansion) and truth.
 
 Each month, in this order: health moves (AR(1) around a long-run level, plus shocks such as a
-champion leaving last month); new logos sign their first term; fixed terms whose renewal is due
-are decided (the decision is drawn ``DECISION_LEAD_DAYS`` before the end, so a notice can be
-stamped before the end); fixed terms that end renew or churn; open-ended terms may churn;
-the rest may expand (add-on seats or a new product) or, on monthly terms, contract. The
-probabilities used in those draws are recorded as the truth of the month.
+champion leaving last month); new logos sign their first term; fixed terms reach their early
+renewal decision ``DECISION_LEAD_DAYS`` before the end (leave and give notice, stamped 30-90
+days ahead, with probability ``NOTICE_SHARE x p``; otherwise undecided); fixed terms that end
+churn (all with notice, the rest on the health of the end month, so the churn rate at a renewal
+stays ``p``) or renew; open-ended terms may churn; the rest may expand (add-on seats or a new
+product) or, on monthly terms, contract. The truth of the month records the probabilities
+given the state when the month begins, what happened, and what an oracle needs to condition on
+the state at any moment: a fixed term's end day, when its early decision was drawn and the
+churn probability before it, and the chance of an upsell as the labels define it.
 """
 
 from __future__ import annotations
@@ -78,15 +82,21 @@ def step(w: World, k: int) -> Month:
     seg, h = pop.seg, st.h
     disc_effect = P.DISCOUNT_CHURN_SLOPE * (st.disc / 100 - P.DISCOUNT_REFERENCE)
 
-    # Fixed terms: renewals are decided ahead of their end, then happen in the end month.
+    # Fixed terms: a customer leaving with notice decides ahead of the end (the notice is
+    # stamped 30-90 days before it); the others decide in the end month, on the health then.
     deciding = active & pop.annual & ~st.decided & (st.decision_m <= am)
     p_renewal_churn = sigmoid(P.RENEWAL_CHURN_LOGIT[seg] - P.CHURN_HEALTH_SLOPE * h + disc_effect)
-    _decide_renewals(w, np.flatnonzero(deciding), p_renewal_churn)
+    _decide_renewals(w, np.flatnonzero(deciding), p_renewal_churn, am)
     ends = active & pop.annual & (st.term_end_m == am)
-    churn_prob = np.where(ends, st.pending_p, 0.0)
-    churned = ends & st.will_churn
-    renewing = ends & ~st.will_churn
+    p_late = silent_churn_probability(p_renewal_churn)
+    noticed = ends & st.will_churn
+    churn_prob = np.where(ends, np.where(noticed, 1.0, p_late), 0.0)
+    renewal_churn_prob = np.where(ends, st.pending_p + (1 - st.pending_p) * p_late, 0.0)
+    decided_month = np.where(ends, month_start(st.decision_m), NULL)
     end_day = day_of(st.term_end_m, pop.dom)
+    renewal_day = np.where(ends, end_day, NULL)
+    churned = noticed | (ends & ~noticed & (rng.random(n) < p_late))
+    renewing = ends & ~churned
     hi[churned] = end_day[churned]
 
     # Open-ended terms can stop any month after the first.
@@ -97,14 +107,17 @@ def step(w: World, k: int) -> Month:
     _cancel_monthly(w, np.flatnonzero(stops), ms, me, hi)
     churned |= stops
 
-    # Expansion: one draw per month; marginal probability recorded (0 for a decided churner).
+    # Expansion: one draw per month among those who stay; its marginal probability and that of
+    # an ARR growth of at least UPSELL_REFERENCE_GROWTH or a new product are recorded.
     p_expand = sigmoid(P.EXPANSION_LOGIT[seg] + P.EXPANSION_HEALTH_SLOPE * h)
     leaving = pop.annual & st.decided & st.will_churn
     can_expand = active & ~new & ~leaving
-    expansion_prob = np.where(can_expand, p_expand * (1 - np.where(monthly, p_monthly, 0.0)), 0.0)
+    stay = np.where(can_expand, 1 - churn_prob, 0.0)
+    expansion_prob = p_expand * stay
     expanded = can_expand & ~churned & (rng.random(n) < p_expand)
     p_contract = sigmoid(P.CONTRACTION_LOGIT - P.CONTRACTION_HEALTH_SLOPE * h)
     p_contract_renewal = sigmoid(P.RENEWAL_CONTRACTION_LOGIT - P.CONTRACTION_HEALTH_SLOPE * h)
+    upsell_prob = stay * _upsell_probability(w, ends, p_expand, p_contract_renewal)
     contracts = rng.random(n)
     _renew(w, np.flatnonzero(renewing), expanded, contracts < p_contract_renewal)
     mid = expanded & ~renewing
@@ -119,6 +132,8 @@ def step(w: World, k: int) -> Month:
             "acct": idx, "month": np.full(len(idx), ms, dtype=np.int64), "health": h[idx],
             "churn_prob": churn_prob[idx], "expansion_prob": expansion_prob[idx],
             "churned": churned[idx], "expanded": expanded[idx],
+            "renewal_day": renewal_day[idx], "decided_month": decided_month[idx],
+            "renewal_churn_prob": renewal_churn_prob[idx], "upsell_prob": upsell_prob[idx],
         }
     )
     month = Month(m=am, start=ms, end=me, idx=idx, lo=lo, hi=hi, new=new)
@@ -158,17 +173,71 @@ def _add_rows(
     )
 
 
-def _decide_renewals(w: World, accts: np.ndarray, p_churn: np.ndarray) -> None:
+def silent_churn_probability(p: np.ndarray) -> np.ndarray:
+    """Chance of leaving without notice at the end, for a customer who gave none: with
+    ``NOTICE_SHARE`` of churners giving notice, it keeps the churn rate at a renewal at ``p``."""
+    share = P.NOTICE_SHARE
+    return p * (1 - share) / (1 - share * p)
+
+
+def _decide_renewals(w: World, accts: np.ndarray, p_churn: np.ndarray, am: int) -> None:
+    """The early decision: leave and give notice (probability ``NOTICE_SHARE x p``) or not yet."""
     st, rng = w.state, w.rng
     st.decided[accts] = True
-    st.pending_p[accts] = p_churn[accts]
-    st.will_churn[accts] = rng.random(len(accts)) < p_churn[accts]
-    gives_notice = st.will_churn[accts] & (rng.random(len(accts)) < P.NOTICE_SHARE)
+    st.decision_m[accts] = am
+    st.pending_p[accts] = P.NOTICE_SHARE * p_churn[accts]
+    st.will_churn[accts] = rng.random(len(accts)) < st.pending_p[accts]
     lead = rng.integers(30, 91, len(accts))
+    gives_notice = st.will_churn[accts]
     acct = accts[gives_notice]
     end_day = day_of(st.term_end_m[acct], w.pop.dom[acct])
     notice_us = (end_day - lead[gives_notice]) * US_PER_DAY + office_time(rng, len(acct))
     w.notices.append((acct, end_day, notice_us))
+
+
+def _grid(lo: float, hi: float, k: int = 16) -> np.ndarray:
+    """Midpoints of ``k`` equal bins of ``[lo, hi)``: quadrature of a uniform draw."""
+    return lo + (hi - lo) * (np.arange(k) + 0.5) / k
+
+
+def _upsell_probability(
+    w: World, ends: np.ndarray, p_expand: np.ndarray, p_contract_renewal: np.ndarray
+) -> np.ndarray:
+    """Chance, for an account that stays, that this month lifts its ARR by at least
+    ``UPSELL_REFERENCE_GROWTH`` or adds a product: the expansion draws below, integrated over
+    their uniform sizes (seats added, product picked, discount renegotiated at a renewal)."""
+    st = w.state
+    held, seats, plan = st.held, st.seats * st.held, st.plan
+    unit = P.PRICES[np.arange(N_PRODUCTS)[None, :], plan]  # list price per seat
+    gross = np.maximum((seats * unit).sum(axis=1), 1e-9)
+    n_held = np.maximum(held.sum(axis=1), 1)
+    weight = held * (0.3 / n_held)[:, None]
+    weight[:, 0] += 0.7  # _upsell_product: core 70 %, else a held product at random
+    cross = P.CROSS_SELL_SHARE * (~held).any(axis=1)
+    target = 1 + P.UPSELL_REFERENCE_GROWTH - 1e-9
+    extra = np.maximum(1, np.round(seats[:, :, None] * _grid(0.15, 0.5)))  # _more_seats
+    ratio = 1 + extra * unit[:, :, None] / gross[:, None, None]  # (n, products, sizes)
+    seats_share = (weight * (ratio >= target).mean(axis=2)).sum(axis=1)
+    share = cross + (1 - cross) * seats_share
+    out = p_expand * share
+    r = np.flatnonzero(ends)
+    if len(r):
+        d = st.disc[r, None]
+        new_d = np.round(d * _grid(0.75, 1.0)[None, :] * 2) / 2  # as in _renew
+        price = (1 - new_d / 100) / (1 - d / 100)  # (renewals, discount draws)
+        flat = (price >= target).mean(axis=1)
+        p0 = plan[r, 0]
+        up = 0.25 * (p0 < 2)
+        step_up = P.PRICES[0, np.minimum(p0 + 1, 2)] - P.PRICES[0, p0]
+        plan_ratio = 1 + seats[r, 0] * step_up / gross[r]
+        plan_share = (plan_ratio[:, None] * price >= target).mean(axis=1)
+        grown = ratio[r][:, :, :, None] * price[:, None, None, :] >= target
+        grow_share = (weight[r] * grown.mean(axis=(2, 3))).sum(axis=1)
+        expand_share = cross[r] + (1 - cross[r]) * (up * plan_share + (1 - up) * grow_share)
+        out[r] = (
+            p_expand[r] * expand_share + (1 - p_expand[r]) * (1 - p_contract_renewal[r]) * flat
+        )
+    return out
 
 
 def _cancel_monthly(w: World, accts: np.ndarray, ms: int, me: int, hi: np.ndarray) -> None:

@@ -123,6 +123,7 @@ def _observed_dates(tables, store: FeatureStore, horizon: int) -> list[date]:
 def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Settings, *,
                   product: str | None, renewal_only: bool, say: Progress) -> Fitted:
     """Datasets of one split, LightGBM + calibration, both baselines, test metrics."""
+    from features.generator_params import UPSELL_REFERENCE_GROWTH
     from training import baselines as bl
     from training import models
     from training.calibration import fit_calibrator
@@ -168,7 +169,10 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Setti
         b: evaluate(y["test"], scores[b], value=value, exposure=exposure) for b in BASELINES
     }
     oracle = None
-    p_oracle = oracle_probabilities(settings.truth_dir, task, test, settings.horizon_days)
+    p_oracle = None
+    if task != "upsell" or settings.upsell_min_growth == UPSELL_REFERENCE_GROWTH:
+        # The truth's upsell probability is for the generator's reference growth only.
+        p_oracle = oracle_probabilities(settings.truth_dir, task, test, settings.horizon_days)
     if p_oracle is not None:
         oracle = evaluate(y["test"], p_oracle, value=value, exposure=exposure)
     return Fitted(parts, features, schema, booster, calibrator, calibration, raw["test"],

@@ -465,6 +465,26 @@ def test_realised_rates_match_the_truth_probabilities(con: duckdb.DuckDBPyConnec
     assert abs(expanded - expand_p) < 4 * np.sqrt(expand_p)
 
 
+def test_renewal_truth_matches_the_terms_and_the_churn_at_renewals(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    misplaced = one(
+        con,
+        """SELECT count(*) FROM truth t WHERE t.renewal_day IS NOT NULL AND (
+             date_trunc('month', t.renewal_day) <> t.month OR t.decided_month > t.month
+             OR NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = t.account_id
+                            AND s.billing_period = 'annual' AND s.end_date = t.renewal_day))""",
+    )
+    assert misplaced == 0
+    assert one(con, "SELECT count(*) FROM truth WHERE churn_prob = 1 AND NOT churned") == 0
+    churned, expected = con.execute(
+        "SELECT sum(churned::INT), sum(renewal_churn_prob) FROM truth "
+        "WHERE renewal_day IS NOT NULL"
+    ).fetchone()
+    assert churned > 50
+    assert abs(churned - expected) < 4 * np.sqrt(expected)
+
+
 def test_churn_rises_as_health_falls(con: duckdb.DuckDBPyConnection) -> None:
     rates = [
         r[1]
