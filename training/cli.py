@@ -11,10 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from features.cli import DataDir, fail, load_settings
+from features.cli import DataDir, fail, load_settings, out
 
 console = Console(stderr=True)
-out = Console()
 
 train_app = typer.Typer(help="Train churn, upsell and cross-sell models (tracked in MLflow).",
                         no_args_is_help=True)
