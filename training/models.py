@@ -20,9 +20,11 @@ if TYPE_CHECKING:  # lightgbm costs an import; only the functions that fit or pr
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "metric": ["binary_logloss", "auc"],  # early stopping watches the first one
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 100,
+    # Smaller, slower trees: on 20k generated accounts x 24 snapshots they scored higher on the
+    # validation slice than 31 leaves at 0.05 (upsell ROC AUC +0.004, churn +0.001).
+    "learning_rate": 0.03,
+    "num_leaves": 15,
+    "min_data_in_leaf": 200,
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,

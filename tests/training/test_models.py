@@ -110,18 +110,21 @@ def synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return df, y
 
 
+SMALL = {"min_data_in_leaf": 100, "num_leaves": 31, "learning_rate": 0.05}  # sized for 600 rows
+
+
 @pytest.fixture(scope="module")
 def fitted():
     df, y = synthetic(900, seed=3)
     schema = FeatureSchema.infer(df, ["a", "noise", "b", "seg"])
-    booster = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=7)
+    booster = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=7, params=SMALL)
     return df, y, schema, booster
 
 
 def test_fit_is_deterministic_and_seed_sensitive(fitted):
     df, y, schema, booster = fitted
-    again = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=7)
-    other = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=8)
+    again = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=7, params=SMALL)
+    other = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=8, params=SMALL)
     assert again.model_to_string() == booster.model_to_string()
     assert other.model_to_string() != booster.model_to_string()
 
