@@ -65,8 +65,11 @@ def _train_all(settings) -> None:
     from rich.table import Table
 
     from features import cli as fcli
+    from training.cli import quiet_mlflow_logs
     from training.tasks import TASKS
     from training.train import train
+
+    quiet_mlflow_logs()
 
     table = Table(title="models (test window metrics)")
     for col in ("model", "version", "alias", "ROC AUC", "vs logistic", "vs health score",

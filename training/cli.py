@@ -29,6 +29,7 @@ def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
     from training.train import TrainingError, summary_json, train
 
     settings = load_settings(data_dir)
+    quiet_mlflow_logs()
     try:
         if as_json:
             result = train(task, settings, **kwargs)
@@ -45,6 +46,16 @@ def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
 
 
 TRAIN_STEPS = 6  # load, dataset, fit, calibrate, baselines, log + register
+
+
+def quiet_mlflow_logs() -> None:
+    """Keep MLflow's routine INFO lines and environment warnings out of the command's output."""
+    import logging
+
+    import mlflow  # noqa: F401 - MLflow sets its loggers' levels when imported; override after
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 @contextmanager
@@ -176,6 +187,7 @@ def train_tabular(
     from training.train import TrainingError
 
     settings = load_settings(data_dir)
+    quiet_mlflow_logs()
     try:
         with console.status(f"training on {table.name}") as status:
             summary = train_table(table, label, settings, id_col=id_col, time_col=time_col,
