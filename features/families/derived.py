@@ -13,6 +13,17 @@ def group(spec: FeatureSpec) -> FeatureGroup:
             expr="CASE WHEN seats > 0 THEN active_users_30d / CAST(seats AS DOUBLE) END",
         ),
     ]
+    features.append(Feature(
+        "seat_utilisation_90d", "Share of paid seats used in the last 90 days",
+        "revenue", "subscriptions+usage_events", "float64", 90,
+        expr="CASE WHEN seats > 0 THEN active_users_90d / CAST(seats AS DOUBLE) END",
+    ))
+    if 90 in spec.windows_days:
+        features.append(Feature(
+            "events_per_seat_90d", "Product events per paid seat in the last 90 days",
+            "usage", "subscriptions+usage_events", "float64", 90,
+            expr="CASE WHEN seats > 0 THEN events_90d / CAST(seats AS DOUBLE) END",
+        ))
     if 30 in spec.windows_days:
         features.append(Feature(
             "events_per_active_user_30d", "Product events per active user in the last 30 days",

@@ -96,11 +96,13 @@ def test_usage(snap):
         "active_users_change_30d": 0,
         "feature_breadth_30d": 2, "feature_breadth_90d": 3,
         "seat_utilisation_30d": 1 / 17, "events_per_active_user_30d": 5.0,
+        "seat_utilisation_90d": 2 / 17, "events_per_seat_90d": 10 / 17,
     })
     # A2 has no usage at all: counts are 0, the trend is unknown, recency is capped.
     assert_values(row(snap, "A2"), {
         "events_30d": 0, "usage_trend_30d": None, "days_since_last_event": 180,
         "active_users_30d": 0, "seat_utilisation_30d": 0.0, "events_per_active_user_30d": None,
+        "seat_utilisation_90d": 0.0, "events_per_seat_90d": 0.0,
     })
 
 
