@@ -7,7 +7,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich import box
@@ -36,7 +36,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir else Settings()
 
 
-def fail(lines: list[str] | str, code: int = 1) -> None:
+def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
     """Report bad input on stderr and exit non-zero."""
     for line in [lines] if isinstance(lines, str) else lines:
         console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
@@ -118,7 +118,6 @@ def _parse_date(option: str, value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         fail(f"{option} {value!r}: not a date (YYYY-MM-DD)", 2)
-        raise  # unreachable: fail exits
 
 
 def _grid_dates(as_of: str | None, start: str | None, end: str | None, every: str) -> list[date]:

@@ -38,7 +38,6 @@ def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
                 result = train(task, settings, progress=advance, **kwargs)
     except TrainingError as exc:
         fail(str(exc))
-        return
     if as_json:
         typer.echo(summary_json(result))
         return
@@ -99,7 +98,6 @@ def train_backtest(
             rows = backtest(task, settings, cutoffs, progress=advance)
     except TrainingError as exc:
         fail(str(exc))
-        return
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -194,7 +192,6 @@ def train_tabular(
                                   name=name, progress=lambda m: status.update(m))
     except TrainingError as exc:
         fail(str(exc))
-        return
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return

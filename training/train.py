@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -49,7 +49,6 @@ class TrainResult:
     calibration: dict
     window: dict[str, str]
     rows: dict[str, int]
-    extra: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {

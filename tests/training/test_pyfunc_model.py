@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.training.test_models import synthetic
 from training import pyfunc_model as pm
 from training.calibration import Calibrator
 from training.model_logging import _write_artifacts, example_frame, log_propensity_model
@@ -86,20 +87,6 @@ def test_top_reasons_are_the_largest_by_size_with_their_sign():
         [{"feature": "q", "contribution": -0.5}, {"feature": "r", "contribution": 0.3}],
         [{"feature": "q", "contribution": 0.2}, {"feature": "r", "contribution": -0.2}],
     ]
-
-
-def synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame(
-        {
-            "a": rng.normal(size=n),
-            "noise": rng.normal(size=n),
-            "b": pd.array(rng.integers(0, 5, n), dtype="Int64"),
-            "seg": pd.Series(rng.choice(["x", "y", "z"], n), dtype="string"),
-        }
-    )
-    logit = 1.5 * df["a"] + 1.2 * (df["seg"] == "x").astype(float) - 1.0
-    return df, (rng.random(n) < 1 / (1 + np.exp(-logit))).to_numpy().astype(int)
 
 
 @pytest.fixture(scope="module")
