@@ -12,13 +12,15 @@ help: ## list the targets
 
 install: $(VENV)/.installed ## create .venv with the locked dependencies (uv; installs uv if missing)
 
+# EXTRAS: optional dependency groups; `spark` adds pyspark (needs Java 17) for --engine spark.
+EXTRAS ?= dev spark
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen $(addprefix --extra ,$(EXTRAS))
 	@touch $@
 
 install-pip: ## fallback without uv: plain pip into .venv (unlocked versions)
-	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -e '.[dev]' && touch $(VENV)/.installed
+	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -e '.[dev,spark]' && touch $(VENV)/.installed
 
 demo: install ## the main job end to end on generated data (data/ by default)
 	$(BIN)/propensity demo
