@@ -56,6 +56,29 @@ class Settings(BaseSettings):
     )
     duckdb_threads: int | None = Field(None, description="DuckDB threads (default: all cores).")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'.")
+    # Serving (propensity serve)
+    auth_enabled: bool = Field(
+        True, description="Require API keys; turn off only for local development."
+    )
+    api_keys_path: Path | None = Field(
+        None, description="Hashed API keys file (default: <data_dir>/api_keys.json)."
+    )
+    max_batch_accounts: int = Field(
+        10_000, description="Most accounts one POST /v1/score may carry.", ge=1
+    )
+    model_uris: dict[str, str] = Field(
+        default_factory=dict,
+        description="Explicit model URI per task (churn, upsell, cross-sell) instead of the "
+        "registry's champion, e.g. {churn = 'models:/propensity-churn/3'}.",
+    )
+    reasons_per_direction: int = Field(
+        3, description="Reasons shown per direction (raising and lowering a probability).", ge=1
+    )
+    # Spark (--engine spark; needs the `spark` extra and Java 17)
+    spark_master: str = Field("local[*]", description="Spark master URL (spark.master).")
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="Extra Spark configuration, e.g. spark.driver.memory."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -90,6 +113,15 @@ class Settings(BaseSettings):
     @property
     def mlflow_dir(self) -> Path:
         return self.data_dir / "mlflow"
+
+    @property
+    def default_tracking_uri(self) -> str:
+        """The embedded MLflow store: SQLite in the data directory."""
+        return f"sqlite:///{self.mlflow_dir.resolve() / 'mlflow.db'}"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.api_keys_path or self.data_dir / "api_keys.json"
 
     @property
     def truth_dir(self) -> Path:

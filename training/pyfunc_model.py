@@ -85,7 +85,14 @@ def top_reasons(contrib: np.ndarray, features: list[str], k: int) -> list[str]:
 
 
 class PropensityModel(mlflow.pyfunc.PythonModel):
-    """Calibrated probabilities, and on request the top-k reasons per row."""
+    """Calibrated probabilities, and on request the top-k reasons per row.
+
+    Besides `predict` (DataFrames, what `mlflow models serve` and `spark_udf` call), a numpy
+    path for a server that scores one row in well under a millisecond: `matrix` /
+    `matrix_from_records` encode inputs (categoricals as their training level's index, which
+    is what LightGBM saw), `probability_matrix` and `contributions_matrix` score them with a
+    chosen thread count. Pandas on one-row frames costs ~10 ms; this path ~0.1 ms.
+    """
 
     def load_context(self, context) -> None:
         artifacts = context.artifacts
@@ -96,6 +103,55 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
         self.features = self.booster.feature_name()
         if self.features != list(self.schema["columns"]):
             raise ValueError("booster features and schema columns disagree")
+        self.level_codes = {
+            col: {level: float(i) for i, level in enumerate(levels)}
+            for col, levels in self.schema["categorical"].items()
+        }
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows of `frame` as the booster's float64 matrix (model column order)."""
+        typed = model_frame(frame, self.schema)
+        out = np.empty((len(frame), len(self.features)), dtype="float64")
+        for j, col in enumerate(self.features):
+            values = typed[col]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                codes = values.cat.codes.to_numpy(dtype="float64")
+                codes[codes < 0] = np.nan
+                out[:, j] = codes
+            else:
+                out[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
+        return out
+
+    def matrix_from_records(self, records: list[dict]) -> np.ndarray:
+        """JSON-like records (feature -> number, text or None) as the booster's matrix.
+        Absent features, None, and unknown categorical levels are missing values.
+        Column by column: numpy converts a whole column at once (None becomes NaN); only a
+        column holding text falls back to converting cell by cell."""
+        out = np.empty((len(records), len(self.features)), dtype="float64")
+        for j, col in enumerate(self.features):
+            values = [r.get(col) for r in records]
+            codes = self.level_codes.get(col)
+            if codes is not None:
+                out[:, j] = [np.nan if v is None else codes.get(str(v), np.nan) for v in values]
+                continue
+            try:
+                out[:, j] = np.array(values, dtype="float64")
+            except (TypeError, ValueError):
+                out[:, j] = [_float_or_nan(v) for v in values]
+        return out
+
+    def probability_matrix(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Calibrated probabilities of an encoded matrix."""
+        if len(x) == 0:
+            return np.empty(0)
+        raw = self.booster.predict(x, num_threads=threads)
+        return calibrate(np.asarray(raw, dtype="float64"), self.calibrator)
+
+    def contributions_matrix(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
+        """TreeSHAP contributions (log-odds), one column per feature plus the bias last."""
+        if len(x) == 0:
+            return np.empty((0, len(self.features) + 1))
+        return np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=threads))
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict | None = None
@@ -116,6 +172,13 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
             contrib = np.asarray(self.booster.predict(frame, pred_contrib=True))
             out[REASONS] = top_reasons(contrib, self.features, k)
         return out
+
+
+def _float_or_nan(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def _read_json(path: str) -> dict:

@@ -32,7 +32,7 @@ def configure(settings: Settings) -> str:
     uri = settings.mlflow_tracking_uri or external
     if not uri:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{settings.mlflow_dir.resolve() / 'mlflow.db'}"
+        uri = settings.default_tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _SET_HERE.add(uri)

@@ -201,6 +201,7 @@ def train(
         git_commit,
         set_alias,
     )
+    from training.value import value_stats
 
     say = progress or (lambda message: log.info(message))
     name = registered_name(task)
@@ -270,7 +271,7 @@ def train(
                                out / "shap_summary.png")
             mlflow.log_artifacts(str(out), "report")
         meta = {"task": task, "horizon_days": horizon, "window": window,
-                "catalogue_version": version_tag,
+                "catalogue_version": version_tag, "value": value_stats(task, parts["train"]),
                 "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
         info = log_propensity_model(fit.booster, fit.schema, fit.calibrator.to_dict(), meta,
                                     test[features].head(5), registered_model_name=name)

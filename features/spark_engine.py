@@ -1,0 +1,284 @@
+"""Feature snapshots on Apache Spark: the same catalogue, for data that outgrows one machine.
+
+The snapshot query is the DuckDB build's own (:func:`features.build.snapshot_sql`), carried to
+Spark SQL by :mod:`features.spark_sql`; the raw tables are Parquet files or folders under any
+Hadoop-compatible URI (``/local/path``, ``file:``, ``s3a://``, ``hdfs://``), exposed as typed
+temporary views named like the contract tables, exactly as the DuckDB views are.
+
+Output: on the local filesystem each snapshot is collected as Arrow, cast to the DuckDB build's
+types and written by :class:`features.store.FeatureStore` (one ``part-0.parquet``, atomic swap,
+catalogue version in the footer). On a remote URI Spark writes the partition folder
+``as_of=YYYY-MM-DD/`` itself (``part-*.parquet`` files, replaced as a whole by Spark's commit
+protocol) plus a ``_catalogue_version`` file beside them. pyspark is imported inside functions:
+it is an optional extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+
+from features.build import ACCOUNT_ID, AS_OF, SnapshotError, feature_groups, snapshot_sql
+from features.catalogue import FeatureGroup, FeatureSpec, Snapshot, all_features
+from features.contract import MANIFEST_FILE, TABLES, Table
+from features.sources import ContractError
+from features.spark_sql import to_spark_sql
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from features.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SPARK_TYPES: dict[str, str] = {
+    "string": "STRING",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP_NTZ",  # DuckDB's TIMESTAMP is naive; so is the feature SQL's
+}
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(), "int64": pa.int64(), "float64": pa.float64(),
+}
+#: The feature SQL compares naive timestamps and counts seconds in UTC: not a user choice.
+FIXED_CONF = {"spark.sql.session.timeZone": "UTC"}
+DEFAULT_CONF = {
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+CATALOGUE_VERSION_FILE = "_catalogue_version"
+
+
+# --- session --------------------------------------------------------------------------------
+def spark_session(settings: Settings, app_name: str = "propensity") -> SparkSession:
+    """The Spark session of ``settings.spark_master`` with ``settings.spark_conf`` applied.
+
+    Local mode needs the workers to run this very Python and to bind to the loopback address
+    (the host name of a container often does not resolve); both are set unless already given.
+    """
+    master = settings.spark_master
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise RuntimeError(
+            "the Spark engine needs the `spark` extra: pip install '.[spark]' (and Java 17)"
+        ) from exc
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in {**DEFAULT_CONF, **settings.spark_conf, **FIXED_CONF}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    for key, value in FIXED_CONF.items():  # an existing session keeps its own otherwise
+        spark.conf.set(key, value)
+    return spark
+
+
+# --- raw tables -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SparkRaw:
+    """The contract tables registered as typed temporary views on one Spark session."""
+
+    spark: SparkSession
+    uri: str
+    present: frozenset[str]
+    extracted_at: datetime | None = None
+
+
+def join_uri(base: str, name: str) -> str:
+    return f"{str(base).rstrip('/')}/{name}"
+
+
+def is_remote(uri: str) -> bool:
+    """A URI Spark must write itself (anything but a plain path or ``file:``)."""
+    scheme = str(uri).split("://", 1)[0] if "://" in str(uri) else ""
+    return scheme not in ("", "file")
+
+
+def _hadoop_path(spark: SparkSession, uri: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def uri_exists(spark: SparkSession, uri: str) -> bool:
+    path, fs = _hadoop_path(spark, uri)
+    return bool(fs.exists(path))
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """A small text file through Hadoop's filesystem (works for every URI Spark reads)."""
+    path, fs = _hadoop_path(spark, uri)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode()))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, uri: str) -> str:
+    """A small text file (Spark's own readers skip names starting with ``_``)."""
+    path, fs = _hadoop_path(spark, uri)
+    stream = fs.open(path)
+    try:
+        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def read_manifest(spark: SparkSession, raw_uri: str) -> datetime | None:
+    uri = join_uri(raw_uri, MANIFEST_FILE)
+    if not uri_exists(spark, uri):
+        return None
+    text = read_text(spark, uri)
+    try:
+        return pd.Timestamp(json.loads(text)["extracted_at"]).tz_localize(None).to_pydatetime()
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ContractError(
+            [f"{MANIFEST_FILE}: extracted_at missing or not a timestamp ({exc})"]
+        ) from exc
+
+
+def typed_frame(frame: DataFrame, table: Table) -> DataFrame:
+    """The contract columns cast to their logical types, extra columns kept as they are."""
+    from pyspark.sql import functions as F
+
+    contract = set(table.column_names)
+    typed = [F.col(f"`{c.name}`").cast(SPARK_TYPES[c.type]).alias(c.name) for c in table.columns]
+    return frame.select(*typed, *[F.col(f"`{c}`") for c in frame.columns if c not in contract])
+
+
+def empty_frame(spark: SparkSession, table: Table) -> DataFrame:
+    ddl = ", ".join(f"`{c.name}` {SPARK_TYPES[c.type]}" for c in table.columns)
+    return spark.createDataFrame([], ddl)
+
+
+def register_raw(spark: SparkSession, raw_uri: str) -> SparkRaw:
+    """Register ``<raw_uri>/<table>.parquet`` (a file or a folder of parts) as typed views.
+
+    Checks the shape only (required tables and contract columns present); the value rules are
+    ``propensity data validate``'s, run where the export is produced or where it fits.
+    """
+    problems: list[str] = []
+    present = set()
+    for table in TABLES.values():
+        uri = join_uri(raw_uri, f"{table.name}.parquet")
+        if not uri_exists(spark, uri):
+            if uri_exists(spark, join_uri(raw_uri, f"{table.name}.csv")):
+                problems.append(f"{table.name}: the Spark engine reads Parquet only; "
+                                f"convert {table.name}.csv to {table.name}.parquet")
+            elif not table.optional:
+                problems.append(f"{table.name}: missing required table (no {uri})")
+            empty_frame(spark, table).createOrReplaceTempView(table.name)
+            continue
+        frame = spark.read.parquet(uri)
+        missing = [c for c in table.column_names if c not in frame.columns]
+        problems += [f"{table.name}.{c}: missing column" for c in missing]
+        if not missing:
+            typed_frame(frame, table).createOrReplaceTempView(table.name)
+            present.add(table.name)
+    if problems:
+        raise ContractError(problems)
+    return SparkRaw(spark, raw_uri, frozenset(present), read_manifest(spark, raw_uri))
+
+
+# --- snapshots ------------------------------------------------------------------------------
+def check_as_of(raw: SparkRaw, as_of: date) -> None:
+    """As on DuckDB: a snapshot past the export's extraction time would miss data."""
+    if raw.extracted_at is not None and pd.Timestamp(as_of) > pd.Timestamp(raw.extracted_at):
+        raise SnapshotError(
+            f"as_of {as_of} is after the data's extraction time {raw.extracted_at:%Y-%m-%d %H:%M}: "
+            "features there would miss events that had not been exported"
+        )
+
+
+def check_groups(raw: SparkRaw, groups: list[FeatureGroup], as_of: date) -> None:
+    """Refuse a group whose Spark query returns other columns than it declares (analysis only)."""
+    s = Snapshot(as_of)
+    for g in groups:
+        if g.cte is None or not all(src in raw.present for src in g.source.split("+")):
+            continue
+        got = raw.spark.sql(to_spark_sql(g.cte(s))).columns
+        want = [ACCOUNT_ID, *g.names]
+        if sorted(got) != sorted(want):
+            raise SnapshotError(
+                f"feature group {g.name!r} returns {sorted(set(got) - set(want))} not declared "
+                f"and lacks {sorted(set(want) - set(got))} on Spark"
+            )
+
+
+def snapshot_frame(raw: SparkRaw, as_of: date, groups: list[FeatureGroup]) -> DataFrame:
+    """The snapshot as a (lazy) Spark DataFrame, unordered."""
+    return raw.spark.sql(to_spark_sql(snapshot_sql(groups, as_of, raw.present)))
+
+
+def arrow_schema(groups: list[FeatureGroup]) -> pa.Schema:
+    """The DuckDB build's column types: what every snapshot reader expects."""
+    fields = [pa.field(ACCOUNT_ID, pa.string()), pa.field(AS_OF, pa.date32())]
+    fields += [pa.field(f.name, ARROW_TYPES[f.dtype]) for f in all_features(groups)]
+    return pa.schema(fields)
+
+
+def to_local_table(frame: DataFrame, schema: pa.Schema) -> pa.Table:
+    """Collect as Arrow, sorted by account and cast to ``schema`` (no Spark metadata kept)."""
+    table = frame.toArrow().select(schema.names)
+    table = table.replace_schema_metadata(None).cast(schema)
+    return table.sort_by(ACCOUNT_ID)
+
+
+def build_snapshot(
+    raw: SparkRaw, as_of: date, spec: FeatureSpec | None = None, checked: bool = False
+) -> pa.Table:
+    """One snapshot built on Spark and collected (for the local store and for tests)."""
+    check_as_of(raw, as_of)
+    groups = feature_groups(spec)
+    if not checked:
+        check_groups(raw, groups, as_of)
+    return to_local_table(snapshot_frame(raw, as_of, groups), arrow_schema(groups))
+
+
+def build_grid(
+    raw: SparkRaw, dates: Iterable[date], spec: FeatureSpec | None = None
+) -> Iterator[tuple[date, pa.Table]]:
+    """Snapshots in date order, each one Spark job (Spark parallelises within a snapshot)."""
+    dates = list(dates)
+    for as_of in dates:
+        check_as_of(raw, as_of)
+    if dates:
+        check_groups(raw, feature_groups(spec), dates[0])
+    for as_of in dates:
+        yield as_of, build_snapshot(raw, as_of, spec, checked=True)
+
+
+def write_remote(
+    raw: SparkRaw, as_of: date, out_uri: str, version: str, spec: FeatureSpec | None = None
+) -> tuple[str, int]:
+    """Spark writes ``<out_uri>/as_of=YYYY-MM-DD/`` itself; returns (folder, accounts)."""
+    from pyspark.sql import functions as F
+
+    check_as_of(raw, as_of)
+    groups = feature_groups(spec)
+    schema = arrow_schema(groups)
+    frame = snapshot_frame(raw, as_of, groups).select(
+        *[F.col(f"`{name}`") for name in schema.names]
+    ).cache()
+    try:
+        target = join_uri(out_uri, f"as_of={as_of:%Y-%m-%d}")
+        frame.sortWithinPartitions(ACCOUNT_ID).write.mode("overwrite").parquet(target)
+        write_text(raw.spark, join_uri(target, CATALOGUE_VERSION_FILE), version)
+        return target, frame.count()
+    finally:
+        frame.unpersist()

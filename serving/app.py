@@ -1,0 +1,71 @@
+"""The FastAPI application: `create_app(settings, loader)` wires state, auth, metrics and routes.
+
+Nothing happens at import. At start-up the first generation loads in a worker thread, so
+`/healthz` answers at once and `/readyz` turns ready when the scores are in memory. Tests pass
+their own `loader` (or `load_on_start=False`) to serve stubs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from features.settings import Settings
+from serving.auth import Authenticator
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.routes import health, models, opportunities, page, scores
+from serving.state import Loader, StateHolder, load_generation
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Churn and upsell propensity for key-account management.
+
+CRM systems score one account or thousands (`POST /v1/score`, `GET /v1/accounts/{id}`);
+account managers read ranked lists (`GET /v1/opportunities`, or the page at `/`).
+Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`
+(scope `read`; `admin` for `/v1/admin/reload`)."""
+
+
+def create_app(settings: Settings, loader: Loader = load_generation,
+               load_on_start: bool = True) -> FastAPI:
+    holder = StateHolder(settings, loader)
+    auth = Authenticator.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info(auth.describe())
+        task = None
+        if load_on_start:
+            task = asyncio.create_task(asyncio.to_thread(_first_load, holder))
+        yield
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=1)
+
+    app = FastAPI(title="propensity scoring API", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.holder = holder
+    app.state.auth = auth
+    app.state.metrics = Metrics(lambda: holder.current)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    for module in (health, scores, opportunities, models, page):
+        app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(request.app.state.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _first_load(holder: StateHolder) -> None:
+    ok, error = holder.reload()
+    if not ok:
+        log.error("not ready: %s (fix it, then POST /v1/admin/reload)", error)

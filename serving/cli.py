@@ -1,0 +1,42 @@
+"""`propensity serve`: the scoring API and the account managers' page under uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from features.cli import DataDir, fail, load_settings
+
+
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Serve without API keys (local development only).")] = False,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the scoring API (/v1, OpenAPI docs at /docs), the page at / and /metrics.
+
+    Loads the champion models from MLflow and the newest feature snapshot; /readyz turns
+    ready once every account is scored. One process: the scores live in its memory."""
+    import logging
+
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.keys import KeyStoreError
+
+    settings = load_settings(data_dir)
+    if no_auth:
+        settings = settings.model_copy(update={"auth_enabled": False})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    try:
+        app = create_app(settings)
+        app.state.auth.describe()
+    except KeyStoreError as exc:
+        fail(str(exc))
+    uvicorn.run(app, host=host, port=port, workers=1, loop="uvloop", http="httptools",
+                access_log=access_log, log_level="info")

@@ -1,0 +1,57 @@
+"""Route dependencies: the generation a request works on, and fast JSON in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, HTTPException, Request, Response
+from fastapi.routing import APIRoute
+
+from serving.auth import require
+from serving.keys import KeyEntry
+from serving.state import Generation
+
+
+def current(request: Request) -> Generation:
+    """The generation this request uses to the end (a reload swaps the holder's, not ours)."""
+    generation = request.app.state.holder.current
+    if generation is None:
+        raise HTTPException(503, {"error": "not_ready",
+                                  "message": "models and snapshot are still loading; see /readyz"})
+    return generation
+
+
+CurrentGeneration = Annotated[Generation, Depends(current)]
+ReadKey = Annotated[KeyEntry | None, Depends(require("read"))]
+AdminKey = Annotated[KeyEntry | None, Depends(require("admin"))]
+
+
+class JSON(Response):
+    """orjson-encoded JSON (NaN becomes null): ~20x faster than the stdlib on big answers."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+class OrjsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class FastJSONRoute(APIRoute):
+    """Parses request bodies with orjson (strict: NaN and Infinity are not JSON, so they are
+    refused as invalid JSON with a 422)."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(OrjsonRequest(request.scope, request.receive))
+
+        return route

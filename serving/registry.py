@@ -1,0 +1,101 @@
+"""Loading the served models through MLflow: the registry's champions, or explicit URIs.
+
+Serving never imports `training`: a model is whatever `mlflow.pyfunc.load_model` returns for
+`models:/propensity-<task>@champion`. The alias is resolved to a version first and that
+version is loaded, so the version we report is the one we serve even if the alias moves.
+The numpy fast path (`matrix`, `probability_matrix`, ...) comes from the unwrapped pyfunc.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from features.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The model tasks and their registry names (a contract test pins these to training's).
+TASKS = ("churn", "upsell", "cross-sell")
+REQUIRED_TASKS = ("churn", "upsell")  # cross-sell is optional: no next-best-product without it
+CHAMPION = "champion"
+FAST_PATH = ("matrix", "matrix_from_records", "probability_matrix", "contributions_matrix")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the task and the URI."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One served model and where it came from."""
+
+    task: str
+    uri: str
+    version: str | None
+    run_id: str | None
+    model: Any = field(repr=False)  # the unwrapped propensity pyfunc (numpy fast path)
+
+    @property
+    def meta(self) -> dict:
+        return dict(getattr(self.model, "meta", {}) or {})
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.model.features)
+
+
+def tracking_uri(settings: Settings) -> str:
+    """Settings, then MLFLOW_TRACKING_URI, then the embedded SQLite store."""
+    return (settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+            or settings.default_tracking_uri)
+
+
+def registered_name(task: str) -> str:
+    return f"propensity-{task}"
+
+
+def model_uri(task: str, settings: Settings) -> str:
+    """The explicit URI of `settings.model_uris`, else the registry's champion."""
+    return settings.model_uris.get(task) or f"models:/{registered_name(task)}@{CHAMPION}"
+
+
+def load_model(task: str, settings: Settings) -> LoadedModel:
+    """Load one task's model; `ModelLoadError` says which and why."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(tracking_uri(settings))
+    mlflow.set_registry_uri(tracking_uri(settings))
+    uri = model_uri(task, settings)
+    version = run_id = None
+    try:
+        if uri.startswith("models:/") and "@" in uri:
+            name, alias = uri.removeprefix("models:/").split("@", 1)
+            found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+            version, run_id = str(found.version), found.run_id
+            uri = f"models:/{name}/{version}"
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        model = pyfunc.unwrap_python_model()
+    except Exception as exc:  # MLflow raises many types; all mean "cannot serve this"
+        raise ModelLoadError(f"{task}: cannot load {uri}: {exc}") from exc
+    missing = [m for m in FAST_PATH if not hasattr(model, m)]
+    if missing:
+        raise ModelLoadError(f"{task}: {uri} is not a propensity model of this version "
+                             f"(lacks {', '.join(missing)}); retrain it with `propensity train`")
+    return LoadedModel(task=task, uri=uri, version=version, run_id=run_id, model=model)
+
+
+def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, str]]:
+    """Every task's model that loads, and an error per task that did not."""
+    loaded: dict[str, LoadedModel] = {}
+    errors: dict[str, str] = {}
+    for task in TASKS:
+        try:
+            loaded[task] = load_model(task, settings)
+        except ModelLoadError as exc:
+            errors[task] = str(exc)
+            log.warning("model not loaded: %s", exc)
+    return loaded, errors

@@ -1,0 +1,65 @@
+"""Scores as JSON-ready dicts and CSV: the one place response items are shaped.
+
+Items are built straight from the scorer's numpy columns (no pydantic per item, no pandas):
+a 10,000-account answer is shaped in milliseconds. NaN becomes null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict
+
+import numpy as np
+
+from serving.scorer import Reason
+from serving.valuation import PLAYS
+
+TEXT = ("account_id", "name", "owner", "segment", "risk_tier", "next_best_product", "play")
+NUMBERS = ("arr", "churn_probability", "upsell_probability", "arr_at_risk",
+           "expected_expansion", "next_best_product_probability", "expected_cross_sell_arr")
+PROBABILITIES = ("churn_probability", "upsell_probability", "next_best_product_probability")
+CSV_COLUMNS = ("rank", *TEXT[:4], "arr", "churn_probability", "risk_tier", "arr_at_risk",
+               "upsell_probability", "expected_expansion", "next_best_product",
+               "next_best_product_probability", "expected_cross_sell_arr", "play", "reasons")
+
+
+def item(cols: dict[str, np.ndarray], i: int, reasons: dict | None = None,
+         rank: int | None = None) -> dict:
+    """One account's response item from row ``i`` of the scorer's columns."""
+    out: dict = {c: cols[c][i] for c in TEXT}
+    for c in NUMBERS:
+        v = float(cols[c][i])
+        out[c] = None if math.isnan(v) else (round(v, 6) if c in PROBABILITIES else v)
+    out["play_detail"] = PLAYS.get(out["play"]) if out["play"] else None
+    out["error"] = None
+    if reasons is not None:
+        out["reasons"] = {task: _reason_set(r) for task, r in reasons.items() if r is not None}
+    if rank is not None:
+        out["rank"] = rank
+    return out
+
+
+def error_item(account_id: str, message: str) -> dict:
+    return {"account_id": account_id, "error": message}
+
+
+def _reason_set(reasons: dict[str, list[Reason]]) -> dict:
+    return {direction: [asdict(r) for r in items] for direction, items in reasons.items()}
+
+
+def to_csv(items: list[dict], reasons_task: str) -> str:
+    """Ranked items as CSV; reasons flattened to "feature (+0.42); ..." for spreadsheets."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in items:
+        flat = dict(row)
+        reasons = (row.get("reasons") or {}).get(reasons_task) or {}
+        flat["reasons"] = "; ".join(
+            f"{r['feature']} ({r['contribution']:+.2f})"
+            for direction in ("raising", "lowering") for r in reasons.get(direction, [])
+        )
+        writer.writerow(flat)
+    return buffer.getvalue()

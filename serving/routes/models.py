@@ -1,0 +1,52 @@
+"""What is loaded, and switching to the current champions and newest snapshot."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from serving.deps import JSON, AdminKey, ReadKey
+from serving.schemas import ModelsResponse, ReloadResponse
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+@router.get("/models", response_model=ModelsResponse, summary="Loaded models and snapshot")
+def models(request: Request, _key: ReadKey) -> JSON:
+    holder = request.app.state.holder
+    generation = holder.current
+    if generation is None:
+        return JSON({"ready": False, "as_of": None, "accounts": 0, "loaded_at": None,
+                     "models": [], "missing": {}, "last_reload_error": holder.last_error})
+    scorer = generation.scorer
+    return JSON({
+        "ready": True, "as_of": scorer.as_of.isoformat(), "accounts": len(scorer.ids),
+        "loaded_at": generation.loaded_at.isoformat(),
+        "models": [{
+            "task": task, "uri": m.uri, "version": m.version, "run_id": m.run_id,
+            "window": m.meta.get("window"), "catalogue_version": m.meta.get("catalogue_version"),
+            "test_metrics": {k: float(v) for k, v in (m.meta.get("test_metrics") or {}).items()
+                             if isinstance(v, int | float) and math.isfinite(v)},
+            "features": m.features,
+        } for task, m in scorer.models.items()],
+        "missing": generation.missing, "last_reload_error": holder.last_error,
+    })
+
+
+@router.post("/admin/reload", response_model=ReloadResponse,
+             summary="Switch to the current champions and the newest snapshot",
+             responses={503: {"model": ReloadResponse,
+                              "description": "Reload failed; the previous generation serves"}})
+async def reload(request: Request, _key: AdminKey) -> JSON:
+    """Builds the new generation off the event loop while the old one keeps answering; the
+    switch is one reference swap, so requests in flight finish on the old one."""
+    holder = request.app.state.holder
+    ok, error = await run_in_threadpool(holder.reload)
+    request.app.state.metrics.reloads.labels("ok" if ok else "failed").inc()
+    generation = holder.current
+    scorer = generation.scorer if generation else None
+    body = {"reloaded": ok, "as_of": scorer.as_of.isoformat() if scorer else None,
+            "model_versions": scorer.versions() if scorer else {}, "error": error}
+    return JSON(body, 200 if ok else 503)

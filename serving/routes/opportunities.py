@@ -1,0 +1,63 @@
+"""Ranked opportunity lists for account managers: JSON pages or CSV."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from serving.deps import JSON, CurrentGeneration, ReadKey
+from serving.results import item, to_csv
+from serving.schemas import Kind, OpportunityPage
+from serving.scorer import KINDS, CursorError, Scorer
+
+router = APIRouter(prefix="/v1", tags=["opportunities"])
+MAX_LIMIT = 10_000
+
+
+@router.get(
+    "/opportunities", response_model=OpportunityPage,
+    summary="Accounts ranked by expected value",
+    responses={200: {"content": {"text/csv": {}},
+                     "description": "JSON page, or CSV with `Accept: text/csv`"},
+               400: {"description": "A cursor this list did not issue"}},
+)
+async def opportunities(
+    request: Request, generation: CurrentGeneration, _key: ReadKey,
+    kind: Annotated[Kind, Query(description="churn: by ARR at risk; upsell: by expected "
+                                "expansion; cross_sell: by expected cross-sell ARR")] = "churn",
+    owner: Annotated[str | None, Query(max_length=200, description="Account manager")] = None,
+    segment: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000,
+                                        description="`next_cursor` of the previous page")] = None,
+    reasons: Annotated[bool, Query(description="Reasons of the list's model per item")] = True,
+    format: Annotated[Literal["json", "csv"] | None, Query(
+        description="csv: the same as `Accept: text/csv` (for download links)")] = None,
+) -> Response:
+    scorer = generation.scorer
+    try:
+        items, next_cursor, total = await run_in_threadpool(
+            ranked_items, scorer, kind, owner, segment, limit, cursor, reasons)
+    except CursorError as exc:
+        raise HTTPException(400, {"error": "bad_cursor", "message": f"cursor: {exc}"}) from exc
+    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
+        return Response(to_csv(items, KINDS[kind][0]), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="opportunities-{kind}-'
+                                   f'{scorer.as_of}.csv"'})
+    return JSON({"kind": kind, "as_of": scorer.as_of.isoformat(),
+                 "model_versions": scorer.versions(), "total": total,
+                 "next_cursor": next_cursor, "items": items})
+
+
+def ranked_items(scorer: Scorer, kind: str, owner: str | None, segment: str | None, limit: int,
+                 cursor: str | None, with_reasons: bool) -> tuple[list[dict], str | None, int]:
+    """A page's items with the list model's reasons (computed once, then cached)."""
+    page = scorer.page(kind, owner, segment, limit, cursor)
+    task = KINDS[kind][0]
+    explained = scorer.reasons(page.rows, (task,)) if with_reasons else [None] * len(page.rows)
+    items = [item(scorer.cols, r, e, rank)
+             for r, e, rank in zip(page.rows, explained, page.ranks, strict=True)]
+    return items, page.next_cursor, page.total

@@ -1,0 +1,92 @@
+"""Scoring: a batch by ids or by feature values, and one account by id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from serving.deps import JSON, CurrentGeneration, FastJSONRoute, ReadKey
+from serving.results import error_item, item
+from serving.schemas import AccountScore, ScoreRequest, ScoreResponse, Task
+from serving.scorer import SINGLE_ROW_LIMIT, Scorer, UnknownFeatureError
+
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=FastJSONRoute)
+ALL_TASKS: tuple[Task, ...] = ("churn", "upsell", "cross-sell")
+
+
+@router.post(
+    "/score", response_model=ScoreResponse, summary="Score accounts (by id or by features)",
+    responses={413: {"description": "More accounts than the configured maximum"},
+               422: {"description": "Invalid body: the field path and the rule"}},
+)
+async def score(body: ScoreRequest, generation: CurrentGeneration, request: Request,
+                _key: ReadKey) -> JSON:
+    """Up to `max_batch_accounts` accounts per call. By id, scores come from the served
+    snapshot (an unknown id is an item with `error`); by feature values, the models run on
+    the values given. Large batches run off the event loop; small ones inline (fastest)."""
+    limit = request.app.state.settings.max_batch_accounts
+    if body.size() > limit:
+        raise HTTPException(413, {"error": "too_many_accounts",
+                                  "message": f"{body.size()} accounts; at most {limit} per call"})
+    scorer = generation.scorer
+    tasks = tuple(dict.fromkeys(body.tasks))
+    if body.size() > SINGLE_ROW_LIMIT:
+        results = await run_in_threadpool(_score, scorer, body, tasks)
+    else:
+        results = _score(scorer, body, tasks)
+    request.app.state.metrics.scored.labels(
+        "ids" if body.account_ids is not None else "features").inc(len(results))
+    return JSON({"as_of": scorer.as_of.isoformat(), "model_versions": scorer.versions(),
+                 "horizon_days": _horizon(scorer), "results": results})
+
+
+def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...]) -> list[dict]:
+    if body.account_ids is not None:
+        return by_ids(scorer, body.account_ids, body.reasons)
+    try:
+        scorer.check_records(body.features or [])
+    except UnknownFeatureError as exc:
+        raise HTTPException(422, {"error": "unknown_feature", "message": str(exc), "fields": [
+            {"loc": ["body", "features", i, key], "msg": "unknown feature"}
+            for i, key in exc.problems]}) from exc
+    cols, reasons = scorer.score_records(body.features or [], tasks, body.reasons)
+    return [item(cols, i, reasons[i] if reasons else None) for i in range(len(cols["arr"]))]
+
+
+def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool) -> list[dict]:
+    rows = scorer.rows_for(account_ids)
+    known = [r for r in rows if r is not None]
+    reasons = dict(zip(known, scorer.reasons(known, ALL_TASKS), strict=True)) if (
+        with_reasons and known) else {}
+    return [
+        error_item(a, "unknown account: not in the served snapshot") if r is None
+        else item(scorer.cols, r, reasons.get(r) if with_reasons else None)
+        for a, r in zip(account_ids, rows, strict=True)
+    ]
+
+
+@router.get(
+    "/accounts/{account_id}", response_model=AccountScore, summary="One account's scores",
+    responses={404: {"description": "The account is not in the served snapshot"}},
+)
+async def account(
+    account_id: Annotated[str, Path(min_length=1, max_length=200)],
+    generation: CurrentGeneration, _key: ReadKey,
+    reasons: Annotated[bool, Query(description="Add the top reasons per model.")] = True,
+) -> JSON:
+    scorer = generation.scorer
+    row = scorer.row_of.get(account_id)
+    if row is None:
+        raise HTTPException(404, {"error": "unknown_account",
+                                  "message": f"account {account_id!r} is not in the snapshot "
+                                             f"of {scorer.as_of}"})
+    explained = scorer.reasons([row], ALL_TASKS)[0] if reasons else None
+    return JSON(item(scorer.cols, row, explained))
+
+
+def _horizon(scorer: Scorer) -> int | None:
+    model = scorer.models.get("churn")
+    value = model.meta.get("horizon_days") if model else None
+    return int(value) if value is not None else None

@@ -1,0 +1,155 @@
+"""The public contract of the scoring API: request and response bodies, with examples.
+
+Requests forbid unknown fields and non-finite numbers (a NaN from a CRM export must be an
+error, not a silent missing value). Feature values are numbers, text (categorical features),
+booleans or null (missing: LightGBM handles it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Task = Literal["churn", "upsell", "cross-sell"]
+Kind = Literal["churn", "upsell", "cross_sell"]
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | bool | str | list[str] | None
+
+EXAMPLE_FEATURES = {
+    "account_id": "CRM-0042", "segment": "mid-market", "arr": 48000.0, "seats": 40,
+    "days_to_renewal": 75, "active_users_30d": 12, "nps_last": 6, "tickets_open": 3,
+    "held_products": ["core"],
+}
+
+
+class ScoreRequest(BaseModel):
+    """Accounts to score: by id (features from the newest snapshot) or by feature values."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"account_ids": ["A0000001", "A0000002"]},
+            {"features": [EXAMPLE_FEATURES], "tasks": ["churn"], "reasons": False},
+        ]},
+    )
+
+    account_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, description="Accounts of the served snapshot. Unknown ids are per-item errors."
+    )
+    features: list[dict[str, FeatureValue]] | None = Field(
+        None,
+        description="Feature values per account, named as in the feature catalogue (GET "
+        "/v1/models lists each model's features). Absent or null features are missing values. "
+        "Optional keys: `account_id` (echoed back) and `held_products` (products the account "
+        "holds, never offered as next best product).",
+    )
+    tasks: list[Task] = Field(
+        default_factory=lambda: ["churn", "upsell", "cross-sell"],
+        description="Models to run (feature values only; by id every score is precomputed).",
+        min_length=1,
+    )
+    reasons: bool = Field(
+        True, description="Add the top reasons per model (TreeSHAP; costs ~0.5 ms per account "
+        "and model, cached for accounts of the snapshot). Turn off for bulk scoring."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoreRequest:
+        if (self.account_ids is None) == (self.features is None):
+            raise ValueError("give exactly one of account_ids or features")
+        return self
+
+    def size(self) -> int:
+        return len(self.account_ids if self.account_ids is not None else self.features or [])
+
+
+class Reason(BaseModel):
+    feature: str = Field(description="Feature name in the catalogue.")
+    description: str = Field(description="What the feature means, in plain language.")
+    value: float | int | str | bool | None = Field(description="The account's value.")
+    contribution: float = Field(description="Signed contribution to the log-odds (TreeSHAP).")
+
+
+class ReasonSet(BaseModel):
+    raising: list[Reason] = Field(description="Strongest reasons the probability is higher.")
+    lowering: list[Reason] = Field(description="Strongest reasons the probability is lower.")
+
+
+class AccountScore(BaseModel):
+    """One account's scores, money at stake and next step; `error` set when it failed."""
+
+    account_id: str | None = None
+    error: str | None = Field(None, description="Why this item has no scores (e.g. unknown id).")
+    name: str | None = None
+    owner: str | None = None
+    segment: str | None = None
+    arr: float | None = Field(None, description="Annual recurring revenue at as_of.")
+    churn_probability: float | None = Field(None, description="P(churn within the horizon).")
+    upsell_probability: float | None = Field(None, description="P(expansion within the horizon).")
+    risk_tier: Literal["high", "medium", "low"] | None = None
+    arr_at_risk: float | None = Field(None, description="ARR x churn probability.")
+    expected_expansion: float | None = Field(
+        None, description="Upsell probability x ARR x the segment's typical expansion share."
+    )
+    next_best_product: str | None = Field(None, description="Likeliest product not yet held.")
+    next_best_product_probability: float | None = None
+    expected_cross_sell_arr: float | None = Field(
+        None, description="Next-best-product probability x that product's typical new ARR."
+    )
+    play: Literal["retention", "nurture", "expansion", "cross-sell"] | None = None
+    play_detail: str | None = None
+    reasons: dict[str, ReasonSet] | None = Field(
+        None, description="Per model (churn, upsell, cross-sell): reasons both ways."
+    )
+    rank: int | None = Field(None, description="Position in the ranked list (lists only).")
+
+
+class ScoreResponse(BaseModel):
+    as_of: str | None = Field(description="Snapshot date of the features (by-id scoring).")
+    model_versions: dict[str, str | None]
+    horizon_days: int | None = None
+    results: list[AccountScore]
+
+
+class OpportunityPage(BaseModel):
+    kind: Kind
+    as_of: str
+    model_versions: dict[str, str | None]
+    total: int = Field(description="Accounts in this list after the filters.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at "
+                                    "the end.")
+    items: list[AccountScore]
+
+
+class ModelInfo(BaseModel):
+    task: str
+    uri: str
+    version: str | None
+    run_id: str | None
+    window: dict | None = Field(None, description="Training, validation and test dates.")
+    test_metrics: dict[str, float] | None = None
+    catalogue_version: str | None = None
+    features: list[str]
+
+
+class ModelsResponse(BaseModel):
+    ready: bool
+    as_of: str | None
+    accounts: int
+    loaded_at: str | None
+    models: list[ModelInfo]
+    missing: dict[str, str] = Field(description="Tasks without a model, and why.")
+    last_reload_error: str | None = Field(
+        None, description="Why the last reload failed (the service kept what it had)."
+    )
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    as_of: str | None
+    model_versions: dict[str, str | None]
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: str

@@ -1,0 +1,377 @@
+"""The in-memory scorer: every account of the newest snapshot scored once, lists and look-ups
+served from memory, reasons computed only for the rows that show them.
+
+At load, one vectorised pass per model over the whole snapshot gives churn and upsell
+probabilities and, per candidate product, cross-sell probabilities (products an account holds
+are never offered). Valuation turns them into money and a play. A request for known accounts
+is then array indexing; only reasons need the model again (TreeSHAP, ~0.5 ms a row per model)
+and are cached per (task, account) for the life of this scorer. Explicit feature values from a
+CRM go through the models' numpy path, one thread per request, never pandas on one row.
+
+No FastAPI here: routes translate requests into calls on a `Scorer`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from serving.registry import LoadedModel
+from serving.valuation import ValueModel, value_columns
+
+KINDS = {  # list kind -> (task whose reasons explain it, the value it is ranked by)
+    "churn": ("churn", "arr_at_risk"),
+    "upsell": ("upsell", "expected_expansion"),
+    "cross_sell": ("cross-sell", "expected_cross_sell_arr"),
+}
+CANDIDATE = "candidate_product"
+SPECIAL_KEYS = ("account_id", "held_products")  # record keys that are not model features
+BATCH_THREADS = 2  # LightGBM threads for whole-snapshot and large-batch passes
+SINGLE_ROW_LIMIT = 64  # up to this many rows a request predicts on one thread
+
+
+class UnknownFeatureError(ValueError):
+    """A feature record names columns no served model knows."""
+
+    def __init__(self, problems: list[tuple[int, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"features[{i}].{k}: unknown feature" for i, k in problems))
+
+
+class CursorError(ValueError):
+    """A pagination cursor that this list did not issue."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    description: str
+    value: object
+    contribution: float
+
+
+@dataclass
+class Page:
+    rows: list[int]  # rows of `Scorer.cols` on this page, in rank order
+    ranks: list[int]
+    next_cursor: str | None
+    total: int
+
+
+class Scorer:
+    """Scores of one snapshot under one set of models; immutable once built (a reload builds
+    a new one and swaps it in), except for the reasons cache."""
+
+    def __init__(self, models: dict[str, LoadedModel], snapshot: pd.DataFrame,
+                 book: pd.DataFrame, as_of: date, descriptions: dict[str, str],
+                 reasons_per_direction: int = 3):
+        self.models = models
+        self.as_of = as_of
+        self.descriptions = {**descriptions, CANDIDATE: "The product offered"}
+        self.k = reasons_per_direction
+        self.snapshot = snapshot.reset_index(drop=True)
+        self.ids = self.snapshot["account_id"].astype(str).to_numpy()
+        self.row_of = {a: i for i, a in enumerate(self.ids)}
+        self.known_features = sorted({f for m in models.values() for f in m.features} - {CANDIDATE})
+        self._x = {task: m.model.matrix(self.snapshot) for task, m in models.items()}
+        self.products = self._products()
+        held = book.set_index("account_id")["products_held"] if len(book) else pd.Series()
+        self.held = [tuple(held.get(a, ())) for a in self.ids]
+        self.cols = self._score_all(book)
+        self.table = pd.DataFrame(self.cols)
+        self._order = {kind: self._ranking(value) for kind, (_, value) in KINDS.items()}
+        self._reasons: dict[tuple[str, int], dict[str, list[Reason]]] = {}
+        self._lock = threading.Lock()
+
+    # --- load-time passes -------------------------------------------------------------------
+    def _products(self) -> list[str]:
+        cross = self.models.get("cross-sell")
+        if cross is None:
+            return []
+        return list(cross.model.schema["categorical"].get(CANDIDATE, []))
+
+    def _score_all(self, book: pd.DataFrame) -> dict[str, np.ndarray]:
+        names = book.set_index("account_id") if len(book) else pd.DataFrame()
+        segment = self.snapshot.get("segment")
+        arr = self.snapshot.get("arr")
+        n = len(self.ids)
+        cols: dict[str, np.ndarray] = {
+            "account_id": self.ids.astype(object),
+            "name": _lookup(names, "name", self.ids),
+            "owner": _lookup(names, "owner", self.ids),
+            "segment": (np.full(n, None, dtype=object) if segment is None else
+                        segment.astype(object).where(segment.notna(), None).to_numpy()),
+            "arr": (np.full(n, np.nan) if arr is None else
+                    pd.to_numeric(arr, errors="coerce").to_numpy("float64", na_value=np.nan)),
+        }
+        for task in ("churn", "upsell"):
+            cols[f"{task}_probability"] = self._probability(task, self._x.get(task), n)
+        cols["next_best_product"], cols["next_best_product_probability"] = self._next_best(
+            self._x.get("cross-sell"), self.held)
+        return self._value(cols)
+
+    def _value(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        upsell = ValueModel.from_meta(self._meta("upsell"))
+        cross = ValueModel.from_meta(self._meta("cross-sell"))
+        return {**cols, **value_columns(cols, upsell, cross)}
+
+    def _meta(self, task: str) -> dict:
+        model = self.models.get(task)
+        return model.meta if model else {}
+
+    def _probability(self, task: str, x: np.ndarray | None, n: int) -> np.ndarray:
+        model = self.models.get(task)
+        if model is None or x is None:
+            return np.full(n, np.nan)
+        return model.model.probability_matrix(x, _threads(len(x)))
+
+    def _cross_matrix(self, x: np.ndarray, product: str) -> np.ndarray:
+        model = self.models["cross-sell"].model
+        out = x.copy()
+        out[:, model.features.index(CANDIDATE)] = self.products.index(product)
+        return out
+
+    def _next_best(self, x: np.ndarray | None, held: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the product not held with the highest adoption probability (None if
+        every product is held or there is no cross-sell model)."""
+        n = len(held)
+        if x is None or not self.products:
+            return np.full(n, None, dtype=object), np.full(n, np.nan)
+        model = self.models["cross-sell"].model
+        p = np.column_stack([
+            model.probability_matrix(self._cross_matrix(x, prod), _threads(n))
+            for prod in self.products
+        ])
+        for j, prod in enumerate(self.products):
+            p[[prod in h for h in held], j] = -1.0
+        best = np.argmax(p, axis=1)
+        best_p = p[np.arange(n), best]
+        names = np.array(self.products, dtype=object)[best]
+        names[best_p < 0] = None
+        return names, np.where(best_p < 0, np.nan, best_p)
+
+    def _ranking(self, value: str) -> tuple[np.ndarray, list[tuple[float, str]]]:
+        """Rows with a value, by value descending then account_id: the list's total order,
+        and its sort keys for keyset pagination."""
+        v = self.cols[value].astype("float64")
+        rows = np.flatnonzero(~np.isnan(v))
+        order = rows[np.lexsort((self.ids[rows], -v[rows]))]
+        keys = [(-float(v[i]), str(self.ids[i])) for i in order]
+        return order, keys
+
+    # --- look-ups ---------------------------------------------------------------------------
+    def rows_for(self, account_ids: list[str]) -> list[int | None]:
+        return [self.row_of.get(a) for a in account_ids]
+
+    def reasons(self, rows: list[int], tasks: tuple[str, ...]) -> list[dict[str, dict]]:
+        """Reasons of snapshot rows per task, computed once per (task, row) and cached."""
+        out: list[dict[str, dict]] = [{} for _ in rows]
+        for task in tasks:
+            if task not in self.models:
+                continue
+            missing = sorted({r for r in rows if (task, r) not in self._reasons})
+            if missing:
+                def value_of(i: int, feature: str, rows: list[int] = missing) -> object:
+                    return self._snapshot_value(rows[i], feature)
+
+                computed = self._explain(task, self._task_matrix(task, missing), value_of)
+                with self._lock:
+                    for r, reasons in zip(missing, computed, strict=True):
+                        self._reasons[(task, r)] = reasons
+            for i, r in enumerate(rows):
+                out[i][task] = self._reasons.get((task, r))
+        return out
+
+    def _task_matrix(self, task: str, rows: list[int]) -> np.ndarray:
+        x = self._x[task][rows]
+        if task == "cross-sell":
+            return self._with_products(x, self.cols["next_best_product"][rows])
+        return x
+
+    def _with_products(self, x: np.ndarray, products: np.ndarray) -> np.ndarray:
+        j = self.models["cross-sell"].model.features.index(CANDIDATE)
+        x = x.copy()
+        x[:, j] = [self.products.index(p) if p in self.products else np.nan for p in products]
+        return x
+
+    def _explain(self, task: str, x: np.ndarray, value_of: Callable[[int, str], object]
+                 ) -> list[dict]:
+        """Top-k raising and lowering contributions per row, with plain-language labels;
+        `value_of(i, feature)` is row i's value of the feature, shown beside the reason."""
+        model = self.models[task].model
+        contrib = model.contributions_matrix(x, _threads(len(x)))[:, : len(model.features)]
+        out = []
+        for i, c in enumerate(contrib):
+            up = [j for j in np.argsort(-c, kind="stable")[: self.k] if c[j] > 0]
+            down = [j for j in np.argsort(c, kind="stable")[: self.k] if c[j] < 0]
+            out.append({
+                direction: [self._reason(model.features[j], c[j], value_of(i, model.features[j]))
+                            for j in picked]
+                for direction, picked in (("raising", up), ("lowering", down))
+            })
+        return out
+
+    def _snapshot_value(self, row: int, feature: str) -> object:
+        if feature == CANDIDATE:
+            return self.cols["next_best_product"][row]
+        return _plain(self.snapshot[feature].iat[row])
+
+    def _reason(self, feature: str, contribution: float, value: object) -> Reason:
+        return Reason(feature, self.descriptions.get(feature, feature), value,
+                      round(float(contribution), 4))
+
+    # --- explicit feature values (a CRM's own numbers) ---------------------------------------
+    def check_records(self, records: list[dict]) -> None:
+        """Unknown feature names are refused (a typo would silently become a missing value)."""
+        known = set(self.known_features) | set(SPECIAL_KEYS)
+        problems = [(i, k) for i, r in enumerate(records) for k in r if k not in known]
+        if problems:
+            raise UnknownFeatureError(problems[:20])
+
+    def score_records(self, records: list[dict], tasks: tuple[str, ...], with_reasons: bool
+                      ) -> tuple[dict[str, np.ndarray], list[dict] | None]:
+        """Score feature records: columns like `self.cols` and, if asked, reasons per row."""
+        n = len(records)
+        x = {t: m.model.matrix_from_records(records) for t, m in self.models.items()
+             if t in tasks}
+        cols: dict[str, np.ndarray] = {
+            "account_id": np.array([_text(r.get("account_id")) for r in records], dtype=object),
+            "name": np.full(n, None, dtype=object),
+            "owner": np.full(n, None, dtype=object),
+            "segment": np.array([_text(r.get("segment")) for r in records], dtype=object),
+            "arr": np.array([_number(r.get("arr")) for r in records], dtype="float64"),
+        }
+        for task in ("churn", "upsell"):
+            cols[f"{task}_probability"] = self._probability(task, x.get(task), n)
+        held = [tuple(r.get("held_products") or ()) for r in records]
+        cols["next_best_product"], cols["next_best_product_probability"] = self._next_best(
+            x.get("cross-sell"), held)
+        cols = self._value(cols)
+        if not with_reasons:
+            return cols, None
+        reasons: list[dict] = [{} for _ in records]
+        products = cols["next_best_product"]
+
+        def value_of(i: int, feature: str) -> object:
+            return products[i] if feature == CANDIDATE else _plain(records[i].get(feature))
+
+        for task, xt in x.items():
+            if task == "cross-sell":
+                xt = self._with_products(xt, products)
+            for i, r in enumerate(self._explain(task, xt, value_of)):
+                reasons[i][task] = r
+        return cols, reasons
+
+    # --- ranked lists -----------------------------------------------------------------------
+    def page(self, kind: str, owner: str | None, segment: str | None, limit: int,
+             cursor: str | None) -> Page:
+        """One page of a ranked list; the cursor is the last row's sort key, so pages stay
+        in order and never repeat or skip an account, even across a reload."""
+        order, keys = self._order[kind]
+        start = 0 if cursor is None else bisect.bisect_right(keys, decode_cursor(cursor, kind))
+        mask = self._filter(owner, segment)
+        picked: list[int] = []
+        ranks: list[int] = []
+        pos = start
+        while pos < len(order) and len(picked) < limit + 1:
+            chunk = order[pos: pos + 4 * (limit + 1)]
+            hits = chunk if mask is None else chunk[mask[chunk]]
+            picked.extend(int(r) for r in hits[: limit + 1 - len(picked)])
+            pos += len(chunk)
+        more = len(picked) > limit
+        picked = picked[:limit]
+        total = len(order) if mask is None else int(mask[order].sum())
+        position = {int(r): i for i, r in enumerate(order[start: pos])}
+        ranks = [start + position[r] + 1 for r in picked]
+        next_cursor = encode_cursor(kind, keys[start + position[picked[-1]]]) if more else None
+        return Page(picked, ranks, next_cursor, total)
+
+    def _filter(self, owner: str | None, segment: str | None) -> np.ndarray | None:
+        mask = None
+        for column, wanted in (("owner", owner), ("segment", segment)):
+            if wanted is not None:
+                hit = self.cols[column] == wanted
+                mask = hit if mask is None else mask & hit
+        return mask
+
+    def owners(self) -> list[str]:
+        return sorted({o for o in self.cols["owner"] if isinstance(o, str)})
+
+    def segments(self) -> list[str]:
+        return sorted({s for s in self.cols["segment"] if isinstance(s, str)})
+
+    def versions(self) -> dict[str, str | None]:
+        return {task: m.version for task, m in self.models.items()}
+
+
+# --- cursors ----------------------------------------------------------------------------------
+def encode_cursor(kind: str, key: tuple[float, str]) -> str:
+    import base64
+
+    import orjson
+
+    raw = orjson.dumps({"k": kind, "v": key[0], "id": key[1]})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str) -> tuple[float, str]:
+    import base64
+    import binascii
+
+    import orjson
+
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        if data.get("k") != kind:
+            raise CursorError(f"this cursor belongs to the {data.get('k')!r} list, not {kind!r}")
+        value, account = float(data["v"]), str(data["id"])
+        if not math.isfinite(value):
+            raise ValueError("not finite")
+        return value, account
+    except CursorError:
+        raise
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise CursorError("not a cursor issued by this list") from exc
+
+
+# --- small helpers ----------------------------------------------------------------------------
+def _threads(rows: int) -> int:
+    """One thread for small requests (two threads fight over two cores), two for passes."""
+    return 1 if rows <= SINGLE_ROW_LIMIT else BATCH_THREADS
+
+
+def _lookup(frame: pd.DataFrame, column: str, ids: np.ndarray) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(ids), None, dtype=object)
+    return frame[column].reindex(ids).astype(object).where(lambda s: s.notna(), None).to_numpy()
+
+
+def _plain(value: object) -> object:
+    """A JSON-friendly scalar: numpy numbers to Python, NaN/NA to None."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan

@@ -1,0 +1,130 @@
+"""What the service serves: one immutable generation (models + newest snapshot + scores +
+KPIs), and the holder that swaps generations atomically on reload.
+
+A request takes `holder.current` once and works on that object to the end, so a reload that
+swaps in a new generation mid-request never mixes the two, and none fails. A reload that
+cannot load keeps the old generation and records why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+
+from features.settings import Settings
+from serving.registry import REQUIRED_TASKS, load_models
+from serving.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+
+class LoadError(RuntimeError):
+    """The service cannot build a generation (no champion, no snapshot, bad raw data)."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    scorer: Scorer
+    missing: dict[str, str]  # task -> why its model is not loaded
+    kpis: dict = field(default_factory=dict)  # the page's KPI strip
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    load_seconds: float = 0.0
+
+
+Loader = Callable[[Settings], Generation]
+
+
+def load_generation(settings: Settings) -> Generation:
+    """Champions from the registry (or settings' URIs), the newest snapshot, the book of
+    accounts at that date, every account scored, and the KPI strip."""
+    from features.book import account_book
+    from features.build import feature_groups
+    from features.catalogue import all_features
+    from features.sources import ContractError
+    from features.store import FeatureStore
+    from features.validation import load_tables
+
+    started = time.perf_counter()
+    models, missing = load_models(settings)
+    absent = [t for t in REQUIRED_TASKS if t not in models]
+    if absent:
+        raise LoadError("; ".join(missing[t] for t in absent))
+    store = FeatureStore(settings.features_dir)
+    dates = store.dates()
+    if not dates:
+        raise LoadError(f"no feature snapshot in {store.root}: run `propensity features build`")
+    as_of = dates[-1]
+    snapshot = store.read(as_of)
+    try:
+        tables = load_tables(settings.raw_dir)
+    except ContractError as exc:
+        raise LoadError(f"raw data in {settings.raw_dir} break the contract: {exc}") from exc
+    book = account_book(tables, as_of)
+    descriptions = {f.name: f.description for f in all_features(feature_groups(
+        settings.feature_spec()))}
+    scorer = Scorer(models, snapshot, book, as_of, descriptions, settings.reasons_per_direction)
+    kpis = kpi_strip(tables, as_of, settings.gross_margin)
+    seconds = time.perf_counter() - started
+    log.info("loaded %d accounts of %s with models %s in %.1f s", len(scorer.ids), as_of,
+             scorer.versions(), seconds)
+    return Generation(scorer=scorer, missing=missing, kpis=kpis, load_seconds=seconds)
+
+
+def kpi_strip(tables, as_of: date, gross_margin: float) -> dict:
+    """The account KPIs of the last full month before as_of: churn (trailing 12 months),
+    renewal rate, net revenue retention, and ARR by segment."""
+    from features.kpis import compute_kpis
+
+    last = (pd.Timestamp(as_of) - pd.offsets.MonthBegin(1)).date()
+    if last >= as_of:
+        last = (pd.Timestamp(as_of) - timedelta(days=1)).date().replace(day=1)
+    total = compute_kpis(tables, by=("month",), gross_margin=gross_margin, start=last, end=last)
+    seg = compute_kpis(tables, by=("month", "segment"), gross_margin=gross_margin, start=last,
+                       end=last)
+    if total.empty:
+        return {}
+    row = total.iloc[-1]
+    return {
+        "month": str(row["month"])[:7],
+        "logo_churn_rate": _number(row["logo_churn_rate"]),
+        "logo_churn_rate_ttm": _number(row["logo_churn_rate_ttm"]),
+        "renewal_rate": _number(row["renewal_rate"]),
+        "net_revenue_retention": _number(row["net_revenue_retention"]),
+        "arr": _number(row["arr_end"]),
+        "arr_by_segment": {str(r["segment"]): _number(r["arr_end"]) for _, r in seg.iterrows()},
+    }
+
+
+def _number(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+class StateHolder:
+    """The current generation, swapped atomically; at most one reload at a time."""
+
+    def __init__(self, settings: Settings, loader: Loader = load_generation):
+        self.settings = settings
+        self.loader = loader
+        self.current: Generation | None = None
+        self.last_error: str | None = None
+        self._reloading = threading.Lock()
+
+    def reload(self) -> tuple[bool, str | None]:
+        """Build a new generation and swap it in; on failure keep the old one."""
+        with self._reloading:
+            try:
+                generation = self.loader(self.settings)
+            except Exception as exc:  # whatever failed, the old generation keeps serving
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("reload failed, still serving the previous generation: %s",
+                          self.last_error)
+                return False, self.last_error
+            self.current = generation  # one reference assignment: atomic for readers
+            self.last_error = None
+            return True, None
