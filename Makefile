@@ -16,7 +16,7 @@ install: $(VENV)/.installed ## create .venv with the locked dependencies (uv; in
 EXTRAS ?= dev spark
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen $(addprefix --extra ,$(EXTRAS))
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --compile-bytecode $(addprefix --extra ,$(EXTRAS))
 	@touch $@
 
 install-pip: ## fallback without uv: plain pip into .venv (unlocked versions)

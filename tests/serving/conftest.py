@@ -1,0 +1,55 @@
+"""Serving fixtures: one small trained book (300 accounts, 3 registered models) per test run.
+
+Building it (generate, snapshots, train churn/upsell/cross-sell) takes about a minute, so it is
+made once and shared by every xdist worker through a file lock (the pattern pytest-xdist
+documents); tests copy nothing and must not write to it. `served_settings` points at it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+from typer.testing import CliRunner
+
+from features.settings import Settings
+
+ACCOUNTS, MONTHS, START, SEED = 300, 16, "2024-01-01", 5
+
+
+def _build(data: Path, mlflow_template_db: Path) -> None:
+    from propensity_cli import app
+
+    runner = CliRunner()
+    (data / "mlflow").mkdir(parents=True)
+    shutil.copy(mlflow_template_db, data / "mlflow" / "mlflow.db")
+    for args in (
+        ["data", "generate", "--accounts", str(ACCOUNTS), "--months", str(MONTHS),
+         "--start", START, "--seed", str(SEED)],
+        ["features", "build", "--from", "2024-02-01", "--to", "2025-05-01"],
+        ["train", "churn"], ["train", "upsell"], ["train", "cross-sell"],
+    ):
+        result = runner.invoke(app, [*args, "--data-dir", str(data)])
+        assert result.exit_code == 0, (args, result.output)
+    (data / ".complete").touch()
+
+
+@pytest.fixture(scope="session")
+def served_data(tmp_path_factory, mlflow_template_db) -> Path:
+    """The data directory of a trained 300-account book (read-only for tests)."""
+    root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this run
+    data = root / "served-book"
+    with FileLock(str(root / "served-book.lock")):
+        if not (data / ".complete").exists():
+            shutil.rmtree(data, ignore_errors=True)
+            _build(data, mlflow_template_db)
+    return data
+
+
+@pytest.fixture()
+def served_settings(served_data, monkeypatch) -> Settings:
+    """Settings on the shared book with auth off (auth tests turn it on with their own keys)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return Settings(data_dir=served_data, auth_enabled=False)
