@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV     := $(PYTHON) -m uv
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-pip demo test test-fast lint bench features kpis docs train mlflow-ui
+.PHONY: help install install-pip demo test test-fast lint bench features kpis docs train serve mlflow-ui
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ features: install ## monthly snapshot grid for the data in data/raw
 
 train: install ## train churn, upsell and cross-sell on the snapshots in data/
 	$(BIN)/propensity train churn && $(BIN)/propensity train upsell && $(BIN)/propensity train cross-sell
+
+serve: install ## the scoring API and the account managers' page on http://127.0.0.1:8000
+	$(BIN)/propensity serve
 
 mlflow-ui: install ## MLflow UI on http://127.0.0.1:5000 for the embedded store
 	MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 --backend-store-uri sqlite:///$(abspath data/mlflow/mlflow.db)

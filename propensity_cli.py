@@ -90,3 +90,5 @@ def _train_all(settings) -> None:
         )
     fcli.out.print(table)
     fcli.out.print(f"MLflow store: {settings.mlflow_dir} (make mlflow-ui to browse)")
+    fcli.out.print("Serve them: `propensity keys create me --scope read`, then "
+                   "`propensity serve` (page on http://127.0.0.1:8000, API docs on /docs)")

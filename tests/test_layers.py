@@ -37,3 +37,27 @@ def test_package_imports_only_what_its_layer_allows(package):
 
 def test_the_check_sees_imports():
     assert imported_packages(ROOT / "propensity_cli.py") >= {"features", "typer"}
+
+
+def test_serving_and_training_agree_on_task_and_registry_names():
+    """Serving may not import training, so it repeats the names; this pins them together."""
+    from serving import registry
+    from training import tasks
+
+    assert registry.TASKS == tasks.TASKS
+    assert registry.CHAMPION == tasks.CHAMPION
+    assert [registry.registered_name(t) for t in registry.TASKS] == [
+        tasks.registered_name(t) for t in tasks.TASKS
+    ]
+
+
+def test_serving_uses_every_model_method_the_pyfunc_provides():
+    """The numpy fast path serving requires exists on the logged model class."""
+    import ast
+
+    from serving.registry import FAST_PATH
+
+    tree = ast.parse((ROOT / "training" / "pyfunc_model.py").read_text())
+    methods = {n.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
+               and c.name == "PropensityModel" for n in c.body if isinstance(n, ast.FunctionDef)}
+    assert set(FAST_PATH) <= methods
