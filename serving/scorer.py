@@ -35,6 +35,7 @@ CANDIDATE = "candidate_product"
 SPECIAL_KEYS = ("account_id", "held_products")  # record keys that are not model features
 BATCH_THREADS = 2  # LightGBM threads for whole-snapshot and large-batch passes
 SINGLE_ROW_LIMIT = 64  # up to this many rows a request predicts on one thread
+REASONS_CACHE_SIZE = 60_000  # (task, account) entries, ~2 KB each: bounded at ~120 MB
 
 
 class UnknownFeatureError(ValueError):
@@ -176,17 +177,22 @@ class Scorer:
         for task in tasks:
             if task not in self.models:
                 continue
-            missing = sorted({r for r in rows if (task, r) not in self._reasons})
+            with self._lock:  # one consistent look at the cache (another thread may evict)
+                known = {r: self._reasons.get((task, r)) for r in set(rows)}
+            missing = sorted(r for r, v in known.items() if v is None)
             if missing:
                 def value_of(i: int, feature: str, rows: list[int] = missing) -> object:
                     return self._snapshot_value(rows[i], feature)
 
                 computed = self._explain(task, self._task_matrix(task, missing), value_of)
+                known.update(zip(missing, computed, strict=True))
                 with self._lock:
                     for r, reasons in zip(missing, computed, strict=True):
                         self._reasons[(task, r)] = reasons
+                    while len(self._reasons) > REASONS_CACHE_SIZE:  # oldest out first
+                        self._reasons.pop(next(iter(self._reasons)))
             for i, r in enumerate(rows):
-                out[i][task] = self._reasons.get((task, r))
+                out[i][task] = known[r]
         return out
 
     def _task_matrix(self, task: str, rows: list[int]) -> np.ndarray:
