@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -40,8 +41,21 @@ class JSON(Response):
 class OrjsonRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise _explained(exc, body) from None
         return self._json
+
+
+def _explained(exc: json.JSONDecodeError, body: bytes) -> json.JSONDecodeError:
+    """Name the usual culprit: NaN / Infinity from a CRM export are not JSON numbers."""
+    ahead = body[exc.pos: exc.pos + 9].lstrip(b"-")
+    if ahead.startswith((b"NaN", b"Infinity", b"inf", b"nan")):
+        return json.JSONDecodeError("NaN and Infinity are not allowed: send null for a missing "
+                                    "value", exc.doc, exc.pos)
+    return exc
 
 
 class FastJSONRoute(APIRoute):

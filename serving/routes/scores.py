@@ -48,9 +48,11 @@ def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...]) -> list[d
     try:
         scorer.check_records(body.features or [])
     except UnknownFeatureError as exc:
-        raise HTTPException(422, {"error": "unknown_feature", "message": str(exc), "fields": [
-            {"loc": ["body", "features", i, key], "msg": "unknown feature"}
-            for i, key in exc.problems]}) from exc
+        raise HTTPException(422, [  # the shape of FastAPI's own 422s: one entry per field
+            {"type": "unknown_feature", "loc": ["body", "features", i, key],
+             "msg": f"unknown feature {key!r}: not a feature of any served model (see GET "
+                    "/v1/models)"}
+            for i, key in exc.problems]) from exc
     cols, reasons = scorer.score_records(body.features or [], tasks, body.reasons)
     return [item(cols, i, reasons[i] if reasons else None) for i in range(len(cols["arr"]))]
 
