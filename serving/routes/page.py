@@ -6,10 +6,13 @@ key and keeps it in an HttpOnly cookie (SameSite=Strict, so forms cannot be post
 
 from __future__ import annotations
 
+import math
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
+import numpy as np
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -18,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from serving.auth import AuthError, credentials, login_cookie, logout_cookie
 from serving.routes.opportunities import ranked_items
 from serving.schemas import Kind
-from serving.scorer import KINDS, CursorError
+from serving.scorer import KINDS, CursorError, Scorer
 from serving.valuation import PLAYS
 
 router = APIRouter(include_in_schema=False)
@@ -26,6 +29,35 @@ templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / 
 PAGE_SIZE = 25
 KIND_LABELS = {"churn": "Accounts to save", "upsell": "Accounts to grow",
                "cross_sell": "Cross-sell"}
+KIND_RANKING = {  # what an account manager reads under the tabs: how the list is ordered
+    "churn": {"value": "ARR at risk", "formula": "ARR × churn probability",
+              "total": "Total ARR at risk"},
+    "upsell": {"value": "Expected expansion",
+               "formula": "upsell probability × ARR × the segment's typical uplift",
+               "total": "Total expected expansion"},
+    "cross_sell": {"value": "Expected cross-sell ARR",
+                   "formula": "probability of the next best product × its typical new ARR",
+                   "total": "Total expected cross-sell ARR"},
+}
+
+
+def plain(value: object) -> str:
+    """A feature value as a person reads it: 12.779722 -> "12.8", 0.2857 -> "0.29",
+    21220.5 -> "21,220", True -> "yes"; the API keeps full precision, the page need not."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        if value.is_integer() or abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
+    return str(value)
+
+
+templates.env.filters["plain"] = plain
 
 
 def _signed_in(request: Request) -> bool:
@@ -37,6 +69,32 @@ def _signed_in(request: Request) -> bool:
         return True
     except AuthError:
         return False
+
+
+def list_summary(scorer: Scorer, kind: str, owner: str | None, segment: str | None,
+                 first_id: str | None) -> tuple[float, int]:
+    """The money a filtered list stands for (its ranking value summed over every account),
+    and how many of its accounts rank above ``first_id`` (so a page can say "26-50 of 75"
+    although keyset pages do not know their offset)."""
+    value = scorer.cols[KINDS[kind][1]].astype("float64")
+    keep = ~np.isnan(value)
+    for column, wanted in (("owner", owner), ("segment", segment)):
+        if wanted is not None:
+            keep &= scorer.cols[column] == wanted
+    above = 0
+    row = scorer.row_of.get(first_id) if first_id is not None else None
+    if row is not None:
+        v0, id0 = value[row], scorer.ids[row]
+        above = int((keep & ((value > v0) | ((value == v0) & (scorer.ids < id0)))).sum())
+    return float(value[keep].sum()), above
+
+
+def month_label(month: str | None) -> str:
+    """"2025-04" -> "April 2025" (the KPI strip's month)."""
+    try:
+        return date.fromisoformat(f"{month}-01").strftime("%B %Y")
+    except (TypeError, ValueError):
+        return month or ""
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -57,15 +115,22 @@ async def page(
     try:
         items, next_cursor, total = await run_in_threadpool(
             ranked_items, scorer, kind, owner, segment, PAGE_SIZE, cursor, True)
-    except CursorError:
+    except CursorError:  # a stale or edited link: show the list from the top
+        cursor = None
         items, next_cursor, total = await run_in_threadpool(
             ranked_items, scorer, kind, owner, segment, PAGE_SIZE, None, True)
+    list_sum, offset = list_summary(scorer, kind, owner, segment,
+                                    items[0]["account_id"] if items else None)
     filters = {k: v for k, v in {"kind": kind, "owner": owner, "segment": segment}.items() if v}
     return templates.TemplateResponse(request, "page.html", {
-        "kind": kind, "kinds": KIND_LABELS, "owner": owner, "segment": segment,
+        "kind": kind, "kinds": KIND_LABELS, "ranking": KIND_RANKING[kind],
+        "owner": owner, "segment": segment,
         "owners": scorer.owners(), "segments": scorer.segments(), "items": items,
-        "total": total, "task": KINDS[kind][0], "as_of": scorer.as_of, "kpis": generation.kpis,
+        "total": total, "list_sum": list_sum, "offset": offset,
+        "task": KINDS[kind][0], "as_of": scorer.as_of, "kpis": generation.kpis,
+        "kpi_month": month_label(generation.kpis.get("month")),
         "versions": scorer.versions(), "plays": PLAYS,
+        "first_url": "/?" + urlencode(filters) if cursor else None,
         "next_url": "/?" + urlencode({**filters, "cursor": next_cursor}) if next_cursor else None,
         "csv_url": "/v1/opportunities?" + urlencode({**filters, "limit": 10_000,
                                                      "format": "csv"}),
@@ -74,13 +139,19 @@ async def page(
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, key: Annotated[str, Form(max_length=500)]) -> HTMLResponse:
+async def login(request: Request, key: Annotated[str, Form(max_length=500)] = ""
+                ) -> HTMLResponse:
+    key = key.strip()
+    if not key:
+        return templates.TemplateResponse(
+            request, "login.html", {"error": "Enter your read key."}, 401)
     try:
-        request.app.state.auth.check(key.strip(), "read")
+        request.app.state.auth.check(key, "read")
     except AuthError as exc:
-        return templates.TemplateResponse(request, "login.html", {"error": exc.message}, 401)
+        return templates.TemplateResponse(request, "login.html", {"error": exc.message},
+                                          exc.status)
     response = RedirectResponse("/", status_code=303)
-    login_cookie(response, key.strip(), request)
+    login_cookie(response, key, request)
     return response
 
 
