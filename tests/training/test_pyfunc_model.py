@@ -252,3 +252,68 @@ def test_round_trip_through_the_registry_without_the_project(
     assert out["columns"] == ["probability"]
     np.testing.assert_allclose(out["probability"], in_process["probability"], rtol=0, atol=1e-12)
     assert [len(json.loads(r)) for r in out["reasons"]] == [2, 2, 2, 2]
+
+
+# --- the numpy fast path (serving) equals predict() ------------------------------------------
+def test_numpy_probabilities_equal_predict(in_process):
+    frame = scoring_frame()
+    x = in_process.matrix(frame)
+    assert x.shape == (4, 4) and x.dtype == "float64"
+    # seg levels are x, y, z: "x" is code 0, "new" and None missing, "z" code 2
+    np.testing.assert_array_equal(x[:, 3], [0.0, np.nan, np.nan, 2.0])
+    np.testing.assert_array_equal(x[:, 2], [1.0, np.nan, 3.0, 4.0])
+    for threads in (1, 2):
+        np.testing.assert_allclose(
+            in_process.probability_matrix(x, threads),
+            in_process.predict(None, frame)["probability"].to_numpy(),
+            rtol=0,
+            atol=1e-12,
+        )
+    assert in_process.probability_matrix(x[:0]).shape == (0,)
+
+
+def records_and_frame() -> tuple[list[dict], pd.DataFrame]:
+    """JSON-like records and the frame they stand for: None for missing, categoricals as
+    text, an unknown level, text in a numeric column, an absent key, numbers as text."""
+    records = [
+        {"a": 0.5, "noise": 0.1, "b": 1, "seg": "x"},
+        {"a": -1.0, "noise": 0.2, "b": None, "seg": "new"},
+        {"a": None, "noise": "n/a", "b": 3, "seg": None, "extra": "ignored"},
+        {"a": "2.5", "b": 4, "seg": "z"},
+        {"a": 7, "noise": -0.3, "b": True, "seg": "y"},
+    ]
+    frame = pd.DataFrame(
+        {
+            "a": [0.5, -1.0, np.nan, 2.5, 7.0],
+            "noise": [0.1, 0.2, np.nan, np.nan, -0.3],
+            "b": pd.array([1, None, 3, 4, 1], dtype="Int64"),
+            "seg": pd.Series(["x", "new", None, "z", "y"], dtype="string"),
+        }
+    )
+    return records, frame
+
+
+def test_matrix_from_records_equals_matrix_of_the_frame(in_process):
+    records, frame = records_and_frame()
+    from_records = in_process.matrix_from_records(records)
+    from_frame = in_process.matrix(frame)
+    np.testing.assert_array_equal(from_records, from_frame)  # NaN equals NaN here
+    np.testing.assert_array_equal(np.isnan(from_records).sum(axis=0), [1, 2, 1, 2])
+    np.testing.assert_array_equal(from_records[:, 3], [0.0, np.nan, np.nan, 2.0, 1.0])
+    np.testing.assert_array_equal(
+        in_process.probability_matrix(from_records),
+        in_process.predict(None, frame)["probability"].to_numpy(),
+    )
+    assert in_process.matrix_from_records([]).shape == (0, 4)
+
+
+def test_numpy_contributions_equal_booster_contributions(fitted, in_process):
+    _, schema, booster = fitted
+    frame = scoring_frame()
+    expected = booster.predict(to_model_frame(frame, schema), pred_contrib=True)
+    got = in_process.contributions_matrix(in_process.matrix(frame), 2)
+    assert got.shape == (4, 5)  # four features and the bias
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    raw = predict_raw(booster, to_model_frame(frame, schema))
+    np.testing.assert_allclose(1 / (1 + np.exp(-got.sum(axis=1))), raw, rtol=0, atol=1e-12)
+    assert in_process.contributions_matrix(np.empty((0, 4))).shape == (0, 5)
