@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from serving.auth import require
@@ -15,13 +16,26 @@ from serving.keys import KeyEntry
 from serving.state import Generation
 
 
-def current(request: Request) -> Generation:
-    """The generation this request uses to the end (a reload swaps the holder's, not ours)."""
+async def current(request: Request) -> Generation:
+    """The generation this request uses to the end (a reload swaps the holder's, not ours).
+    Async: a plain def dependency would cost a thread-pool hop on every request."""
     generation = request.app.state.holder.current
     if generation is None:
         raise HTTPException(503, {"error": "not_ready",
                                   "message": "models and snapshot are still loading; see /readyz"})
     return generation
+
+
+async def single_query_values(request: Request) -> None:
+    """Every query parameter of this API takes one value; `?owner=a&owner=b` is refused with
+    a 422 rather than silently answered for the last one (FastAPI's default). Async: no
+    thread-pool hop."""
+    params = request.query_params
+    repeated = [k for k in dict.fromkeys(params.keys()) if len(params.getlist(k)) > 1]
+    if repeated:
+        raise RequestValidationError([
+            {"type": "too_many_values", "loc": ("query", k), "input": params.getlist(k),
+             "msg": f"given {len(params.getlist(k))} times; give it once"} for k in repeated])
 
 
 CurrentGeneration = Annotated[Generation, Depends(current)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import asdict
 
 import numpy as np
 
@@ -41,12 +40,37 @@ def item(cols: dict[str, np.ndarray], i: int, reasons: dict | None = None,
     return out
 
 
+def items(cols: dict[str, np.ndarray], rows: list[int],
+          reasons: list[dict | None] | None = None) -> list[dict]:
+    """`item` for many rows at once, the same dicts: each column is taken once and turned into
+    Python values with `tolist` (numpy scalars per cell cost ~5x more on 1,000 rows)."""
+    take = np.asarray(rows, dtype=np.intp)
+    text = [(c, cols[c][take].tolist()) for c in TEXT]
+    numbers = [(c, np.asarray(cols[c][take], dtype="float64").tolist(), c in PROBABILITIES)
+               for c in NUMBERS]
+    out = []
+    for k in range(len(rows)):
+        one: dict = {c: values[k] for c, values in text}
+        for c, values, rounded in numbers:
+            v = values[k]
+            one[c] = None if math.isnan(v) else (round(v, 6) if rounded else v)
+        one["play_detail"] = PLAYS.get(one["play"]) if one["play"] else None
+        one["error"] = None
+        if reasons is not None and reasons[k] is not None:
+            one["reasons"] = {task: _reason_set(r) for task, r in reasons[k].items()
+                              if r is not None}
+        out.append(one)
+    return out
+
+
 def error_item(account_id: str, message: str) -> dict:
     return {"account_id": account_id, "error": message}
 
 
 def _reason_set(reasons: dict[str, list[Reason]]) -> dict:
-    return {direction: [asdict(r) for r in items] for direction, items in reasons.items()}
+    return {direction: [{"feature": r.feature, "description": r.description, "value": r.value,
+                         "contribution": r.contribution} for r in items]  # asdict deep-copies
+            for direction, items in reasons.items()}
 
 
 def to_csv(items: list[dict], reasons_task: str) -> str:

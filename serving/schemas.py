@@ -7,13 +7,24 @@ booleans or null (missing: LightGBM handles it).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator, with_config
+from typing_extensions import TypedDict  # `extra_items` (PEP 728) on Python 3.11
 
 Task = Literal["churn", "upsell", "cross-sell"]
 Kind = Literal["churn", "upsell", "cross_sell"]
 FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | bool | str | list[str] | None
+
+
+@with_config(ConfigDict())  # its own config: the request's extra="forbid" is not for records
+class FeatureRecord(TypedDict, extra_items=FeatureValue):
+    """One account's feature values by name, and two keys that are not features: typed here,
+    so `held_products: 5` is a 422 at its path, not a crash in the scorer."""
+
+    account_id: NotRequired[Annotated[str, Field(max_length=200)] | None]
+    held_products: NotRequired[list[str] | None]
+
 
 EXAMPLE_FEATURES = {
     "account_id": "CRM-0042", "segment": "mid-market", "arr": 48000.0, "seats": 40,
@@ -36,7 +47,7 @@ class ScoreRequest(BaseModel):
     account_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         None, description="Accounts of the served snapshot. Unknown ids are per-item errors."
     )
-    features: list[dict[str, FeatureValue]] | None = Field(
+    features: list[FeatureRecord] | None = Field(
         None,
         description="Feature values per account, named as in the feature catalogue (GET "
         "/v1/models lists each model's features). Absent or null features are missing values. "

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from serving.deps import JSON, CurrentGeneration, ReadKey
+from serving.deps import JSON, CurrentGeneration, ReadKey, single_query_values
 from serving.results import item, to_csv
 from serving.schemas import Kind, OpportunityPage
 from serving.scorer import KINDS, CursorError, Scorer
 
-router = APIRouter(prefix="/v1", tags=["opportunities"])
+router = APIRouter(prefix="/v1", tags=["opportunities"],
+                   dependencies=[Depends(single_query_values)])
 MAX_LIMIT = 10_000
 
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from serving.deps import JSON, CurrentGeneration, FastJSONRoute, ReadKey
-from serving.results import error_item, item
+from serving.deps import (
+    JSON,
+    CurrentGeneration,
+    FastJSONRoute,
+    ReadKey,
+    single_query_values,
+)
+from serving.results import error_item, item, items
 from serving.schemas import AccountScore, ScoreRequest, ScoreResponse, Task
 from serving.scorer import SINGLE_ROW_LIMIT, Scorer, UnknownFeatureError
 
-router = APIRouter(prefix="/v1", tags=["scoring"], route_class=FastJSONRoute)
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=FastJSONRoute,
+                   dependencies=[Depends(single_query_values)])
 ALL_TASKS: tuple[Task, ...] = ("churn", "upsell", "cross-sell")
 
 
@@ -54,7 +61,7 @@ def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...]) -> list[d
                     "/v1/models)"}
             for i, key in exc.problems]) from exc
     cols, reasons = scorer.score_records(body.features or [], tasks, body.reasons)
-    return [item(cols, i, reasons[i] if reasons else None) for i in range(len(cols["arr"]))]
+    return items(cols, list(range(len(cols["arr"]))), reasons or None)
 
 
 def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool) -> list[dict]:
@@ -62,9 +69,11 @@ def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool) -> list[d
     known = [r for r in rows if r is not None]
     reasons = dict(zip(known, scorer.reasons(known, ALL_TASKS), strict=True)) if (
         with_reasons and known) else {}
+    scored = iter(items(scorer.cols, known, [reasons.get(r) for r in known] if with_reasons
+                        else None))
     return [
         error_item(a, "unknown account: not in the served snapshot") if r is None
-        else item(scorer.cols, r, reasons.get(r) if with_reasons else None)
+        else next(scored)
         for a, r in zip(account_ids, rows, strict=True)
     ]
 
@@ -74,7 +83,7 @@ def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool) -> list[d
     responses={404: {"description": "The account is not in the served snapshot"}},
 )
 async def account(
-    account_id: Annotated[str, Path(min_length=1, max_length=200)],
+    account_id: Annotated[str, Path(min_length=1, max_length=200, examples=["A0000001"])],
     generation: CurrentGeneration, _key: ReadKey,
     reasons: Annotated[bool, Query(description="Add the top reasons per model.")] = True,
 ) -> JSON:
