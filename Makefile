@@ -34,9 +34,11 @@ test-fast: install ## tests without the slow marker
 lint: install ## ruff
 	$(BIN)/ruff check features training serving tests notebooks bench propensity_cli.py
 
-bench: install ## benchmarks: generation, feature build (three sizes) and training (100k accounts)
+bench: install ## benchmarks: generation, feature build (three sizes), training (100k accounts), Spark vs DuckDB (1M)
 	$(BIN)/python -m bench.features $(BENCH_ARGS)
 	$(BIN)/python -m bench.training $(BENCH_TRAIN_ARGS)
+	$(BIN)/python -m bench.serving $(BENCH_SERVING_ARGS)
+	$(BIN)/python -m bench.spark $(BENCH_SPARK_ARGS)
 
 features: install ## monthly snapshot grid for the data in data/raw
 	$(BIN)/propensity features build --from $(FROM) --to $(TO)
