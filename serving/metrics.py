@@ -51,6 +51,8 @@ class GenerationCollector(Collector):
                                    "Accounts with a probability <= le (cumulative)",
                                    labels=["score", "le"])
         accounts = GaugeMetricFamily("propensity_accounts", "Accounts in the served snapshot")
+        warmed = GaugeMetricFamily("propensity_reasons_ready",
+                                   "Share of accounts whose reasons are computed")
         as_of = GaugeMetricFamily("propensity_snapshot_as_of_seconds",
                                   "The served snapshot's as_of (Unix time)")
         if generation is not None:
@@ -65,8 +67,9 @@ class GenerationCollector(Collector):
                     label = "+Inf" if le == float("inf") else f"{le:g}"
                     scores.add_metric([column, label], float((values <= le).sum()))
             accounts.add_metric([], len(scorer.ids))
+            warmed.add_metric([], scorer.warmed())
             as_of.add_metric([], time.mktime(scorer.as_of.timetuple()))
-        yield from (info, scores, accounts, as_of)
+        yield from (info, scores, accounts, warmed, as_of)
 
 
 class MetricsMiddleware:

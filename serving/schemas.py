@@ -56,7 +56,8 @@ class ScoreRequest(BaseModel):
     )
     tasks: list[Task] = Field(
         default_factory=lambda: ["churn", "upsell", "cross-sell"],
-        description="Models to run (feature values only; by id every score is precomputed).",
+        description="Models to run on feature values; by id (scores are precomputed), the "
+        "models whose reasons are added.",
         min_length=1,
     )
     reasons: bool = Field(
@@ -147,6 +148,8 @@ class ModelsResponse(BaseModel):
     ready: bool
     as_of: str | None
     accounts: int
+    reasons_ready: float = Field(description="Share of accounts whose reasons are computed "
+                                 "(a background thread explains them all after loading).")
     loaded_at: str | None
     models: list[ModelInfo]
     missing: dict[str, str] = Field(description="Tasks without a model, and why.")

@@ -14,7 +14,9 @@ No FastAPI here: routes translate requests into calls on a `Scorer`.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +37,6 @@ CANDIDATE = "candidate_product"
 SPECIAL_KEYS = ("account_id", "held_products")  # record keys that are not model features
 BATCH_THREADS = 2  # LightGBM threads for whole-snapshot and large-batch passes
 SINGLE_ROW_LIMIT = 64  # up to this many rows a request predicts on one thread
-REASONS_CACHE_SIZE = 60_000  # (task, account) entries, ~2 KB each: bounded at ~120 MB
 
 
 class UnknownFeatureError(ValueError):
@@ -66,9 +67,36 @@ class Page:
     total: int
 
 
+class TopReasons:
+    """The k strongest raising and lowering contributions of every snapshot row of one model:
+    feature indices (-1: none) and values, ~50 bytes a row instead of ~2 KB of objects, so
+    every account of a 100,000-account book fits (~5 MB a model)."""
+
+    def __init__(self, rows: int, k: int):
+        self.k = k
+        self.idx = np.full((rows, 2, k), -1, dtype=np.int16)
+        self.val = np.zeros((rows, 2, k), dtype="float64")
+        self.done = np.zeros(rows, dtype=bool)
+
+    def fill(self, rows: list[int], contrib: np.ndarray) -> None:
+        """Store rows' top-k from their contributions (features only, bias column dropped)."""
+        k = min(self.k, contrib.shape[1])
+        up = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+        down = np.argsort(contrib, axis=1, kind="stable")[:, :k]
+        up_val = np.take_along_axis(contrib, up, axis=1)
+        down_val = np.take_along_axis(contrib, down, axis=1)
+        idx = np.full((len(rows), 2, self.k), -1, dtype=np.int16)
+        val = np.zeros((len(rows), 2, self.k))
+        idx[:, 0, :k] = np.where(up_val > 0, up, -1)
+        idx[:, 1, :k] = np.where(down_val < 0, down, -1)
+        val[:, 0, :k], val[:, 1, :k] = up_val, down_val
+        self.idx[rows], self.val[rows] = idx, val
+        self.done[rows] = True  # after the values: a reader never sees half a row
+
+
 class Scorer:
     """Scores of one snapshot under one set of models; immutable once built (a reload builds
-    a new one and swaps it in), except for the reasons cache."""
+    a new one and swaps it in), except for the reasons filled in as they are asked for."""
 
     def __init__(self, models: dict[str, LoadedModel], snapshot: pd.DataFrame,
                  book: pd.DataFrame, as_of: date, descriptions: dict[str, str],
@@ -89,8 +117,9 @@ class Scorer:
         self.cols = self._score_all(book)
         self.table = pd.DataFrame(self.cols)
         self._order = {kind: self._ranking(value) for kind, (_, value) in KINDS.items()}
-        self._reasons: dict[tuple[str, int], dict[str, list[Reason]]] = {}
-        self._lock = threading.Lock()
+        self._top = {task: TopReasons(len(self.ids), self.k) for task in models}
+        self._stop_warmup = threading.Event()
+        self._masks: dict[str, np.ndarray] = {}
 
     # --- load-time passes -------------------------------------------------------------------
     def _products(self) -> list[str]:
@@ -173,31 +202,77 @@ class Scorer:
         return [self.row_of.get(a) for a in account_ids]
 
     def reasons(self, rows: list[int], tasks: tuple[str, ...]) -> list[dict[str, dict]]:
-        """Reasons of snapshot rows per task, computed once per (task, row) and cached."""
+        """Reasons of snapshot rows per task. Each (task, row) is explained once (here, or by
+        the warm-up thread) and kept as top-k feature indices and contributions."""
         out: list[dict[str, dict]] = [{} for _ in rows]
         for task in tasks:
             if task not in self.models:
                 continue
-            wanted = set(rows)
-            if task == "cross-sell":  # nothing offered, nothing to explain
-                wanted = {r for r in wanted if self.cols["next_best_product"][r] is not None}
-            with self._lock:  # one consistent look at the cache (another thread may evict)
-                known = {r: self._reasons.get((task, r)) for r in wanted}
-            missing = sorted(r for r, v in known.items() if v is None)
-            if missing:
-                def value_of(i: int, feature: str, rows: list[int] = missing) -> object:
-                    return self._snapshot_value(rows[i], feature)
-
-                computed = self._explain(task, self._task_matrix(task, missing), value_of)
-                known.update(zip(missing, computed, strict=True))
-                with self._lock:
-                    for r, reasons in zip(missing, computed, strict=True):
-                        self._reasons[(task, r)] = reasons
-                    while len(self._reasons) > REASONS_CACHE_SIZE:  # oldest out first
-                        self._reasons.pop(next(iter(self._reasons)))
+            offered = self._explainable(task, rows)
+            self._fill(task, sorted({r for r in offered if not self._top[task].done[r]}))
             for i, r in enumerate(rows):
-                out[i][task] = known.get(r)
+                out[i][task] = self._stored_reasons(task, r) if r in offered else None
         return out
+
+    def _explainable(self, task: str, rows: list[int]) -> set[int]:
+        if task == "cross-sell":  # nothing offered, nothing to explain
+            return {r for r in rows if self.cols["next_best_product"][r] is not None}
+        return set(rows)
+
+    def _explainable_mask(self, task: str) -> np.ndarray:
+        if task not in self._masks:
+            self._masks[task] = (
+                np.array([p is not None for p in self.cols["next_best_product"]], dtype=bool)
+                if task == "cross-sell" else np.ones(len(self.ids), dtype=bool))
+        return self._masks[task]
+
+    def _fill(self, task: str, rows: list[int]) -> None:
+        if rows:
+            model = self.models[task].model
+            x = self._task_matrix(task, rows)
+            contrib = model.contributions_matrix(x, _threads(len(rows)))
+            self._top[task].fill(rows, contrib[:, : len(model.features)])
+
+    def _stored_reasons(self, task: str, row: int) -> dict[str, list[Reason]]:
+        features = self.models[task].model.features
+        idx, val = self._top[task].idx[row], self._top[task].val[row]
+        return {direction: [self._reason(features[j], v, self._snapshot_value(row, features[j]))
+                            for j, v in zip(idx[d], val[d], strict=True) if j >= 0]
+                for d, direction in enumerate(("raising", "lowering"))}
+
+    # --- warm-up: every account's reasons, in the background, at the lowest priority --------
+    def start_warmup(self, chunk: int = 256) -> threading.Thread:
+        """Explain every account in a background thread (the head of each ranked list first:
+        what the page and CRMs ask for), so that look-ups find their reasons ready. The
+        thread runs at nice 19 and one LightGBM thread: requests keep the cores."""
+        thread = threading.Thread(target=self._warm, args=(chunk,), name="reasons-warmup",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def stop_warmup(self) -> None:
+        self._stop_warmup.set()
+
+    def _warm(self, chunk: int) -> None:
+        _lowest_priority()
+        heads = [order[:1000] for order, _ in self._order.values()]
+        sequence = np.concatenate([*heads, np.arange(len(self.ids))]) if len(self.ids) else []
+        for task in self.models:
+            explainable = self._explainable_mask(task)
+            todo = [int(r) for r in dict.fromkeys(sequence) if explainable[r]]
+            for start in range(0, len(todo), chunk):
+                if self._stop_warmup.is_set():
+                    return
+                self._fill(task, [r for r in todo[start: start + chunk]
+                                  if not self._top[task].done[r]])
+
+    def warmed(self) -> float:
+        """Share of (task, account) reasons ready."""
+        done = wanted = 0
+        for task, top in self._top.items():
+            mask = self._explainable_mask(task)
+            done, wanted = done + int(top.done[mask].sum()), wanted + int(mask.sum())
+        return done / wanted if wanted else 1.0
 
     def _task_matrix(self, task: str, rows: list[int]) -> np.ndarray:
         x = self._x[task][rows]
@@ -358,6 +433,12 @@ def decode_cursor(cursor: str, kind: str) -> tuple[float, str]:
 
 
 # --- small helpers ----------------------------------------------------------------------------
+def _lowest_priority() -> None:
+    """Nice 19 for the calling thread (Linux schedules threads on their own)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def _threads(rows: int) -> int:
     """One thread for small requests (two threads fight over two cores), two for passes."""
     return 1 if rows <= SINGLE_ROW_LIMIT else BATCH_THREADS

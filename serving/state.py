@@ -108,9 +108,11 @@ def _number(value) -> float | None:
 class StateHolder:
     """The current generation, swapped atomically; at most one reload at a time."""
 
-    def __init__(self, settings: Settings, loader: Loader = load_generation):
+    def __init__(self, settings: Settings, loader: Loader = load_generation,
+                 warm_reasons: bool = True):
         self.settings = settings
         self.loader = loader
+        self.warm_reasons = warm_reasons  # explain every account in the background
         self.current: Generation | None = None
         self.last_error: str | None = None
         self._reloading = threading.Lock()
@@ -125,6 +127,10 @@ class StateHolder:
                 log.error("reload failed, still serving the previous generation: %s",
                           self.last_error)
                 return False, self.last_error
-            self.current = generation  # one reference assignment: atomic for readers
+            previous, self.current = self.current, generation  # atomic for readers
             self.last_error = None
+            if previous is not None:
+                previous.scorer.stop_warmup()
+            if self.warm_reasons:
+                generation.scorer.start_warmup()
             return True, None

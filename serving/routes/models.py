@@ -18,11 +18,13 @@ def models(request: Request, _key: ReadKey) -> JSON:
     holder = request.app.state.holder
     generation = holder.current
     if generation is None:
-        return JSON({"ready": False, "as_of": None, "accounts": 0, "loaded_at": None,
+        return JSON({"ready": False, "as_of": None, "accounts": 0, "reasons_ready": 0.0,
+                     "loaded_at": None,
                      "models": [], "missing": {}, "last_reload_error": holder.last_error})
     scorer = generation.scorer
     return JSON({
         "ready": True, "as_of": scorer.as_of.isoformat(), "accounts": len(scorer.ids),
+        "reasons_ready": round(scorer.warmed(), 4),
         "loaded_at": generation.loaded_at.isoformat(),
         "models": [{
             "task": task, "uri": m.uri, "version": m.version, "run_id": m.run_id,

@@ -26,7 +26,7 @@ MAX_LIMIT = 10_000
                400: {"description": "A cursor this list did not issue"}},
 )
 async def opportunities(
-    request: Request, generation: CurrentGeneration, _key: ReadKey,
+    request: Request, _key: ReadKey, generation: CurrentGeneration,
     kind: Annotated[Kind, Query(description="churn: by ARR at risk; upsell: by expected "
                                 "expansion; cross_sell: by expected cross-sell ARR")] = "churn",
     owner: Annotated[str | None, Query(max_length=200, description="Account manager")] = None,

@@ -28,8 +28,8 @@ ALL_TASKS: tuple[Task, ...] = ("churn", "upsell", "cross-sell")
     responses={413: {"description": "More accounts than the configured maximum"},
                422: {"description": "Invalid body: the field path and the rule"}},
 )
-async def score(body: ScoreRequest, generation: CurrentGeneration, request: Request,
-                _key: ReadKey) -> JSON:
+async def score(body: ScoreRequest, _key: ReadKey, generation: CurrentGeneration,
+                request: Request) -> JSON:
     """Up to `max_batch_accounts` accounts per call. By id, scores come from the served
     snapshot (an unknown id is an item with `error`); by feature values, the models run on
     the values given. Large batches run off the event loop; small ones inline (fastest)."""
@@ -51,7 +51,7 @@ async def score(body: ScoreRequest, generation: CurrentGeneration, request: Requ
 
 def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...]) -> list[dict]:
     if body.account_ids is not None:
-        return by_ids(scorer, body.account_ids, body.reasons)
+        return by_ids(scorer, body.account_ids, body.reasons, tasks)
     try:
         scorer.check_records(body.features or [])
     except UnknownFeatureError as exc:
@@ -64,10 +64,11 @@ def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...]) -> list[d
     return items(cols, list(range(len(cols["arr"]))), reasons or None)
 
 
-def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool) -> list[dict]:
+def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool,
+           tasks: tuple[str, ...] = ALL_TASKS) -> list[dict]:
     rows = scorer.rows_for(account_ids)
     known = [r for r in rows if r is not None]
-    reasons = dict(zip(known, scorer.reasons(known, ALL_TASKS), strict=True)) if (
+    reasons = dict(zip(known, scorer.reasons(known, tasks), strict=True)) if (
         with_reasons and known) else {}
     scored = iter(items(scorer.cols, known, [reasons.get(r) for r in known] if with_reasons
                         else None))
@@ -84,7 +85,7 @@ def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool) -> list[d
 )
 async def account(
     account_id: Annotated[str, Path(min_length=1, max_length=200, examples=["A0000001"])],
-    generation: CurrentGeneration, _key: ReadKey,
+    _key: ReadKey, generation: CurrentGeneration,
     reasons: Annotated[bool, Query(description="Add the top reasons per model.")] = True,
 ) -> JSON:
     scorer = generation.scorer

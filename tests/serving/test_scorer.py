@@ -333,8 +333,8 @@ def test_reasons_are_computed_once_per_task_and_row(scorer):
     assert churn.contrib_rows == [2, 1] and upsell.contrib_rows == [2]
     third = scorer.reasons([2, 1, 0, 1], ("churn", "upsell"))
     assert churn.contrib_rows == [2, 1] and upsell.contrib_rows == [2, 1]  # only row 0 new
-    assert second[0]["churn"] is first[1]["churn"]
-    assert third[1]["churn"] is second[0]["churn"] and third[3] == third[1]
+    assert second[0]["churn"] == first[1]["churn"]
+    assert third[1]["churn"] == second[0]["churn"] and third[3] == third[1]
     assert third[2]["churn"] == first[0]["churn"]
 
 
@@ -544,3 +544,23 @@ def test_no_cross_sell_reasons_when_nothing_is_offered(scorer):
     records = records_of(scorer)
     _, reasons = scorer.score_records([records[a3], records[a0]], ("cross-sell",), True)
     assert reasons[0]["cross-sell"] is None and reasons[1]["cross-sell"] is not None
+
+
+def test_warmup_explains_every_account_once_and_lookups_then_compute_nothing(scorer):
+    churn, upsell = scorer.models["churn"].model, scorer.models["upsell"].model
+    before = scorer.reasons([0], ("churn",))[0]["churn"]
+    assert scorer.warmed() < 1.0
+    scorer.start_warmup(chunk=2).join(timeout=30)
+    assert scorer.warmed() == 1.0
+    n = len(scorer.ids)
+    assert sum(churn.contrib_rows) == n and sum(upsell.contrib_rows) == n  # each row once
+    calls = list(churn.contrib_rows)
+    assert scorer.reasons([0], ("churn",))[0]["churn"] == before
+    assert churn.contrib_rows == calls
+
+
+def test_a_stopped_warmup_does_no_more_work(scorer):
+    churn = scorer.models["churn"].model
+    scorer.stop_warmup()
+    scorer.start_warmup(chunk=1).join(timeout=30)
+    assert churn.contrib_rows == [] and scorer.warmed() == 0.0

@@ -1,0 +1,394 @@
+"""Batch scoring: every account of a snapshot, with the champion models, to Parquet for a CRM
+bulk import (``<out>/as_of=YYYY-MM-DD/``).
+
+Two engines, one output. ``duckdb`` (one machine) scores the stored snapshot with the in-memory
+:class:`serving.scorer.Scorer` the API uses. ``spark`` scores through MLflow's Spark UDF
+(``mlflow.pyfunc.spark_udf``): churn and upsell with their reasons, cross-sell on one row per
+(account, product not held) and the best per account, then the valuation in ``mapInPandas``
+(:mod:`serving.valuation`, the same row-wise arithmetic). The top reasons are the model's own
+(``params={"reasons": k}``: the k largest contributions by size), labelled in plain language by
+the feature catalogue, in both engines.
+
+A partition is replaced whole: written beside the final folder, then swapped in by renames, so
+an import never reads half a run. ``_scoring.json`` in the folder names the models used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.settings import Settings
+from serving.registry import REQUIRED_TASKS, LoadedModel, load_models
+from serving.valuation import ValueModel, value_accounts
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("duckdb", "spark")
+CANDIDATE = "candidate_product"
+PART = "part-0.parquet"
+SCORING_FILE = "_scoring.json"
+REASON_TASKS = {"churn": "churn_reasons", "upsell": "upsell_reasons",
+                "cross-sell": "cross_sell_reasons"}
+#: The output, in column order: what a CRM import maps.
+OUTPUT_SCHEMA = pa.schema([
+    ("account_id", pa.string()), ("as_of", pa.date32()), ("name", pa.string()),
+    ("owner", pa.string()), ("segment", pa.string()), ("arr", pa.float64()),
+    ("churn_probability", pa.float64()), ("risk_tier", pa.string()),
+    ("arr_at_risk", pa.float64()), ("upsell_probability", pa.float64()),
+    ("expected_expansion", pa.float64()), ("next_best_product", pa.string()),
+    ("next_best_product_probability", pa.float64()), ("expected_cross_sell_arr", pa.float64()),
+    ("play", pa.string()), ("churn_reasons", pa.string()), ("upsell_reasons", pa.string()),
+    ("cross_sell_reasons", pa.string()),
+])
+SPARK_TYPES = {pa.string(): "string", pa.date32(): "date", pa.float64(): "double"}
+
+
+class BatchError(RuntimeError):
+    """Batch scoring cannot run (no snapshot, no champion); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    as_of: date
+    path: str
+    accounts: int
+    seconds: float
+    versions: dict[str, str | None]
+
+
+# --- shared: models, reasons, output --------------------------------------------------------
+def served_models(settings: Settings) -> dict[str, LoadedModel]:
+    """The champions (or settings' URIs); churn and upsell are required, cross-sell optional."""
+    models, errors = load_models(settings)
+    absent = [t for t in REQUIRED_TASKS if t not in models]
+    if absent:
+        raise BatchError("; ".join(errors[t] for t in absent))
+    return models
+
+
+def feature_descriptions(settings: Settings) -> dict[str, str]:
+    from features.build import feature_groups
+    from features.catalogue import all_features
+
+    found = all_features(feature_groups(settings.feature_spec()))
+    return {**{f.name: f.description for f in found}, CANDIDATE: "The product offered"}
+
+
+def describe_reasons(reasons: object, descriptions: dict[str, str]) -> str | None:
+    """The pyfunc's reasons JSON (feature, contribution) with a plain-language description;
+    contributions (log-odds) rounded to 4 decimals. None stays None."""
+    if reasons is None or (isinstance(reasons, float) and np.isnan(reasons)):
+        return None
+    return json.dumps([
+        {"feature": r["feature"], "description": descriptions.get(r["feature"], r["feature"]),
+         "contribution": round(float(r["contribution"]), 4)}
+        for r in json.loads(str(reasons))
+    ])
+
+
+def finish(frame: pd.DataFrame, upsell: ValueModel, cross: ValueModel,
+           descriptions: dict[str, str]) -> pd.DataFrame:
+    """Valuation and described reasons on scored rows (both engines; Spark per batch)."""
+    out = value_accounts(frame, upsell, cross)
+    for column in REASON_TASKS.values():
+        out[column] = [describe_reasons(r, descriptions) for r in out[column]]
+    return out
+
+
+def value_models(models: dict[str, LoadedModel]) -> tuple[ValueModel, ValueModel]:
+    def meta(task: str) -> dict:
+        return models[task].meta if task in models else {}
+
+    return ValueModel.from_meta(meta("upsell")), ValueModel.from_meta(meta("cross-sell"))
+
+
+def to_output_table(frame: pd.DataFrame) -> pa.Table:
+    """The scored frame as OUTPUT_SCHEMA, by account (NaN becomes null)."""
+    frame = frame.sort_values("account_id", kind="stable", ignore_index=True)
+    columns = {}
+    for field in OUTPUT_SCHEMA:
+        values = frame[field.name]
+        if field.type == pa.float64():
+            columns[field.name] = pa.array(values.to_numpy("float64", na_value=np.nan),
+                                           type=field.type, from_pandas=True)
+        else:
+            columns[field.name] = pa.array(
+                values.astype(object).where(values.notna(), None).tolist(), type=field.type)
+    return pa.table(columns, schema=OUTPUT_SCHEMA)
+
+
+def scoring_note(as_of: date, engine: str, models: dict[str, LoadedModel]) -> str:
+    return json.dumps({
+        "as_of": as_of.isoformat(), "engine": engine,
+        "models": {t: {"uri": m.uri, "version": m.version} for t, m in models.items()},
+    }, indent=2)
+
+
+def partition(out: str, as_of: date) -> str:
+    return f"{str(out).rstrip('/')}/as_of={as_of:%Y-%m-%d}"
+
+
+# --- DuckDB: one machine, the API's scorer ----------------------------------------------------
+def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3) -> BatchResult:
+    """Score the stored snapshot of ``as_of`` and write ``<out>/as_of=.../part-0.parquet``."""
+    began = time.perf_counter()
+    models = served_models(settings)
+    snapshot = read_snapshot(settings, as_of)
+    frame = scored_frame(settings, models, snapshot, as_of, reasons)
+    table = to_output_table(frame)
+    path = write_local_partition(
+        Path(out), as_of, lambda d: pq.write_table(table, d / PART),
+        scoring_note(as_of, "duckdb", models))
+    return BatchResult(as_of, str(path), table.num_rows, time.perf_counter() - began,
+                       {t: m.version for t, m in models.items()})
+
+
+def read_snapshot(settings: Settings, as_of: date) -> pd.DataFrame:
+    from features.store import FeatureStore
+
+    store = FeatureStore(settings.features_dir)
+    try:
+        return store.read(as_of)
+    except FileNotFoundError as exc:
+        raise BatchError(f"{exc}: run `propensity features build --as-of {as_of}`") from exc
+
+
+def scored_frame(settings: Settings, models: dict[str, LoadedModel], snapshot: pd.DataFrame,
+                 as_of: date, reasons: int) -> pd.DataFrame:
+    """Every account of ``snapshot`` scored by the Scorer, valued, with reasons."""
+    from features.book import account_book
+    from features.validation import load_tables
+    from serving.scorer import Scorer
+
+    book = account_book(load_tables(settings.raw_dir), as_of)
+    scorer = Scorer(models, snapshot, book, as_of, {}, settings.reasons_per_direction)
+    frame = pd.DataFrame({c: scorer.cols[c] for c in scorer.cols})
+    frame["as_of"] = as_of
+    offered = frame["next_best_product"]
+    for task, column in REASON_TASKS.items():
+        frame[column] = None
+        if task not in models or reasons <= 0:
+            continue
+        rows = snapshot if task != "cross-sell" else snapshot.assign(**{CANDIDATE: offered})
+        found = models[task].model.predict(None, rows, params={"reasons": reasons})["reasons"]
+        frame[column] = found.where(offered.notna(), None) if task == "cross-sell" else found
+    descriptions = feature_descriptions(settings)
+    for column in REASON_TASKS.values():
+        frame[column] = [describe_reasons(r, descriptions) for r in frame[column]]
+    return frame
+
+
+def write_local_partition(out: Path, as_of: date, write, note: str) -> Path:
+    """Write a partition folder beside its final place, then swap it in (never half a run)."""
+    out.mkdir(parents=True, exist_ok=True)
+    final = Path(partition(str(out), as_of))
+    staging = out / f".{final.name}.tmp-{os.getpid()}"
+    retired = out / f".{final.name}.old-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        write(staging)
+        (staging / SCORING_FILE).write_text(note)
+        if final.exists():
+            final.rename(retired)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return final
+
+
+# --- Spark: MLflow's Spark UDF ---------------------------------------------------------------
+def score_spark(spark: SparkSession, settings: Settings, as_of: date, out: str,
+                reasons: int = 3, raw_uri: str | None = None,
+                features_uri: str | None = None) -> BatchResult:
+    """Score the snapshot of ``as_of`` on Spark and write ``<out>/as_of=.../`` (Parquet parts)."""
+    began = time.perf_counter()
+    models = served_models(settings)
+    snapshot = spark_snapshot(spark, features_uri or str(settings.features_dir), as_of)
+    scored = spark_scored(spark, settings, models, snapshot, as_of, reasons, raw_uri)
+    final = write_spark_partition(spark, scored, out, as_of, scoring_note(as_of, "spark", models))
+    accounts = spark.read.parquet(final).count()
+    return BatchResult(as_of, final, accounts, time.perf_counter() - began,
+                       {t: m.version for t, m in models.items()})
+
+
+def spark_snapshot(spark: SparkSession, features_uri: str, as_of: date) -> DataFrame:
+    from features.spark_engine import uri_exists
+
+    folder = partition(features_uri, as_of)
+    if not uri_exists(spark, folder):
+        raise BatchError(f"no feature snapshot for as_of {as_of} in {features_uri}: run "
+                         f"`propensity features build --engine spark --as-of {as_of}`")
+    return spark.read.parquet(folder)
+
+
+def spark_scored(spark: SparkSession, settings: Settings, models: dict[str, LoadedModel],
+                 snapshot: DataFrame, as_of: date, reasons: int,
+                 raw_uri: str | None) -> DataFrame:
+    """Scores, valuation and reasons as a Spark DataFrame in OUTPUT_SCHEMA's columns."""
+    from pyspark.sql import functions as F
+
+    from features.book import book_sql, holdings_sql
+    from features.catalogue import Snapshot
+    from features.spark_engine import register_raw
+    from features.spark_sql import to_spark_sql
+
+    register_raw(spark, raw_uri or str(settings.raw_dir))  # the contract tables as views
+    book = spark.sql(to_spark_sql(book_sql(Snapshot(as_of)))).select("account_id", "name",
+                                                                      "owner")
+    held = spark.sql(to_spark_sql(holdings_sql(Snapshot(as_of)))).withColumnRenamed(
+        "product", CANDIDATE)
+    # Next best product first: its candidate rows then come from the snapshot alone, not from
+    # a plan that already holds the churn and upsell UDFs (which would run twice).
+    frame = with_next_best(spark, snapshot, held, models.get("cross-sell"))
+    frame = frame.withColumn("as_of", F.lit(as_of))
+    for task in ("churn", "upsell"):
+        frame = with_udf_scores(spark, frame, models[task], f"{task}_probability",
+                                REASON_TASKS[task], reasons)
+    frame = with_udf_scores(spark, frame, models.get("cross-sell"), None,
+                            REASON_TASKS["cross-sell"], reasons, offered="next_best_product")
+    frame = frame.join(book, "account_id", "left")
+    return valued(frame, models, feature_descriptions(settings))
+
+
+def model_input(frame: DataFrame, model: LoadedModel, overrides: dict | None = None) -> Column:
+    """The struct of the model's features the frame has (absent ones score as missing)."""
+    from pyspark.sql import functions as F
+
+    overrides = overrides or {}
+    return F.struct(*[
+        overrides[f].alias(f) if f in overrides else F.col(f"`{f}`")
+        for f in model.features if f in overrides or f in frame.columns
+    ])
+
+
+#: Spark runs one task per core and, in a task, each UDF in its own Python worker: LightGBM's
+#: OpenMP threads per worker would only oversubscribe the cores (and spin-wait).
+UDF_ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def model_udf(spark: SparkSession, model: LoadedModel, result_type: str, params=None):
+    """The model as a Spark UDF (MLflow's), run in this Python environment."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.spark_udf(spark, model.uri, result_type, env_manager="local",
+                                   params=params, extra_env=UDF_ENV)
+
+
+def reason_udf(spark: SparkSession, model: LoadedModel, reasons: int):
+    """The model as a Spark UDF returning (probability, reasons JSON)."""
+    return model_udf(spark, model, "probability double, reasons string", {"reasons": reasons})
+
+
+def with_udf_scores(spark: SparkSession, frame: DataFrame, model: LoadedModel | None,
+                    probability: str | None, reasons_column: str, reasons: int,
+                    offered: str | None = None) -> DataFrame:
+    """Probability (if ``probability`` names a column) and reasons of ``model`` per row; for
+    cross-sell (``offered``) the candidate is the offered product and rows without one get
+    no reasons."""
+    from pyspark.sql import functions as F
+
+    if model is None or (probability is None and reasons <= 0):
+        return frame.withColumn(reasons_column, F.lit(None).cast("string"))
+    if reasons <= 0:
+        udf = model_udf(spark, model, "double")
+        return frame.withColumn(probability, udf(model_input(frame, model))) \
+            .withColumn(reasons_column, F.lit(None).cast("string"))
+    overrides = {CANDIDATE: F.col(offered)} if offered else None
+    scored = reason_udf(spark, model, reasons)(model_input(frame, model, overrides))
+    frame = frame.withColumn("_scored", scored)
+    if probability is not None:
+        frame = frame.withColumn(probability, F.col("_scored.probability"))
+    keep = F.col("_scored.reasons")
+    if offered:
+        keep = F.when(F.col(offered).isNotNull(), keep)
+    return frame.withColumn(reasons_column, keep).drop("_scored")
+
+
+def with_next_best(spark: SparkSession, frame: DataFrame, held: DataFrame,
+                   model: LoadedModel | None) -> DataFrame:
+    """Per account the product not held with the highest adoption probability (ties: the
+    model's product order, as the Scorer's argmax), or null when all are held."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    products = list(model.model.schema["categorical"].get(CANDIDATE, [])) if model else []
+    if not products:
+        return frame.withColumn("next_best_product", F.lit(None).cast("string")) \
+            .withColumn("next_best_product_probability", F.lit(None).cast("double"))
+    udf = model_udf(spark, model, "double")
+    offers = spark.createDataFrame(list(enumerate(products)), f"_rank int, {CANDIDATE} string")
+    needed = ["account_id", *[f for f in model.features if f in frame.columns and f != CANDIDATE]]
+    candidates = frame.select(*[F.col(f"`{c}`") for c in needed]).crossJoin(
+        F.broadcast(offers)).join(held, ["account_id", CANDIDATE], "left_anti")
+    scored = candidates.select("account_id", CANDIDATE, "_rank",
+                               udf(model_input(candidates, model)).alias("_p"))
+    order = Window.partitionBy("account_id").orderBy(F.col("_p").desc(), F.col("_rank"))
+    best = scored.withColumn("_n", F.row_number().over(order)).where("_n = 1").select(
+        "account_id", F.col(CANDIDATE).alias("next_best_product"),
+        F.col("_p").alias("next_best_product_probability"))
+    return frame.join(best, "account_id", "left")
+
+
+def valued(frame: DataFrame, models: dict[str, LoadedModel],
+           descriptions: dict[str, str]) -> DataFrame:
+    """Valuation and described reasons in ``mapInPandas``; OUTPUT_SCHEMA's columns and types."""
+    from pyspark.sql import functions as F
+
+    upsell, cross = value_models(models)
+    inputs = ["account_id", "as_of", "name", "owner", "segment", "arr", "churn_probability",
+              "upsell_probability", "next_best_product", "next_best_product_probability",
+              *REASON_TASKS.values()]
+    typed = frame.select(*[
+        (F.col(f"`{c}`") if c in frame.columns else F.lit(None))
+        .cast(SPARK_TYPES[OUTPUT_SCHEMA.field(c).type]).alias(c) for c in inputs])
+    ddl = ", ".join(f"`{f.name}` {SPARK_TYPES[f.type]}" for f in OUTPUT_SCHEMA)
+    names = OUTPUT_SCHEMA.names
+
+    def batches(parts: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for part in parts:
+            yield finish(part, upsell, cross, descriptions)[names]
+
+    return typed.mapInPandas(batches, ddl)
+
+
+def write_spark_partition(spark: SparkSession, frame: DataFrame, out: str, as_of: date,
+                          note: str) -> str:
+    """Spark writes the partition beside its final place; Hadoop renames swap it in."""
+    from features.spark_engine import hadoop_path, join_uri, write_text
+
+    final = partition(out, as_of)
+    staging = join_uri(out, f"_as_of={as_of:%Y-%m-%d}.tmp-{os.getpid()}")
+    retired = join_uri(out, f"_as_of={as_of:%Y-%m-%d}.old-{os.getpid()}")
+    frame.sortWithinPartitions("account_id").write.mode("overwrite").parquet(staging)
+    write_text(spark, join_uri(staging, SCORING_FILE), note)
+    staging_path, fs = hadoop_path(spark, staging)
+    final_path, _ = hadoop_path(spark, final)
+    retired_path, _ = hadoop_path(spark, retired)
+    try:
+        if fs.exists(final_path):
+            fs.rename(final_path, retired_path)
+        if not fs.rename(staging_path, final_path):
+            raise BatchError(f"could not move {staging} to {final}")
+    finally:
+        fs.delete(staging_path, True)
+        fs.delete(retired_path, True)
+    return final
