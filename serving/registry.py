@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 TASKS = ("churn", "upsell", "cross-sell")
 REQUIRED_TASKS = ("churn", "upsell")  # cross-sell is optional: no next-best-product without it
 CHAMPION = "champion"
-FAST_PATH = ("matrix", "matrix_from_records", "probability_matrix", "contributions_matrix")
+FAST_PATH = ("matrix", "matrix_from_records", "matrix_from_columns", "probability_matrix",
+             "contributions_matrix")
 
 
 class ModelLoadError(RuntimeError):

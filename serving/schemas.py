@@ -41,6 +41,9 @@ class ScoreRequest(BaseModel):
         json_schema_extra={"examples": [
             {"account_ids": ["A0000001", "A0000002"]},
             {"features": [EXAMPLE_FEATURES], "tasks": ["churn"], "reasons": False},
+            {"columns": ["account_id", "arr", "seats", "nps_last"],
+             "data": [["CRM-0042", 48000.0, 40, 6], ["CRM-0043", 12000.0, 8, None]],
+             "tasks": ["churn"], "reasons": False},
         ]},
     )
 
@@ -53,6 +56,14 @@ class ScoreRequest(BaseModel):
         "/v1/models lists each model's features). Absent or null features are missing values. "
         "Optional keys: `account_id` (echoed back) and `held_products` (products the account "
         "holds, never offered as next best product).",
+    )
+    columns: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, description="Column-wise input, with `data`: the names of the values in each "
+        "row (features, and optionally `account_id`, `held_products`), like MLflow's "
+        "`dataframe_split`. The compact form for big batches.",
+    )
+    data: list[list[FeatureValue]] | None = Field(
+        None, description="Rows of values in the order of `columns`."
     )
     tasks: list[Task] = Field(
         default_factory=lambda: ["churn", "upsell", "cross-sell"],
@@ -67,12 +78,30 @@ class ScoreRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> ScoreRequest:
-        if (self.account_ids is None) == (self.features is None):
-            raise ValueError("give exactly one of account_ids or features")
+        given = [self.account_ids is not None, self.features is not None,
+                 self.columns is not None or self.data is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of account_ids, features, or columns with data")
+        if given[2]:
+            self._check_columns()
         return self
 
+    def _check_columns(self) -> None:
+        if self.columns is None or self.data is None:
+            raise ValueError("columns and data go together")
+        repeated = sorted({c for c in self.columns if self.columns.count(c) > 1})
+        if repeated:
+            raise ValueError(f"columns: {', '.join(repeated)} given more than once")
+        for i, row in enumerate(self.data):
+            if len(row) != len(self.columns):
+                raise ValueError(f"data[{i}] has {len(row)} values for {len(self.columns)} "
+                                 "columns")
+
     def size(self) -> int:
-        return len(self.account_ids if self.account_ids is not None else self.features or [])
+        for rows in (self.account_ids, self.features, self.data):
+            if rows is not None:
+                return len(rows)
+        return 0
 
 
 class Reason(BaseModel):

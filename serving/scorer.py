@@ -42,9 +42,12 @@ SINGLE_ROW_LIMIT = 64  # up to this many rows a request predicts on one thread
 class UnknownFeatureError(ValueError):
     """A feature record names columns no served model knows."""
 
-    def __init__(self, problems: list[tuple[int, str]]):
+    def __init__(self, problems: list[tuple[int, str]], where: str = "features"):
         self.problems = problems
-        super().__init__("; ".join(f"features[{i}].{k}: unknown feature" for i, k in problems))
+        self.where = where
+        super().__init__("; ".join(f"{where}[{i}]: unknown feature {k!r}" if where == "columns"
+                                   else f"{where}[{i}].{k}: unknown feature"
+                                   for i, k in problems))
 
 
 class CursorError(ValueError):
@@ -323,32 +326,66 @@ class Scorer:
         if problems:
             raise UnknownFeatureError(problems[:20])
 
+    def check_columns(self, columns: list[str]) -> None:
+        """`check_records` for column-wise input (index -1: the `columns` list itself)."""
+        known = set(self.known_features) | set(SPECIAL_KEYS)
+        problems = [(j, c) for j, c in enumerate(columns) if c not in known]
+        if problems:
+            raise UnknownFeatureError(problems[:20], where="columns")
+
     def score_records(self, records: list[dict], tasks: tuple[str, ...], with_reasons: bool
                       ) -> tuple[dict[str, np.ndarray], list[dict] | None]:
         """Score feature records: columns like `self.cols` and, if asked, reasons per row."""
-        n = len(records)
-        x = {t: m.model.matrix_from_records(records) for t, m in self.models.items()
-             if t in tasks}
+        def column(name: str) -> list:
+            return [r.get(name) for r in records]
+
+        return self._score_inputs(len(records), lambda m: m.matrix_from_records(records),
+                                  column, tasks, with_reasons)
+
+    def score_columns(self, columns: list[str], data: list[list], tasks: tuple[str, ...],
+                      with_reasons: bool) -> tuple[dict[str, np.ndarray], list[dict] | None]:
+        """Score column-wise input (names + rows of values, like MLflow's dataframe_split):
+        4-5x fewer bytes than records for a big batch, and no per-row dict look-ups."""
+        position = {c: j for j, c in enumerate(columns)}
+
+        def column(name: str) -> list:
+            j = position.get(name)
+            return [None] * len(data) if j is None else [row[j] for row in data]
+
+        return self._score_inputs(len(data), lambda m: m.matrix_from_columns(columns, data),
+                                  column, tasks, with_reasons)
+
+    def _score_inputs(self, n: int, encode: Callable[[object], np.ndarray],
+                      column: Callable[[str], list], tasks: tuple[str, ...], with_reasons: bool
+                      ) -> tuple[dict[str, np.ndarray], list[dict] | None]:
+        """The shared path of explicit inputs: `encode(model)` gives a model's matrix,
+        `column(name)` the values given for a name (None where absent)."""
+        x = {t: encode(m.model) for t, m in self.models.items() if t in tasks}
         cols: dict[str, np.ndarray] = {
-            "account_id": np.array([_text(r.get("account_id")) for r in records], dtype=object),
+            "account_id": np.array([_text(v) for v in column("account_id")], dtype=object),
             "name": np.full(n, None, dtype=object),
             "owner": np.full(n, None, dtype=object),
-            "segment": np.array([_text(r.get("segment")) for r in records], dtype=object),
-            "arr": np.array([_number(r.get("arr")) for r in records], dtype="float64"),
+            "segment": np.array([_text(v) for v in column("segment")], dtype=object),
+            "arr": np.array([_number(v) for v in column("arr")], dtype="float64"),
         }
         for task in ("churn", "upsell"):
             cols[f"{task}_probability"] = self._probability(task, x.get(task), n)
-        held = [tuple(r.get("held_products") or ()) for r in records]
+        held = [tuple(v or ()) for v in column("held_products")]
         cols["next_best_product"], cols["next_best_product_probability"] = self._next_best(
             x.get("cross-sell"), held)
         cols = self._value(cols)
         if not with_reasons:
             return cols, None
-        reasons: list[dict] = [{} for _ in records]
+        reasons: list[dict] = [{} for _ in range(n)]
         products = cols["next_best_product"]
+        given: dict[str, list] = {}
 
         def value_of(i: int, feature: str) -> object:
-            return products[i] if feature == CANDIDATE else _plain(records[i].get(feature))
+            if feature == CANDIDATE:
+                return products[i]
+            if feature not in given:
+                given[feature] = column(feature)
+            return _plain(given[feature][i])
 
         for task, xt in x.items():
             if task == "cross-sell":

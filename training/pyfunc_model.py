@@ -124,20 +124,32 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
 
     def matrix_from_records(self, records: list[dict]) -> np.ndarray:
         """JSON-like records (feature -> number, text or None) as the booster's matrix.
-        Absent features, None, and unknown categorical levels are missing values.
-        Column by column: numpy converts a whole column at once (None becomes NaN); only a
+        Absent features, None, and unknown categorical levels are missing values."""
+        columns = {col: [r.get(col) for r in records] for col in self.features}
+        return self._encode(columns, len(records))
+
+    def matrix_from_columns(self, columns: list[str], data: list[list]) -> np.ndarray:
+        """Column-wise input (`columns` names, `data` rows of values in that order, like
+        MLflow's `dataframe_split`) as the booster's matrix; the same rules as records."""
+        by_name = dict(zip(columns, zip(*data, strict=True), strict=False)) if data else {}
+        return self._encode(by_name, len(data))
+
+    def _encode(self, values: dict[str, list | tuple], rows: int) -> np.ndarray:
+        """Column by column: numpy converts a whole column at once (None becomes NaN); only a
         column holding text falls back to converting cell by cell."""
-        out = np.empty((len(records), len(self.features)), dtype="float64")
+        out = np.full((rows, len(self.features)), np.nan, dtype="float64")
         for j, col in enumerate(self.features):
-            values = [r.get(col) for r in records]
+            column = values.get(col)
+            if column is None:
+                continue
             codes = self.level_codes.get(col)
             if codes is not None:
-                out[:, j] = [np.nan if v is None else codes.get(str(v), np.nan) for v in values]
+                out[:, j] = [np.nan if v is None else codes.get(str(v), np.nan) for v in column]
                 continue
             try:
-                out[:, j] = np.array(values, dtype="float64")
+                out[:, j] = np.array(column, dtype="float64")
             except (TypeError, ValueError):
-                out[:, j] = [_float_or_nan(v) for v in values]
+                out[:, j] = [_float_or_nan(v) for v in column]
         return out
 
     def probability_matrix(self, x: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -53,14 +53,22 @@ def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...]) -> list[d
     if body.account_ids is not None:
         return by_ids(scorer, body.account_ids, body.reasons, tasks)
     try:
-        scorer.check_records(body.features or [])
+        if body.columns is not None:
+            scorer.check_columns(body.columns)
+        else:
+            scorer.check_records(body.features or [])
     except UnknownFeatureError as exc:
         raise HTTPException(422, [  # the shape of FastAPI's own 422s: one entry per field
-            {"type": "unknown_feature", "loc": ["body", "features", i, key],
+            {"type": "unknown_feature",
+             "loc": ["body", "columns", i] if exc.where == "columns" else
+                    ["body", "features", i, key],
              "msg": f"unknown feature {key!r}: not a feature of any served model (see GET "
                     "/v1/models)"}
             for i, key in exc.problems]) from exc
-    cols, reasons = scorer.score_records(body.features or [], tasks, body.reasons)
+    if body.columns is not None:
+        cols, reasons = scorer.score_columns(body.columns, body.data or [], tasks, body.reasons)
+    else:
+        cols, reasons = scorer.score_records(body.features or [], tasks, body.reasons)
     return items(cols, list(range(len(cols["arr"]))), reasons or None)
 
 

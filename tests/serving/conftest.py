@@ -7,6 +7,7 @@ documents); tests copy nothing and must not write to it. `served_settings` point
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def _build(data: Path, mlflow_template_db: Path) -> None:
 @pytest.fixture(scope="session")
 def served_data(tmp_path_factory, mlflow_template_db) -> Path:
     """The data directory of a trained 300-account book (read-only for tests)."""
-    root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this run
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's folder, shared by its xdist workers (never older runs)
     data = root / "served-book"
     with FileLock(str(root / "served-book.lock")):
         if not (data / ".complete").exists():

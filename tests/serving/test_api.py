@@ -442,7 +442,8 @@ def test_invalid_bodies_are_422_with_the_field_path_and_rule(client, body, loc, 
 def test_exactly_one_of_account_ids_or_features(client, body):
     [error] = detail(client.post("/v1/score", json=body))
     assert error["loc"] == ["body"]
-    assert error["msg"] == "Value error, give exactly one of account_ids or features"
+    assert error["msg"] == ("Value error, give exactly one of account_ids, features, or columns "
+                            "with data")
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
@@ -560,3 +561,37 @@ def test_an_admin_key_reloads_and_reads(keyed, generation):
     assert reloaded.json() == {"reloaded": True, "as_of": generation.scorer.as_of.isoformat(),
                                "model_versions": generation.scorer.versions(), "error": None}
     assert client.get("/v1/models", headers=admin).json()["ready"] is True
+
+
+def test_columns_and_data_score_like_by_id(client, generation):
+    """Column-wise snapshot rows give exactly the items scoring by id gives, reasons included."""
+    rows = [0, 1, 2, 3]
+    records = [snapshot_record(generation, r) for r in rows]
+    columns = sorted(set().union(*records))
+    data = [[record.get(c) for c in columns] for record in records]
+    ids = [generation.scorer.ids[r] for r in rows]
+    by_id = client.post("/v1/score", json={"account_ids": ids}).json()["results"]
+    scored = client.post("/v1/score", json={"columns": columns, "data": data})
+    assert scored.status_code == 200
+    for got, want in zip(scored.json()["results"], by_id, strict=True):
+        assert {k: v for k, v in got.items() if k not in ("name", "owner")} == {
+            k: v for k, v in want.items() if k not in ("name", "owner")}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"columns": ["arr"], "data": [[1.0, 2.0]]}, "data[0] has 2 values for 1 columns"),
+    ({"columns": ["arr", "arr"], "data": [[1.0, 2.0]]}, "arr given more than once"),
+    ({"columns": ["arr"]}, "columns and data go together"),
+    ({"columns": ["arr"], "data": [[1.0]], "account_ids": ["A"]}, "exactly one of"),
+])
+def test_bad_column_wise_bodies_are_422(client, body, message):
+    response = client.post("/v1/score", json=body)
+    assert response.status_code == 422
+    assert message in response.text
+
+
+def test_unknown_column_is_422_at_its_position(client):
+    response = client.post("/v1/score", json={"columns": ["arr", "nope"], "data": [[1.0, 2]]})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "columns", 1] and "'nope'" in error["msg"]

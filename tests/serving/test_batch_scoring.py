@@ -1,0 +1,164 @@
+"""Batch scoring: the DuckDB engine checked against the models and the valuation directly, and
+the Spark engine (MLflow's Spark UDF) against the DuckDB engine on the same snapshot."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from features.settings import Settings
+from propensity_cli import app
+from serving.batch import OUTPUT_SCHEMA, SCORING_FILE, describe_reasons
+from tests.spark_session import spark_test_settings, start_spark
+
+AS_OF = date(2025, 5, 1)  # the newest snapshot of the served book (tests/serving/conftest.py)
+PROBABILITIES = ("churn_probability", "upsell_probability", "next_best_product_probability")
+
+
+def settings_for(data) -> Settings:
+    tracking = f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
+    return Settings(data_dir=data, mlflow_tracking_uri=tracking)
+
+
+def read_partition(folder) -> pd.DataFrame:
+    """Every Parquet part of a partition folder, by account."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    table = pq.ParquetDataset(parts, partitioning=None).read()
+    return table.to_pandas().sort_values("account_id", ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def duck_run(served_data, tmp_path_factory):
+    from serving.batch import score_duckdb
+
+    out = tmp_path_factory.mktemp("scores-duckdb")
+    return score_duckdb(settings_for(served_data), AS_OF, str(out)), out
+
+
+# --- plain functions --------------------------------------------------------------------------
+def test_reasons_get_plain_language_labels():
+    raw = json.dumps([{"feature": "seats", "contribution": 0.123456},
+                      {"feature": "unknown_x", "contribution": -2.0}])
+    assert json.loads(describe_reasons(raw, {"seats": "Paid seats"})) == [
+        {"feature": "seats", "description": "Paid seats", "contribution": 0.1235},
+        {"feature": "unknown_x", "description": "unknown_x", "contribution": -2.0},
+    ]
+    assert describe_reasons(None, {}) is None
+    assert describe_reasons(float("nan"), {}) is None
+
+
+# --- DuckDB engine ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_duckdb_engine_writes_one_file_per_as_of_with_every_account(duck_run, served_data):
+    from features.store import FeatureStore
+
+    result, out = duck_run
+    folder = out / f"as_of={AS_OF}"
+    assert result.path == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [SCORING_FILE, "part-0.parquet"]
+    assert pq.read_schema(folder / "part-0.parquet").remove_metadata() == OUTPUT_SCHEMA
+    scores = read_partition(folder)
+    snapshot = FeatureStore(served_data / "features").read(AS_OF)
+    assert scores["account_id"].tolist() == sorted(snapshot["account_id"])
+    assert result.accounts == len(snapshot)
+    assert (scores["as_of"] == AS_OF).all()
+    note = json.loads((folder / SCORING_FILE).read_text())
+    assert note["engine"] == "duckdb"
+    assert {t: m["version"] for t, m in note["models"].items()} == result.versions
+
+
+@pytest.mark.slow
+def test_duckdb_scores_are_the_models_own(duck_run, served_data):
+    """Probabilities equal the pyfunc's predict(); money and play equal the valuation's."""
+    from features.book import account_book
+    from features.store import FeatureStore
+    from features.validation import load_tables
+    from serving.batch import served_models, value_models
+    from serving.valuation import OUTPUT_COLUMNS, value_accounts
+
+    _, out = duck_run
+    scores = read_partition(out / f"as_of={AS_OF}")
+    settings = settings_for(served_data)
+    models = served_models(settings)
+    snapshot = FeatureStore(served_data / "features").read(AS_OF)
+    snapshot = snapshot.sort_values("account_id", ignore_index=True)
+    for task in ("churn", "upsell"):
+        predicted = models[task].model.predict(None, snapshot)["probability"]
+        np.testing.assert_allclose(scores[f"{task}_probability"], predicted, rtol=1e-12)
+    held = account_book(load_tables(served_data / "raw"), AS_OF).set_index("account_id")
+    offered = scores.dropna(subset=["next_best_product"])
+    assert len(offered) > 0
+    assert not any(p in held.loc[a, "products_held"]
+                   for a, p in zip(offered["account_id"], offered["next_best_product"],
+                                   strict=True))
+    valued = value_accounts(scores.drop(columns=list(OUTPUT_COLUMNS)), *value_models(models))
+    for column in OUTPUT_COLUMNS:
+        left, right = valued[column], scores[column]
+        assert left.isna().equals(right.isna()), column
+        assert left.dropna().tolist() == right.dropna().tolist(), column
+    churn_reasons = json.loads(scores["churn_reasons"].iloc[0])
+    assert len(churn_reasons) == 3 and all(r["description"] for r in churn_reasons)
+    assert scores["cross_sell_reasons"].isna().equals(scores["next_best_product"].isna())
+
+
+@pytest.mark.slow
+def test_a_rerun_replaces_the_partition_and_bad_input_writes_nothing(served_data, tmp_path):
+    runner = CliRunner()
+    args = ["score", "--as-of", str(AS_OF), "--out", str(tmp_path), "--reasons", "0",
+            "--data-dir", str(served_data)]
+    (tmp_path / f"as_of={AS_OF}").mkdir()
+    (tmp_path / f"as_of={AS_OF}" / "part-00007-stale.parquet").write_text("old run")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"as_of={AS_OF}"]  # no staging left
+    assert sorted(p.name for p in (tmp_path / f"as_of={AS_OF}").iterdir()) == [
+        SCORING_FILE, "part-0.parquet"]
+    assert read_partition(tmp_path / f"as_of={AS_OF}")["churn_reasons"].isna().all()
+
+    missing = runner.invoke(app, [*args[:2], "2025-04-15", *args[3:]])
+    assert missing.exit_code == 1
+    assert "no feature snapshot for as_of 2025-04-15" in missing.output
+    assert not (tmp_path / "as_of=2025-04-15").exists()
+    bad = runner.invoke(app, ["score", "--as-of", "May 1st", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--as-of 'May 1st': not a date" in bad.output
+
+
+# --- Spark engine ------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.spark
+def test_spark_engine_gives_the_same_scores(duck_run, served_data, tmp_path, monkeypatch):
+    """`propensity score --engine spark` (spark_udf, mapInPandas) against the DuckDB engine."""
+    start_spark()  # the command reuses this small local session
+    monkeypatch.setenv("PROPENSITY_SPARK_MASTER", spark_test_settings().spark_master)
+    monkeypatch.setenv("PROPENSITY_MLFLOW_TRACKING_URI",
+                       settings_for(served_data).mlflow_tracking_uri)
+    result = CliRunner().invoke(app, ["score", "--engine", "spark", "--as-of", str(AS_OF),
+                                      "--out", str(tmp_path), "--data-dir", str(served_data)])
+    assert result.exit_code == 0, result.output
+    on_spark = read_partition(tmp_path / f"as_of={AS_OF}")
+    on_duckdb = read_partition(duck_run[1] / f"as_of={AS_OF}")
+    assert json.loads((tmp_path / f"as_of={AS_OF}" / SCORING_FILE).read_text())["engine"] \
+        == "spark"
+    assert list(on_spark.columns) == OUTPUT_SCHEMA.names
+    assert dict(on_spark.dtypes) == dict(on_duckdb.dtypes)
+    assert on_spark["account_id"].tolist() == on_duckdb["account_id"].tolist()
+    assert on_spark["next_best_product"].notna().sum() > 0
+    for column in OUTPUT_SCHEMA.names:
+        left, right = on_spark[column], on_duckdb[column]
+        assert left.isna().equals(right.isna()), column
+        if left.dtype.kind == "f":
+            np.testing.assert_allclose(left.dropna(), right.dropna(), rtol=1e-9, err_msg=column)
+        elif column.endswith("_reasons"):
+            for a, b in zip(left.dropna(), right.dropna(), strict=True):
+                a, b = json.loads(a), json.loads(b)
+                assert [r["feature"] for r in a] == [r["feature"] for r in b], column
+                np.testing.assert_allclose([r["contribution"] for r in a],
+                                           [r["contribution"] for r in b], atol=1.01e-4)
+        else:
+            assert left.dropna().tolist() == right.dropna().tolist(), column
