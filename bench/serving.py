@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -35,12 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parent / "serving_harness"
+PYFUNC_CODE = Path(__file__).resolve().parents[1] / "training" / "pyfunc_model.py"
 START = "2024-01-01"
 SMALL = {"accounts": 3000, "months": 24, "grid": ("2024-02-01", "2026-01-01")}
 LARGE = {"accounts": 123_000, "months": 13, "as_of": "2025-02-01"}
 ROWS = 30_000  # feature rows written for request bodies (distinct accounts for cold cases)
 
-OURS_FEATURES = '{"tasks": ["churn"], "reasons": false, "features": {{records}}}'
+OURS_FEATURES = ('{"tasks": ["churn"], "reasons": false, "columns": {{columns}}, '
+                 '"data": {{data}}}')  # the same payload as MLflow's dataframe_split
 OURS_IDS_REASONS = '{"account_ids": {{column:account_id}}, "reasons": true}'
 OURS_IDS = '{"account_ids": {{column:account_id}}, "reasons": false}'
 MLFLOW_SPLIT = '{"dataframe_split": {"columns": {{columns}}, "data": {{data}}}}'
@@ -97,10 +101,13 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def prepare_small(work: Path) -> Path:
+    """Trained models carry a copy of the pyfunc code: retrain when that code changed."""
     data = work / "small"
     ready = data / ".bench_ready"
-    if ready.exists():
+    code = hashlib.sha256(PYFUNC_CODE.read_bytes()).hexdigest()
+    if ready.exists() and ready.read_text() == code:
         return data
+    shutil.rmtree(data, ignore_errors=True)
     print("small book: generate, build the grid, train the three models", flush=True)
     _run(_propensity("data", "generate", "--accounts", str(SMALL["accounts"]), "--months",
                      str(SMALL["months"]), "--seed", "42", "--start", START,
@@ -109,7 +116,7 @@ def prepare_small(work: Path) -> Path:
                      "--data-dir", str(data)), work)
     for task in ("churn", "upsell", "cross-sell"):
         _run(_propensity("train", task, "--data-dir", str(data)), work)
-    ready.touch()
+    ready.write_text(code)
     return data
 
 
