@@ -123,6 +123,7 @@ class Scorer:
         self._top = {task: TopReasons(len(self.ids), self.k) for task in models}
         self._stop_warmup = threading.Event()
         self._masks: dict[str, np.ndarray] = {}
+        self._plain_values: dict[str, np.ndarray] = {}  # feature -> JSON-ready values
 
     # --- load-time passes -------------------------------------------------------------------
     def _products(self) -> list[str]:
@@ -309,9 +310,15 @@ class Scorer:
     def _snapshot_value(self, row: int, feature: str) -> object:
         if feature == CANDIDATE:
             return self.cols["next_best_product"][row]
-        if feature not in self.snapshot.columns:  # scored as missing (an older snapshot)
-            return None
-        return _plain(self.snapshot[feature].iat[row])
+        values = self._plain_values.get(feature)
+        if values is None:  # once per feature: pandas look-ups cost ~10 us each
+            if feature not in self.snapshot.columns:  # scored as missing (an older snapshot)
+                values = np.full(len(self.ids), None, dtype=object)
+            else:
+                column = self.snapshot[feature]
+                values = column.astype(object).where(column.notna(), None).to_numpy()
+            self._plain_values[feature] = values
+        return values[row]
 
     def _reason(self, feature: str, contribution: float, value: object) -> Reason:
         return Reason(feature, self.descriptions.get(feature, feature), value,
