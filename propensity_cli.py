@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from features.cli import DataDir, data_app, features_app, kpis_cmd
+from serving.batch_cli import score_cmd
 from serving.cli import serve_cmd
 from serving.keys_cli import keys_app
 from training.cli import models_app, train_app
@@ -26,6 +27,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("serve")(serve_cmd)
+app.command("score")(score_cmd)
 
 
 @app.command("demo")

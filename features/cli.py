@@ -143,15 +143,28 @@ def build_cmd(
     start: Annotated[str | None, typer.Option("--from", help="Grid start.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Grid end (inclusive).")] = None,
     every: Annotated[str, typer.Option(help="Grid step (month = first of each month).")] = "month",
+    engine: Annotated[str, typer.Option(
+        help="duckdb (embedded) or spark (settings.spark_master; needs the spark extra).")
+    ] = "duckdb",
+    raw: Annotated[str | None, typer.Option(
+        "--raw", help="Spark only: folder (any Hadoop URI) of the raw Parquet tables.")] = None,
+    out_uri: Annotated[str | None, typer.Option(
+        "--out", help="Spark only: snapshot root (any Hadoop URI).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Build point-in-time feature snapshots into <data-dir>/features/as_of=YYYY-MM-DD/."""
-
-
     settings = load_settings(data_dir)
     dates = _grid_dates(as_of, start, end, every)
-    built, version = build_snapshots(settings, dates)
-    summary = RichTable(title=f"feature snapshots -> {settings.features_dir} (catalogue {version})")
+    target = settings.features_dir
+    if engine == "spark":
+        built, version, target = build_snapshots_spark(settings, dates, raw, out_uri)
+    elif engine != "duckdb":
+        fail(f"--engine {engine!r}: choose duckdb or spark", 2)
+    elif raw or out_uri:
+        fail("--raw and --out go with --engine spark (DuckDB reads <data-dir>/raw)", 2)
+    else:
+        built, version = build_snapshots(settings, dates)
+    summary = RichTable(title=f"feature snapshots -> {target} (catalogue {version})")
     for col in ("as_of", "accounts", "features", "seconds"):
         summary.add_column(col, justify="right")
     for d, rows, n_features, seconds in built:
@@ -188,6 +201,32 @@ def build_snapshots(settings: Settings, dates: list[date]) -> tuple[list[tuple],
             began = time.perf_counter()
             progress.advance(task)
     return built, version
+
+
+def build_snapshots_spark(
+    settings: Settings, dates: list[date], raw: str | None, out_uri: str | None
+) -> tuple[list[tuple], str, str]:
+    """The Spark build (features.spark_engine), bad input reported as for DuckDB.
+
+    The session is left running: the command's process ends right after, and a caller that
+    already had a session (tests, notebooks) keeps it.
+    """
+    from features.build import SnapshotError
+    from features.sources import ContractError
+    from features.spark_engine import build_and_store, spark_session
+
+    try:
+        spark = spark_session(settings)
+    except RuntimeError as exc:
+        fail(str(exc))
+    try:
+        status = f"building {len(dates)} snapshot(s) on Spark ({settings.spark_master})"
+        with console.status(status):
+            return build_and_store(spark, settings, dates, raw, out_uri)
+    except ContractError as exc:
+        fail([f"{raw or settings.raw_dir}: {len(exc.problems)} problem(s)", *exc.problems])
+    except SnapshotError as exc:
+        fail(str(exc))
 
 
 @features_app.command("describe")

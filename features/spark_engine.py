@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -108,20 +107,20 @@ def is_remote(uri: str) -> bool:
     return scheme not in ("", "file")
 
 
-def _hadoop_path(spark: SparkSession, uri: str):
+def hadoop_path(spark: SparkSession, uri: str):
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(uri)
     return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
 
 
 def uri_exists(spark: SparkSession, uri: str) -> bool:
-    path, fs = _hadoop_path(spark, uri)
+    path, fs = hadoop_path(spark, uri)
     return bool(fs.exists(path))
 
 
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """A small text file through Hadoop's filesystem (works for every URI Spark reads)."""
-    path, fs = _hadoop_path(spark, uri)
+    path, fs = hadoop_path(spark, uri)
     stream = fs.create(path, True)
     try:
         stream.write(bytearray(text.encode()))
@@ -131,7 +130,7 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
 
 def read_text(spark: SparkSession, uri: str) -> str:
     """A small text file (Spark's own readers skip names starting with ``_``)."""
-    path, fs = _hadoop_path(spark, uri)
+    path, fs = hadoop_path(spark, uri)
     stream = fs.open(path)
     try:
         return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
@@ -166,6 +165,10 @@ def empty_frame(spark: SparkSession, table: Table) -> DataFrame:
     return spark.createDataFrame([], ddl)
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def register_raw(spark: SparkSession, raw_uri: str) -> SparkRaw:
     """Register ``<raw_uri>/<table>.parquet`` (a file or a folder of parts) as typed views.
 
@@ -184,7 +187,11 @@ def register_raw(spark: SparkSession, raw_uri: str) -> SparkRaw:
                 problems.append(f"{table.name}: missing required table (no {uri})")
             empty_frame(spark, table).createOrReplaceTempView(table.name)
             continue
-        frame = spark.read.parquet(uri)
+        try:
+            frame = spark.read.parquet(uri)
+        except Exception as exc:  # Spark's analysis errors: unreadable file, nanosecond times
+            problems.append(f"{table.name}: Spark cannot read {uri}: {_first_line(exc)}")
+            continue
         missing = [c for c in table.column_names if c not in frame.columns]
         problems += [f"{table.name}.{c}: missing column" for c in missing]
         if not missing:
@@ -250,19 +257,6 @@ def build_snapshot(
     return to_local_table(snapshot_frame(raw, as_of, groups), arrow_schema(groups))
 
 
-def build_grid(
-    raw: SparkRaw, dates: Iterable[date], spec: FeatureSpec | None = None
-) -> Iterator[tuple[date, pa.Table]]:
-    """Snapshots in date order, each one Spark job (Spark parallelises within a snapshot)."""
-    dates = list(dates)
-    for as_of in dates:
-        check_as_of(raw, as_of)
-    if dates:
-        check_groups(raw, feature_groups(spec), dates[0])
-    for as_of in dates:
-        yield as_of, build_snapshot(raw, as_of, spec, checked=True)
-
-
 def write_remote(
     raw: SparkRaw, as_of: date, out_uri: str, version: str, spec: FeatureSpec | None = None
 ) -> tuple[str, int]:
@@ -282,3 +276,53 @@ def write_remote(
         return target, frame.count()
     finally:
         frame.unpersist()
+
+
+# --- the command's work -----------------------------------------------------------------------
+def local_path(uri: str) -> str:
+    """``file:///x`` or ``file:/x`` as a plain path (the local store is pathlib-based)."""
+    for prefix in ("file://", "file:"):
+        if uri.startswith(prefix):
+            return uri[len(prefix):]
+    return uri
+
+
+def build_and_store(
+    spark: SparkSession,
+    settings: Settings,
+    dates: list[date],
+    raw_uri: str | None = None,
+    out_uri: str | None = None,
+) -> tuple[list[tuple[date, int, int, float]], str, str]:
+    """Build and store the snapshots of ``dates`` on Spark.
+
+    Returns ``[(as_of, accounts, features, seconds)]``, the catalogue version and where the
+    snapshots went. Every date is checked before anything is written.
+    """
+    import time
+    from pathlib import Path
+
+    from features.catalogue import catalogue_version
+    from features.store import FeatureStore
+
+    raw = register_raw(spark, raw_uri or str(settings.raw_dir))
+    for as_of in dates:
+        check_as_of(raw, as_of)
+    spec = settings.feature_spec()
+    groups = feature_groups(spec)
+    version = catalogue_version(groups)
+    out = out_uri or str(settings.features_dir)
+    n_features = len(all_features(groups))
+    built = []
+    if dates:
+        check_groups(raw, groups, dates[0])
+    for as_of in dates:
+        began = time.perf_counter()
+        if is_remote(out):
+            _, rows = write_remote(raw, as_of, out, version, spec)
+        else:
+            table = build_snapshot(raw, as_of, spec, checked=True)
+            FeatureStore(Path(local_path(out))).write(as_of, table, version)
+            rows = table.num_rows
+        built.append((as_of, rows, n_features, time.perf_counter() - began))
+    return built, version, out

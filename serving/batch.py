@@ -106,10 +106,13 @@ def describe_reasons(reasons: object, descriptions: dict[str, str]) -> str | Non
 def finish(frame: pd.DataFrame, upsell: ValueModel, cross: ValueModel,
            descriptions: dict[str, str]) -> pd.DataFrame:
     """Valuation and described reasons on scored rows (both engines; Spark per batch)."""
-    out = value_accounts(frame, upsell, cross)
+    return described(value_accounts(frame, upsell, cross), descriptions)
+
+
+def described(frame: pd.DataFrame, descriptions: dict[str, str]) -> pd.DataFrame:
     for column in REASON_TASKS.values():
-        out[column] = [describe_reasons(r, descriptions) for r in out[column]]
-    return out
+        frame[column] = [describe_reasons(r, descriptions) for r in frame[column]]
+    return frame
 
 
 def value_models(models: dict[str, LoadedModel]) -> tuple[ValueModel, ValueModel]:
@@ -148,6 +151,11 @@ def partition(out: str, as_of: date) -> str:
 # --- DuckDB: one machine, the API's scorer ----------------------------------------------------
 def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3) -> BatchResult:
     """Score the stored snapshot of ``as_of`` and write ``<out>/as_of=.../part-0.parquet``."""
+    from features.spark_engine import is_remote
+
+    if is_remote(out):
+        raise BatchError(f"--out {out}: the DuckDB engine writes local paths; "
+                         "use --engine spark for Hadoop URIs")
     began = time.perf_counter()
     models = served_models(settings)
     snapshot = read_snapshot(settings, as_of)
@@ -189,10 +197,7 @@ def scored_frame(settings: Settings, models: dict[str, LoadedModel], snapshot: p
         rows = snapshot if task != "cross-sell" else snapshot.assign(**{CANDIDATE: offered})
         found = models[task].model.predict(None, rows, params={"reasons": reasons})["reasons"]
         frame[column] = found.where(offered.notna(), None) if task == "cross-sell" else found
-    descriptions = feature_descriptions(settings)
-    for column in REASON_TASKS.values():
-        frame[column] = [describe_reasons(r, descriptions) for r in frame[column]]
-    return frame
+    return described(frame, feature_descriptions(settings))
 
 
 def write_local_partition(out: Path, as_of: date, write, note: str) -> Path:
@@ -256,6 +261,7 @@ def spark_scored(spark: SparkSession, settings: Settings, models: dict[str, Load
                                                                       "owner")
     held = spark.sql(to_spark_sql(holdings_sql(Snapshot(as_of)))).withColumnRenamed(
         "product", CANDIDATE)
+    snapshot = spread(spark, snapshot)
     # Next best product first: its candidate rows then come from the snapshot alone, not from
     # a plan that already holds the churn and upsell UDFs (which would run twice).
     frame = with_next_best(spark, snapshot, held, models.get("cross-sell"))
@@ -267,6 +273,13 @@ def spark_scored(spark: SparkSession, settings: Settings, models: dict[str, Load
                             REASON_TASKS["cross-sell"], reasons, offered="next_best_product")
     frame = frame.join(book, "account_id", "left")
     return valued(frame, models, feature_descriptions(settings))
+
+
+def spread(spark: SparkSession, snapshot: DataFrame, rows_per_task: int = 50_000) -> DataFrame:
+    """The snapshot over at least one partition per core: a locally stored snapshot is one
+    Parquet row group, which Spark reads as one task (and scores on one core)."""
+    parts = max(spark.sparkContext.defaultParallelism, -(-snapshot.count() // rows_per_task))
+    return snapshot.repartition(parts)
 
 
 def model_input(frame: DataFrame, model: LoadedModel, overrides: dict | None = None) -> Column:
