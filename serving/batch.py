@@ -149,9 +149,16 @@ def partition(out: str, as_of: date) -> str:
 
 
 # --- DuckDB: one machine, the API's scorer ----------------------------------------------------
-def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3) -> BatchResult:
-    """Score the stored snapshot of ``as_of`` and write ``<out>/as_of=.../part-0.parquet``."""
+def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3,
+                 slice_rows: int = 200_000) -> BatchResult:
+    """Score the stored snapshot of ``as_of`` and write ``<out>/as_of=.../part-0.parquet``.
+
+    Accounts are scored ``slice_rows`` at a time (the scorer's matrices and the reasons'
+    frames then exist for one slice only): memory grows with the output, not with the models.
+    """
+    from features.book import account_book
     from features.spark_engine import is_remote
+    from features.validation import load_tables
 
     if is_remote(out):
         raise BatchError(f"--out {out}: the DuckDB engine writes local paths; "
@@ -159,8 +166,13 @@ def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3) ->
     began = time.perf_counter()
     models = served_models(settings)
     snapshot = read_snapshot(settings, as_of)
-    frame = scored_frame(settings, models, snapshot, as_of, reasons)
-    table = to_output_table(frame)
+    book = account_book(load_tables(settings.raw_dir), as_of)
+    descriptions = feature_descriptions(settings)
+    table = pa.concat_tables([
+        to_output_table(scored_frame(models, snapshot.iloc[start:start + slice_rows], book,
+                                     as_of, reasons, descriptions, settings))
+        for start in range(0, len(snapshot), slice_rows)
+    ]).sort_by("account_id")
     path = write_local_partition(
         Path(out), as_of, lambda d: pq.write_table(table, d / PART),
         scoring_note(as_of, "duckdb", models))
@@ -173,19 +185,21 @@ def read_snapshot(settings: Settings, as_of: date) -> pd.DataFrame:
 
     store = FeatureStore(settings.features_dir)
     try:
-        return store.read(as_of)
+        snapshot = store.read(as_of)
     except FileNotFoundError as exc:
         raise BatchError(f"{exc}: run `propensity features build --as-of {as_of}`") from exc
+    if snapshot.empty:
+        raise BatchError(f"the snapshot of {as_of} in {store.root} has no accounts")
+    return snapshot
 
 
-def scored_frame(settings: Settings, models: dict[str, LoadedModel], snapshot: pd.DataFrame,
-                 as_of: date, reasons: int) -> pd.DataFrame:
-    """Every account of ``snapshot`` scored by the Scorer, valued, with reasons."""
-    from features.book import account_book
-    from features.validation import load_tables
+def scored_frame(models: dict[str, LoadedModel], snapshot: pd.DataFrame, book: pd.DataFrame,
+                 as_of: date, reasons: int, descriptions: dict[str, str],
+                 settings: Settings) -> pd.DataFrame:
+    """Accounts of ``snapshot`` scored by the API's Scorer, valued, with described reasons."""
     from serving.scorer import Scorer
 
-    book = account_book(load_tables(settings.raw_dir), as_of)
+    snapshot = snapshot.reset_index(drop=True)
     scorer = Scorer(models, snapshot, book, as_of, {}, settings.reasons_per_direction)
     frame = pd.DataFrame({c: scorer.cols[c] for c in scorer.cols})
     frame["as_of"] = as_of
@@ -195,9 +209,22 @@ def scored_frame(settings: Settings, models: dict[str, LoadedModel], snapshot: p
         if task not in models or reasons <= 0:
             continue
         rows = snapshot if task != "cross-sell" else snapshot.assign(**{CANDIDATE: offered})
-        found = models[task].model.predict(None, rows, params={"reasons": reasons})["reasons"]
+        found = model_reasons(models[task], rows, reasons, descriptions)
         frame[column] = found.where(offered.notna(), None) if task == "cross-sell" else found
-    return described(frame, feature_descriptions(settings))
+    return frame
+
+
+def model_reasons(model: LoadedModel, rows: pd.DataFrame, k: int,
+                  descriptions: dict[str, str], chunk: int = 50_000) -> pd.Series:
+    """The model's own top-k reasons per row, described; in chunks, so that the model's
+    frame and contributions exist for one chunk at a time."""
+    found = []
+    for start in range(0, len(rows), chunk):
+        part = rows.iloc[start:start + chunk]
+        raw = model.model.predict(None, part, params={"reasons": k})["reasons"]
+        found.append(pd.Series([describe_reasons(r, descriptions) for r in raw],
+                               index=part.index, dtype=object))
+    return pd.concat(found) if found else pd.Series([], dtype=object)
 
 
 def write_local_partition(out: Path, as_of: date, write, note: str) -> Path:

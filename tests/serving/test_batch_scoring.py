@@ -108,6 +108,31 @@ def test_duckdb_scores_are_the_models_own(duck_run, served_data):
 
 
 @pytest.mark.slow
+def test_scoring_in_slices_writes_the_same_scores(duck_run, served_data, tmp_path):
+    from serving.batch import score_duckdb
+
+    sliced = score_duckdb(settings_for(served_data), AS_OF, str(tmp_path), slice_rows=64)
+    assert sliced.accounts > 3 * 64
+    whole = read_partition(duck_run[1] / f"as_of={AS_OF}")
+    pd.testing.assert_frame_equal(read_partition(tmp_path / f"as_of={AS_OF}"), whole)
+
+
+@pytest.mark.slow
+def test_reasons_computed_in_chunks_are_those_of_the_whole_frame(served_data):
+    from features.store import FeatureStore
+    from serving.batch import model_reasons, served_models
+
+    churn = served_models(settings_for(served_data))["churn"]
+    snapshot = FeatureStore(served_data / "features").read(AS_OF)
+    whole = model_reasons(churn, snapshot, 2, {"arr": "ARR"})
+    chunked = model_reasons(churn, snapshot, 2, {"arr": "ARR"}, chunk=64)
+    assert len(snapshot) > 3 * 64
+    assert chunked.index.equals(snapshot.index)
+    assert chunked.tolist() == whole.tolist()
+    assert all(len(json.loads(r)) == 2 for r in whole)
+
+
+@pytest.mark.slow
 def test_a_rerun_replaces_the_partition_and_bad_input_writes_nothing(served_data, tmp_path):
     runner = CliRunner()
     args = ["score", "--as-of", str(AS_OF), "--out", str(tmp_path), "--reasons", "0",
