@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -29,24 +30,12 @@ class FeatureStore:
 
     def write(self, as_of: date, table: pa.Table, catalogue_version: str) -> Path:
         """Write (or replace) the snapshot of ``as_of`` atomically."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        final = self.path(as_of)
-        staging = self.root / f".{final.name}.tmp-{os.getpid()}"
-        retired = self.root / f".{final.name}.old-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
         metadata = dict(table.schema.metadata or {})
         metadata[b"propensity.catalogue_version"] = catalogue_version.encode()
         metadata.pop(b"pandas", None)
-        try:
-            pq.write_table(table.replace_schema_metadata(metadata), staging / PART)
-            if final.exists():
-                final.rename(retired)
-            staging.rename(final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(retired, ignore_errors=True)
-        return final
+        stamped = table.replace_schema_metadata(metadata)
+        return replace_dir_atomic(self.path(as_of),
+                                  lambda staging: pq.write_table(stamped, staging / PART))
 
     def dates(self) -> list[date]:
         """as_of dates of the stored snapshots, oldest first."""
@@ -69,6 +58,27 @@ class FeatureStore:
         meta = pq.read_schema(self.path(as_of) / PART).metadata or {}
         value = meta.get(b"propensity.catalogue_version")
         return value.decode() if value else None
+
+
+def replace_dir_atomic(final: Path, write: Callable[[Path], None]) -> Path:
+    """Fill a folder beside ``final`` with ``write(staging)``, then swap it in by rename:
+    a reader sees the old folder or the new one, never half of one; a failed write leaves
+    the old folder and no staging behind."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    retired = final.parent / f".{final.name}.old-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        write(staging)
+        if final.exists():
+            final.rename(retired)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return final
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:

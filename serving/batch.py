@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.settings import Settings
+from features.store import replace_dir_atomic
 from serving.registry import REQUIRED_TASKS, LoadedModel, load_models
 from serving.valuation import ValueModel, value_accounts
 
@@ -229,22 +229,11 @@ def model_reasons(model: LoadedModel, rows: pd.DataFrame, k: int,
 
 def write_local_partition(out: Path, as_of: date, write, note: str) -> Path:
     """Write a partition folder beside its final place, then swap it in (never half a run)."""
-    out.mkdir(parents=True, exist_ok=True)
-    final = Path(partition(str(out), as_of))
-    staging = out / f".{final.name}.tmp-{os.getpid()}"
-    retired = out / f".{final.name}.old-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    def fill(staging: Path) -> None:
         write(staging)
         (staging / SCORING_FILE).write_text(note)
-        if final.exists():
-            final.rename(retired)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
-    return final
+
+    return replace_dir_atomic(Path(partition(str(out), as_of)), fill)
 
 
 # --- Spark: MLflow's Spark UDF ---------------------------------------------------------------
