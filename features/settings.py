@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         description="Explicit model URI per task (churn, upsell, cross-sell) instead of the "
         "registry's champion, e.g. {churn = 'models:/propensity-churn/3'}.",
     )
+    reload_max_account_drop: float = Field(
+        0.5, description="Largest share of the serving accounts a new snapshot may lose at "
+        "reload; a bigger drop is refused unless the admin reloads with force=true.", ge=0, le=1
+    )
     reasons_per_direction: int = Field(
         3, description="Reasons shown per direction (raising and lowering a probability).", ge=1
     )

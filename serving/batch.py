@@ -76,7 +76,12 @@ class BatchResult:
 # --- shared: models, reasons, output --------------------------------------------------------
 def served_models(settings: Settings) -> dict[str, LoadedModel]:
     """The champions (or settings' URIs); churn and upsell are required, cross-sell optional."""
-    models, errors = load_models(settings)
+    from serving.registry import TrackingStoreError
+
+    try:
+        models, errors = load_models(settings)
+    except TrackingStoreError as exc:
+        raise BatchError(str(exc)) from exc
     absent = [t for t in REQUIRED_TASKS if t not in models]
     if absent:
         raise BatchError("; ".join(errors[t] for t in absent))

@@ -8,6 +8,7 @@ The numpy fast path (`matrix`, `probability_matrix`, ...) comes from the unwrapp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -27,6 +28,14 @@ FAST_PATH = ("matrix", "matrix_from_records", "matrix_from_columns", "probabilit
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message names the task and the URI."""
+
+
+class TrackingStoreError(RuntimeError):
+    """The configured MLflow tracking store does not exist or cannot be read."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason  # the short form: "the tracking store at <uri> does not exist"
 
 
 @dataclass(frozen=True)
@@ -63,9 +72,32 @@ def model_uri(task: str, settings: Settings) -> str:
     return settings.model_uris.get(task) or f"models:/{registered_name(task)}@{CHAMPION}"
 
 
+def check_tracking_store(uri: str) -> None:
+    """A SQLite tracking store must exist and be readable *before* MLflow opens it: MLflow
+    would create an empty store in its place and then report every model as not found."""
+    import sqlite3
+
+    if not uri.startswith("sqlite:///"):
+        return
+    path = uri.removeprefix("sqlite:///")
+    if not os.path.isfile(path):
+        reason = f"the MLflow tracking store at {uri} does not exist"
+        raise TrackingStoreError(
+            f"{reason}: train a model there (`propensity train churn`) or point "
+            "mlflow_tracking_uri / MLFLOW_TRACKING_URI at the store that holds the models",
+            reason)
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            con.execute("SELECT name FROM registered_models LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        reason = f"the MLflow tracking store at {uri} cannot be read ({exc})"
+        raise TrackingStoreError(reason, reason) from exc
+
+
 def load_model(task: str, settings: Settings) -> LoadedModel:
     """Load one task's model; `ModelLoadError` says which and why."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow.set_tracking_uri(tracking_uri(settings))
@@ -75,11 +107,20 @@ def load_model(task: str, settings: Settings) -> LoadedModel:
     try:
         if uri.startswith("models:/") and "@" in uri:
             name, alias = uri.removeprefix("models:/").split("@", 1)
-            found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+            try:
+                found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                raise ModelLoadError(
+                    f"{task}: no model {name} with alias {alias} in {tracking_uri(settings)}: "
+                    f"train one with `propensity train {task}`") from exc
             version, run_id = str(found.version), found.run_id
             uri = f"models:/{name}/{version}"
         pyfunc = mlflow.pyfunc.load_model(uri)
         model = pyfunc.unwrap_python_model()
+    except ModelLoadError:
+        raise
     except Exception as exc:  # MLflow raises many types; all mean "cannot serve this"
         raise ModelLoadError(f"{task}: cannot load {uri}: {exc}") from exc
     missing = [m for m in FAST_PATH if not hasattr(model, m)]
@@ -93,6 +134,8 @@ def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, s
     """Every task's model that loads, and an error per task that did not."""
     loaded: dict[str, LoadedModel] = {}
     errors: dict[str, str] = {}
+    if any(model_uri(t, settings).startswith(("models:/", "runs:/")) for t in TASKS):
+        check_tracking_store(tracking_uri(settings))  # before MLflow could create one
     for task in TASKS:
         try:
             loaded[task] = load_model(task, settings)

@@ -162,6 +162,16 @@ class OpportunityPage(BaseModel):
     items: list[AccountScore]
 
 
+class SnapshotProblem(BaseModel):
+    """A rule the snapshot of a reload broke."""
+
+    table: str = Field(examples=["feature snapshot as_of=2025-05-01"])
+    column: str | None = Field(examples=["mrr"])
+    rule: str = Field(description="missing_feature, wrong_type, catalogue_version, empty or "
+                      "accounts_drop", examples=["wrong_type"])
+    detail: str
+
+
 class ModelInfo(BaseModel):
     task: str
     uri: str
@@ -185,6 +195,9 @@ class ModelsResponse(BaseModel):
     last_reload_error: str | None = Field(
         None, description="Why the last reload failed (the service kept what it had)."
     )
+    last_reload_problems: list[SnapshotProblem] = Field(
+        default_factory=list, description="The snapshot rules the last refused reload broke."
+    )
 
 
 class ReloadResponse(BaseModel):
@@ -192,7 +205,12 @@ class ReloadResponse(BaseModel):
     as_of: str | None
     model_versions: dict[str, str | None]
     error: str | None = None
+    problems: list[SnapshotProblem] | None = Field(
+        None, description="On 409: every rule the snapshot broke.")
 
 
 class Health(BaseModel):
     status: str
+    reason: str | None = Field(None, description="Why the service is not ready.")
+    missing: dict[str, str] | None = Field(
+        None, description="Tasks without a model, and the command that trains one.")

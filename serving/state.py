@@ -18,14 +18,20 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 
 from features.settings import Settings
-from serving.registry import REQUIRED_TASKS, load_models
+from serving.registry import REQUIRED_TASKS, TrackingStoreError, load_models
 from serving.scorer import Scorer
+from serving.snapshot_check import Problem, SnapshotRefused, check_accounts_drop, table_name
 
 log = logging.getLogger(__name__)
 
 
 class LoadError(RuntimeError):
-    """The service cannot build a generation (no champion, no snapshot, bad raw data)."""
+    """The service cannot build a generation (no champion, no snapshot, bad raw data);
+    ``missing`` names the tasks without a model, and why."""
+
+    def __init__(self, message: str, missing: dict[str, str] | None = None):
+        super().__init__(message)
+        self.missing = dict(missing or {})
 
 
 @dataclass(frozen=True)
@@ -49,18 +55,28 @@ def load_generation(settings: Settings) -> Generation:
     from features.sources import ContractError
     from features.store import FeatureStore
     from features.validation import load_tables
+    from serving.snapshot_check import check_snapshot
 
     started = time.perf_counter()
-    models, missing = load_models(settings)
+    try:
+        models, missing = load_models(settings)
+    except TrackingStoreError as exc:  # no store: no model of any task
+        raise LoadError(str(exc), {t: f"{t}: no model ({exc.reason}): train one with "
+                                   f"`propensity train {t}`" for t in REQUIRED_TASKS}) from exc
     absent = [t for t in REQUIRED_TASKS if t not in models]
     if absent:
-        raise LoadError("; ".join(missing[t] for t in absent))
+        raise LoadError("; ".join(missing[t] for t in absent), missing)
     store = FeatureStore(settings.features_dir)
     dates = store.dates()
     if not dates:
         raise LoadError(f"no feature snapshot in {store.root}: run `propensity features build`")
     as_of = dates[-1]
     snapshot = store.read(as_of)
+    problems = check_snapshot(as_of, snapshot, store.catalogue_version(as_of), {
+        task: (getattr(m.model, "schema", {}), m.meta.get("catalogue_version"))
+        for task, m in models.items()})
+    if problems:
+        raise SnapshotRefused(problems)
     try:
         tables = load_tables(settings.raw_dir)
     except ContractError as exc:
@@ -115,22 +131,51 @@ class StateHolder:
         self.warm_reasons = warm_reasons  # explain every account in the background
         self.current: Generation | None = None
         self.last_error: str | None = None
+        self.last_problems: list[Problem] = []  # the rules the last refused snapshot broke
+        self.last_missing: dict[str, str] = {}  # task -> why, when the last load had no model
         self._reloading = threading.Lock()
 
-    def reload(self) -> tuple[bool, str | None]:
-        """Build a new generation and swap it in; on failure keep the old one."""
+    def reload(self, force: bool = False) -> tuple[bool, str | None]:
+        """Build a new generation and swap it in; on failure keep the old one.
+
+        ``force`` lets a snapshot with far fewer accounts than the serving one through (the
+        other snapshot rules always hold)."""
         with self._reloading:
             try:
                 generation = self.loader(self.settings)
+                self._check_drop(generation, force)
             except Exception as exc:  # whatever failed, the old generation keeps serving
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("reload failed, still serving the previous generation: %s",
-                          self.last_error)
+                self._failed(exc)
                 return False, self.last_error
             previous, self.current = self.current, generation  # atomic for readers
-            self.last_error = None
+            self.last_error, self.last_problems, self.last_missing = None, [], {}
             if previous is not None:
                 previous.scorer.stop_warmup()
             if self.warm_reasons:
                 generation.scorer.start_warmup()
             return True, None
+
+    @property
+    def refused(self) -> bool:
+        """The last reload failed because the snapshot broke a rule (not because of a fault)."""
+        return bool(self.last_problems)
+
+    def _check_drop(self, generation: Generation, force: bool) -> None:
+        if self.current is None:
+            return
+        scorer = generation.scorer
+        problems = check_accounts_drop(table_name(scorer.as_of), len(scorer.ids),
+                                       len(self.current.scorer.ids),
+                                       self.settings.reload_max_account_drop, force)
+        if problems:
+            raise SnapshotRefused(problems)
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_problems = list(getattr(exc, "problems", []))
+        self.last_missing = dict(getattr(exc, "missing", {}))
+        if self.current is None:
+            log.error("load failed, nothing is served yet: %s", self.last_error)
+        else:
+            log.error("reload failed, still serving the previous generation: %s",
+                      self.last_error)

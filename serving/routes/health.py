@@ -20,5 +20,10 @@ def healthz() -> JSON:
 def readyz(request: Request) -> JSON:
     holder = request.app.state.holder
     if holder.current is None:
-        return JSON({"status": "loading" if holder.last_error is None else "failed"}, 503)
+        if holder.last_error is None:
+            return JSON({"status": "loading"}, 503)
+        body = {"status": "failed", "reason": holder.last_error}
+        if holder.last_missing:
+            body["missing"] = holder.last_missing
+        return JSON(body, 503)
     return JSON({"status": "ready"})

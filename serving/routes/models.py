@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from serving.deps import JSON, AdminKey, ReadKey
@@ -20,7 +21,9 @@ def models(request: Request, _key: ReadKey) -> JSON:
     if generation is None:
         return JSON({"ready": False, "as_of": None, "accounts": 0, "reasons_ready": 0.0,
                      "loaded_at": None,
-                     "models": [], "missing": {}, "last_reload_error": holder.last_error})
+                     "models": [], "missing": holder.last_missing,
+                     "last_reload_error": holder.last_error,
+                     "last_reload_problems": [p.to_dict() for p in holder.last_problems]})
     scorer = generation.scorer
     return JSON({
         "ready": True, "as_of": scorer.as_of.isoformat(), "accounts": len(scorer.ids),
@@ -34,21 +37,35 @@ def models(request: Request, _key: ReadKey) -> JSON:
             "features": m.features,
         } for task, m in scorer.models.items()],
         "missing": generation.missing, "last_reload_error": holder.last_error,
+        "last_reload_problems": [p.to_dict() for p in holder.last_problems],
     })
 
 
 @router.post("/admin/reload", response_model=ReloadResponse,
              summary="Switch to the current champions and the newest snapshot",
-             responses={503: {"model": ReloadResponse,
-                              "description": "Reload failed; the previous generation serves"}})
-async def reload(request: Request, _key: AdminKey) -> JSON:
+             responses={
+                 409: {"model": ReloadResponse,
+                       "description": "The snapshot breaks a rule (`problems` names the table, "
+                       "column and rule); the previous generation serves"},
+                 503: {"model": ReloadResponse,
+                       "description": "Reload failed; the previous generation serves"}})
+async def reload(
+    request: Request, _key: AdminKey,
+    force: Annotated[bool, Query(description="Accept a snapshot with far fewer accounts than "
+                                 "the serving one (setting `reload_max_account_drop`); the "
+                                 "other snapshot rules still hold.")] = False,
+) -> JSON:
     """Builds the new generation off the event loop while the old one keeps answering; the
     switch is one reference swap, so requests in flight finish on the old one."""
     holder = request.app.state.holder
-    ok, error = await run_in_threadpool(holder.reload)
+    ok, error = await run_in_threadpool(holder.reload, force)
     request.app.state.metrics.reloads.labels("ok" if ok else "failed").inc()
     generation = holder.current
     scorer = generation.scorer if generation else None
     body = {"reloaded": ok, "as_of": scorer.as_of.isoformat() if scorer else None,
             "model_versions": scorer.versions() if scorer else {}, "error": error}
-    return JSON(body, 200 if ok else 503)
+    if ok:
+        return JSON(body)
+    if not holder.refused:
+        return JSON(body, 503)
+    return JSON({**body, "problems": [p.to_dict() for p in holder.last_problems]}, 409)

@@ -109,7 +109,9 @@ async def page(
         return templates.TemplateResponse(request, "login.html", {"error": None}, 401)
     generation = request.app.state.holder.current
     if generation is None:
-        return templates.TemplateResponse(request, "loading.html", {}, 503)
+        holder = request.app.state.holder
+        return templates.TemplateResponse(request, "loading.html", {
+            "error": holder.last_error, "missing": holder.last_missing}, 503)
     scorer = generation.scorer
     owner, segment = owner or None, segment or None
     try:

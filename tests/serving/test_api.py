@@ -101,7 +101,8 @@ def test_readyz_reports_a_failed_first_load(served_data):
     with TestClient(app) as client:
         app.state.holder.reload()
         ready = client.get("/readyz")
-        assert (ready.status_code, ready.json()) == (503, {"status": "failed"})
+        assert (ready.status_code, ready.json()) == (503, {
+            "status": "failed", "reason": "LoadError: no feature snapshot in /nowhere"})
         models = client.get("/v1/models").json()
         assert models["ready"] is False
         assert models["last_reload_error"] == "LoadError: no feature snapshot in /nowhere"

@@ -16,9 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -311,3 +313,172 @@ def test_a_missing_snapshot_at_reload_keeps_the_old_generation(served_data, tmp_
         (tmp_path / "features-away").rename(data / "features")
         assert client.post("/v1/admin/reload").json()["reloaded"] is True
         assert client.get("/v1/models").json()["last_reload_error"] is None
+
+
+# --- a snapshot worse than the one serving is refused ------------------------------------------
+def copy_book(served_data: Path, data: Path) -> None:
+    for part in ("raw", "features", "mlflow"):
+        shutil.copytree(served_data / part, data / part)
+
+
+def publish_next(data: Path, change: Callable, version: str | None = None) -> str:
+    """Store `change(newest snapshot)` as a snapshot one month after the newest; its as_of."""
+    import pyarrow as pa
+
+    from features.store import FeatureStore
+
+    store = FeatureStore(data / "features")
+    newest = store.dates()[-1]
+    as_of = (newest.replace(day=1) + timedelta(days=32)).replace(day=1)
+    frame = change(store.read(newest))
+    store.write(as_of, pa.Table.from_pandas(frame, preserve_index=False),
+                version or store.catalogue_version(newest))
+    return as_of.isoformat()
+
+
+def unpublish(data: Path, as_of: str) -> None:
+    shutil.rmtree(data / "features" / f"as_of={as_of}")
+
+
+@pytest.mark.slow
+def test_a_snapshot_that_breaks_a_rule_is_refused_and_the_old_generation_serves(
+        served_data, tmp_path: Path, caplog):
+    """Dropped features, `mrr` stored as text, 0 rows, another catalogue: each reload is 409,
+    names table, column and rule, and the served scores do not move."""
+    data = tmp_path / "book"
+    copy_book(served_data, data)
+    app = create_app(Settings(data_dir=data, auth_enabled=False), load_on_start=False)
+    with TestClient(app) as client:
+        assert client.post("/v1/admin/reload").status_code == 200
+        before = client.get("/v1/models").json()
+        account = client.get("/v1/opportunities", params={"limit": 1}).json()["items"][0]
+        features = before["models"][0]["features"]
+        dropped = [f for f in features if f not in ("segment", "mrr")][:10]
+        cases = [
+            (lambda f: f.drop(columns=dropped), None,
+             [(c, "missing_feature") for c in dropped]),
+            (lambda f: f.assign(mrr=f["mrr"].astype(str)), None, [("mrr", "wrong_type")]),
+            (lambda f: f.iloc[:0], None, [(None, "empty")]),
+            (lambda f: f, "0123456789ab", [(None, "catalogue_version")]),
+        ]
+        for change, version, expected in cases:
+            as_of = publish_next(data, change, version)
+            with caplog.at_level(logging.ERROR, logger="serving.state"):
+                refused = client.post("/v1/admin/reload")
+            assert refused.status_code == 409, refused.text
+            body = refused.json()
+            assert body["reloaded"] is False and body["as_of"] == before["as_of"]
+            assert [(p["column"], p["rule"]) for p in body["problems"]] == expected
+            assert {p["table"] for p in body["problems"]} == {f"feature snapshot as_of={as_of}"}
+            assert body["error"].startswith(f"SnapshotRefused: feature snapshot as_of={as_of}")
+            assert any(m.startswith("reload failed, still serving the previous generation: "
+                                    "SnapshotRefused: feature snapshot") for m in caplog.messages)
+            models = client.get("/v1/models").json()
+            assert models["as_of"] == before["as_of"]
+            assert models["last_reload_error"] == body["error"]
+            assert models["last_reload_problems"] == body["problems"]
+            assert client.get("/readyz").status_code == 200
+            again = client.get(f"/v1/accounts/{account['account_id']}").json()
+            assert again["churn_probability"] == account["churn_probability"]
+            unpublish(data, as_of)
+        assert client.post("/v1/admin/reload").status_code == 200
+        assert client.get("/v1/models").json()["last_reload_problems"] == []
+
+
+def test_a_snapshot_with_far_fewer_accounts_needs_force(generations, settings):
+    """More than half of the serving accounts gone (reload_max_account_drop 0.5): 409 unless
+    the admin reloads with force=true."""
+    newest, _ = generations
+    scorer = newest.scorer
+    kept = scorer.snapshot.iloc[:len(scorer.ids) // 2 - 1]
+    shrunk = Generation(scorer=Scorer(scorer.models, kept, pd.DataFrame(
+        columns=["account_id", "name", "owner", "products_held"]), scorer.as_of,
+        scorer.descriptions, settings.reasons_per_direction), missing={})
+    app = create_app(settings, loader=Alternating(newest, shrunk, shrunk), load_on_start=False)
+    with TestClient(app) as client:
+        assert client.post("/v1/admin/reload").status_code == 200
+        refused = client.post("/v1/admin/reload")
+        assert refused.status_code == 409
+        [problem] = refused.json()["problems"]
+        n, half = len(kept), len(scorer.ids)
+        assert problem == {
+            "table": f"feature snapshot as_of={scorer.as_of}", "column": None,
+            "rule": "accounts_drop",
+            "detail": f"{n} accounts where {half} are serving (a drop of {1 - n / half:.0%}, "
+                      "more than the 50% allowed by reload_max_account_drop); reload with "
+                      "force=true if it is intended"}
+        assert client.get("/v1/models").json()["accounts"] == half
+        forced = client.post("/v1/admin/reload", params={"force": "true"})
+        assert forced.status_code == 200
+        assert client.get("/v1/models").json()["accounts"] == n
+
+
+# --- no tracking store, no model ------------------------------------------------------------
+def test_serving_never_creates_a_tracking_store(served_data, tmp_path: Path):
+    """No mlflow.db where the settings point: one sentence naming the store, and no store made."""
+    data = tmp_path / "book"
+    for part in ("raw", "features"):
+        shutil.copytree(served_data / part, data / part)
+    settings = Settings(data_dir=data, auth_enabled=False)
+    uri = settings.default_tracking_uri
+    app = create_app(settings, load_on_start=False)
+    with TestClient(app) as client:
+        failed = client.post("/v1/admin/reload")
+        assert failed.status_code == 503
+        assert failed.json()["error"] == (
+            f"LoadError: the MLflow tracking store at {uri} does not exist: train a model there "
+            "(`propensity train churn`) or point mlflow_tracking_uri / MLFLOW_TRACKING_URI at "
+            "the store that holds the models")
+        ready = client.get("/readyz").json()
+        assert ready["missing"] == {t: f"{t}: no model (the MLflow tracking store at {uri} "
+                                    f"does not exist): train one with `propensity train {t}`"
+                                    for t in ("churn", "upsell")}
+    assert not (data / "mlflow" / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_a_store_moved_away_while_serving_is_named_on_reload(served_data, tmp_path: Path):
+    data = tmp_path / "book"
+    copy_book(served_data, data)
+    settings = Settings(data_dir=data, auth_enabled=False)
+    app = create_app(settings, load_on_start=False)
+    with TestClient(app) as client:
+        assert client.post("/v1/admin/reload").status_code == 200
+        (data / "mlflow" / "mlflow.db").rename(tmp_path / "away.db")
+        failed = client.post("/v1/admin/reload")
+        assert failed.status_code == 503
+        assert failed.json()["error"].startswith(
+            f"LoadError: the MLflow tracking store at {settings.default_tracking_uri} does not "
+            "exist: ")
+        assert client.get("/readyz").status_code == 200  # the old generation serves
+        assert not (data / "mlflow" / "mlflow.db").exists()
+        (data / "mlflow" / "mlflow.db").write_bytes(b"not a database")
+        unreadable = client.post("/v1/admin/reload").json()["error"]
+        assert unreadable.startswith(f"LoadError: the MLflow tracking store at "
+                                     f"{settings.default_tracking_uri} cannot be read (")
+
+
+def test_serve_before_any_model_is_trained_says_what_to_train(served_data, mlflow_data_dir,
+                                                              caplog):
+    """An empty store: /readyz and the page list the missing models and the train command;
+    the log does not pretend a previous generation serves."""
+    data = mlflow_data_dir
+    for part in ("raw", "features"):
+        shutil.copytree(served_data / part, data / part)
+    settings = Settings(data_dir=data, auth_enabled=False)
+    app = create_app(settings, load_on_start=False)
+    uri = settings.default_tracking_uri
+    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="serving.state"):
+        assert client.post("/v1/admin/reload").status_code == 503
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["missing"] == {
+            t: f"{t}: no model propensity-{t} with alias champion in {uri}: train one with "
+               f"`propensity train {t}`" for t in ("churn", "upsell", "cross-sell")}
+        page = client.get("/")
+        assert page.status_code == 503
+        assert "propensity train churn" in page.text and "propensity train upsell" in page.text
+        assert "still loading" not in page.text
+    assert not any("still serving the previous generation" in m for m in caplog.messages)
+    assert any(m.startswith("load failed, nothing is served yet: LoadError: churn: no model")
+               for m in caplog.messages)
