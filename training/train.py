@@ -108,7 +108,8 @@ class Fitted:
     oracle: dict[str, float] | None
 
 
-def _observed_dates(tables, store: FeatureStore, horizon: int) -> list[date]:
+def _observed_dates(tables, store: FeatureStore, horizon: int, catalogue: str) -> list[date]:
+    """Snapshot dates with an observed label window, each built by this code's catalogue."""
     from training.labels import label_window_observed
 
     dates = store.dates()
@@ -116,7 +117,22 @@ def _observed_dates(tables, store: FeatureStore, horizon: int) -> list[date]:
         raise TrainingError(
             f"no feature snapshots in {store.root}: run `propensity features build`"
         )
-    return [d for d in dates if label_window_observed(tables, d, horizon)]
+    observed = [d for d in dates if label_window_observed(tables, d, horizon)]
+    check_catalogue_versions(store, observed, catalogue)
+    return observed
+
+
+def check_catalogue_versions(store: FeatureStore, dates: list[date], catalogue: str) -> None:
+    """A snapshot built by another feature catalogue means other features under the same
+    names: refuse it rather than train on a mix."""
+    stale = [(d, store.catalogue_version(d)) for d in dates]
+    stale = [(d, v) for d, v in stale if v != catalogue]
+    if stale:
+        listed = ", ".join(f"as_of={d} ({v or 'no version'})" for d, v in stale[:5])
+        raise TrainingError(
+            f"{len(stale)} feature snapshot(s) in {store.root} were built by another feature "
+            f"catalogue than this code's ({catalogue}): {listed}; rebuild them with "
+            "`propensity features build`")
 
 
 def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Settings, *,
@@ -209,7 +225,8 @@ def train(
     say("loading raw tables and snapshots")
     tables = load_tables(settings.raw_dir)
     store = FeatureStore(settings.features_dir)
-    observed = _observed_dates(tables, store, horizon)
+    version_tag = catalogue_version(feature_groups(settings.feature_spec()))
+    observed = _observed_dates(tables, store, horizon, version_tag)
     try:
         split = time_split(observed, horizon, validation=2, test=2)
     except ValueError as exc:
@@ -231,7 +248,6 @@ def train(
         "test": ",".join(map(str, split.test)), "horizon_days": str(horizon),
     }
     rows = {part: len(f) for part, f in parts.items()}
-    version_tag = catalogue_version(feature_groups(settings.feature_spec()))
     say("logging the run and registering the model")
     mlflow.set_experiment(experiment_id=experiment_id(name, settings, uri))
     with mlflow.start_run(run_name=f"{task} {window['test']}") as run:
@@ -304,7 +320,8 @@ def backtest(
     say = progress or (lambda message: log.info(message))
     tables = load_tables(settings.raw_dir)
     store = FeatureStore(settings.features_dir)
-    observed = _observed_dates(tables, store, settings.horizon_days)
+    observed = _observed_dates(tables, store, settings.horizon_days,
+                               catalogue_version(feature_groups(settings.feature_spec())))
     try:
         splits = rolling_backtest(observed, settings.horizon_days, n_cutoffs, validation=2,
                                   test=1)

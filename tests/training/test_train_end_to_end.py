@@ -89,6 +89,29 @@ def test_no_snapshots_is_a_clear_error(tmp_path):
     assert not (tmp_path / "mlflow").exists()
 
 
+def test_a_snapshot_of_another_catalogue_is_refused(tmp_path):
+    """A snapshot stamped by another feature catalogue: exit 1 naming its date, nothing logged."""
+    import pyarrow as pa
+
+    for args in (["data", "generate", "--accounts", "30", "--months", "9", "--start",
+                  "2024-01-01"], ["features", "build", "--from", "2024-02-01", "--to",
+                                  "2024-09-01"]):
+        assert run(*args, "--data-dir", str(tmp_path)).exit_code == 0
+    store = FeatureStore(tmp_path / "features")
+    stale = store.dates()[1]
+    version = store.catalogue_version(stale)
+    store.write(stale, pa.Table.from_pandas(store.read(stale), preserve_index=False),
+                "0123456789ab")
+    result = run("train", "churn", "--data-dir", str(tmp_path))
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert (f"1 feature snapshot(s) in {tmp_path / 'features'} were built by another feature "
+            f"catalogue than this code's ({version}): as_of={stale} (0123456789ab); rebuild "
+            "them with `propensity features build`") in message
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "mlflow").exists()
+
+
 @pytest.fixture()
 def table(tmp_path) -> pd.DataFrame:
     rng = np.random.default_rng(0)
