@@ -1,22 +1,39 @@
 """The offline feature store: Parquet snapshots partitioned by as_of in the data directory.
 
-``features/as_of=YYYY-MM-DD/part-0.parquet``; a rebuild replaces a snapshot atomically (written
-beside it, then swapped by rename), so a reader never sees half a snapshot.
+Layout (also used for batch-score partitions)::
+
+    features/as_of=YYYY-MM-DD -> .versions/as_of=YYYY-MM-DD@<version>   (a relative symlink)
+    features/.versions/as_of=YYYY-MM-DD@<version>/part-0.parquet
+
+A snapshot is written in full into a new version folder that no reader looks at, then
+published by replacing the ``as_of=`` link with one rename (``os.replace``): a reader opening
+``as_of=.../part-0.parquet`` gets the old version or the new one, never a missing or half
+written one. Tools that read ``as_of=YYYY-MM-DD/`` paths (pyarrow, pandas, Spark) follow the
+link; folders starting with ``.`` are skipped by their partition discovery. The replaced
+version is removed after the swap (a reader that resolved it a moment before retries).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+T = TypeVar("T")
 PART = "part-0.parquet"
+VERSIONS = ".versions"  # the published versions behind the as_of= links
+PARTIAL = ".partial-"  # suffix of a version still being written, with the writer's pid
+READ_ATTEMPTS = 5  # a reader whose version was retired under it resolves the link again
 
 
 class FeatureStore:
@@ -49,36 +66,95 @@ class FeatureStore:
         return sorted(found)
 
     def read(self, as_of: date) -> pd.DataFrame:
-        path = self.path(as_of) / PART
-        if not path.exists():
+        table = read_published(self.path(as_of), lambda folder: pq.read_table(folder / PART))
+        if table is None:
             raise FileNotFoundError(f"no feature snapshot for as_of {as_of} in {self.root}")
-        return pq.read_table(path).to_pandas()
+        return table.to_pandas()
 
     def catalogue_version(self, as_of: date) -> str | None:
-        meta = pq.read_schema(self.path(as_of) / PART).metadata or {}
+        schema = read_published(self.path(as_of), lambda folder: pq.read_schema(folder / PART))
+        meta = (schema.metadata if schema is not None else None) or {}
         value = meta.get(b"propensity.catalogue_version")
         return value.decode() if value else None
 
 
+def read_published(final: Path, read: Callable[[Path], T]) -> T | None:
+    """``read(folder)`` on the version ``final`` points at, resolved once so that every file
+    comes from one version; None when nothing is published there."""
+    for attempt in range(READ_ATTEMPTS):
+        folder = Path(os.path.realpath(final))
+        try:
+            if folder.is_dir():
+                return read(folder)
+        except FileNotFoundError:  # retired by a newer publication since we resolved it
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+        if not final.exists():  # nothing published (the link resolves to no folder)
+            return None
+    raise FileNotFoundError(f"{final} changed {READ_ATTEMPTS} times while being read")
+
+
 def replace_dir_atomic(final: Path, write: Callable[[Path], None]) -> Path:
-    """Fill a folder beside ``final`` with ``write(staging)``, then swap it in by rename:
-    a reader sees the old folder or the new one, never half of one; a failed write leaves
-    the old folder and no staging behind."""
+    """Fill a new version folder with ``write(folder)``, then publish it by pointing the
+    ``final`` link at it with one rename: a reader sees the old version or the new one, never
+    half of one; a failed write leaves the old version and no partial folder behind."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    retired = final.parent / f".{final.name}.old-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    versions = final.parent / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    name = f"{final.name}@{time.time_ns():x}-{os.getpid()}"
+    partial = versions / f"{name}{PARTIAL}{os.getpid()}"
+    partial.mkdir()
     try:
-        write(staging)
-        if final.exists():
-            final.rename(retired)
-        staging.rename(final)
+        write(partial)
+        partial.rename(versions / name)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
+    with _locked(versions):
+        link = final.parent / f".{final.name}.link-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        os.symlink(f"{VERSIONS}/{name}", link)
+        if final.is_dir() and not final.is_symlink():  # a folder of the old layout: once
+            retired = versions / f"{final.name}.retired-{os.getpid()}"
+            final.rename(retired)
+            shutil.rmtree(retired, ignore_errors=True)
+        os.replace(link, final)  # the publication: one atomic rename
+        _retire(versions, final.name, keep=name)
     return final
+
+
+def _retire(versions: Path, partition: str, keep: str) -> None:
+    """Remove the versions of ``partition`` other than ``keep``, and the partial folders of
+    writers that died (their pid is gone)."""
+    for folder in versions.glob(f"{partition}@*"):
+        if folder.name == keep:
+            continue
+        if PARTIAL in folder.name:
+            pid = int(folder.name.rsplit(PARTIAL, 1)[1])
+            if _alive(pid):
+                continue  # another writer is still filling it
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _locked(versions: Path) -> Iterator[None]:
+    """One publisher at a time per root, so that two builds of a date never retire each
+    other's new version."""
+    with open(versions / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:

@@ -55,7 +55,7 @@ def test_build_writes_snapshots_and_bad_input_writes_nothing(data_dir):
                  "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
     snapshots = sorted(p.name for p in (data_dir / "features").iterdir())
-    assert snapshots == ["as_of=2024-10-01", "as_of=2024-11-01", "as_of=2024-12-01"]
+    assert snapshots == [".versions", "as_of=2024-10-01", "as_of=2024-11-01", "as_of=2024-12-01"]
     first = pd.read_parquet(data_dir / "features" / "as_of=2024-12-01")
     assert set(first["account_id"]) <= {"A1", "A2", "A3"}
 

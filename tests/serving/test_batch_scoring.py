@@ -141,7 +141,8 @@ def test_a_rerun_replaces_the_partition_and_bad_input_writes_nothing(served_data
     (tmp_path / f"as_of={AS_OF}" / "part-00007-stale.parquet").write_text("old run")
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"as_of={AS_OF}"]  # no staging left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".versions", f"as_of={AS_OF}"]
+    assert len(list((tmp_path / ".versions").glob("as_of=*"))) == 1  # no staging left
     assert sorted(p.name for p in (tmp_path / f"as_of={AS_OF}").iterdir()) == [
         SCORING_FILE, "part-0.parquet"]
     assert read_partition(tmp_path / f"as_of={AS_OF}")["churn_reasons"].isna().all()

@@ -291,7 +291,7 @@ def test_a_missing_snapshot_at_reload_keeps_the_old_generation(served_data, tmp_
     """The real loader on a copy of the book: take the snapshots away, reload, put them back."""
     data = tmp_path / "book"
     for part in ("raw", "features", "mlflow"):
-        shutil.copytree(served_data / part, data / part)
+        shutil.copytree(served_data / part, data / part, symlinks=True)
     app = create_app(Settings(data_dir=data, auth_enabled=False), load_on_start=False)
     with TestClient(app) as client:
         assert client.post("/v1/admin/reload").status_code == 200
@@ -318,7 +318,7 @@ def test_a_missing_snapshot_at_reload_keeps_the_old_generation(served_data, tmp_
 # --- a snapshot worse than the one serving is refused ------------------------------------------
 def copy_book(served_data: Path, data: Path) -> None:
     for part in ("raw", "features", "mlflow"):
-        shutil.copytree(served_data / part, data / part)
+        shutil.copytree(served_data / part, data / part, symlinks=True)
 
 
 def publish_next(data: Path, change: Callable, version: str | None = None) -> str:
@@ -337,7 +337,7 @@ def publish_next(data: Path, change: Callable, version: str | None = None) -> st
 
 
 def unpublish(data: Path, as_of: str) -> None:
-    shutil.rmtree(data / "features" / f"as_of={as_of}")
+    (data / "features" / f"as_of={as_of}").unlink()  # the link: the store no longer has it
 
 
 @pytest.mark.slow
@@ -418,7 +418,7 @@ def test_serving_never_creates_a_tracking_store(served_data, tmp_path: Path):
     """No mlflow.db where the settings point: one sentence naming the store, and no store made."""
     data = tmp_path / "book"
     for part in ("raw", "features"):
-        shutil.copytree(served_data / part, data / part)
+        shutil.copytree(served_data / part, data / part, symlinks=True)
     settings = Settings(data_dir=data, auth_enabled=False)
     uri = settings.default_tracking_uri
     app = create_app(settings, load_on_start=False)
@@ -464,7 +464,7 @@ def test_serve_before_any_model_is_trained_says_what_to_train(served_data, mlflo
     the log does not pretend a previous generation serves."""
     data = mlflow_data_dir
     for part in ("raw", "features"):
-        shutil.copytree(served_data / part, data / part)
+        shutil.copytree(served_data / part, data / part, symlinks=True)
     settings = Settings(data_dir=data, auth_enabled=False)
     app = create_app(settings, load_on_start=False)
     uri = settings.default_tracking_uri
