@@ -195,7 +195,11 @@ def build_snapshots(settings: Settings, dates: list[date]) -> tuple[list[tuple],
         task = progress.add_task("building snapshots", total=len(dates))
         began = time.perf_counter()
         for d, snapshot in build_grid(tables, dates, spec, settings.build_workers):
-            store.write(d, snapshot, version)
+            try:
+                store.write(d, snapshot, version)
+            except OSError as exc:  # a full disk, a read-only folder: the old version stays
+                fail(f"cannot write the feature snapshot as_of={d} to {store.path(d)}: "
+                     f"{exc.strerror or exc}; the previous version (if any) is unchanged")
             built.append((d, snapshot.num_rows, snapshot.num_columns - 2,
                           time.perf_counter() - began))
             began = time.perf_counter()
@@ -227,6 +231,9 @@ def build_snapshots_spark(
         fail([f"{raw or settings.raw_dir}: {len(exc.problems)} problem(s)", *exc.problems])
     except SnapshotError as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk, a read-only folder: the old versions stay
+        fail(f"cannot write feature snapshots to {out_uri or settings.features_dir}: "
+             f"{exc.strerror or exc}; the previous versions (if any) are unchanged")
 
 
 @features_app.command("describe")

@@ -120,3 +120,29 @@ def test_generate_then_build_end_to_end(tmp_path):
                  "--data-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "features").glob("as_of=*/part-0.parquet"))) == 5
+
+
+def test_a_full_disk_during_build_is_one_line_and_keeps_the_old_snapshot(data_dir,
+                                                                        monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    args = ["features", "build", "--as-of", "2024-12-01", "--data-dir", str(data_dir)]
+    assert run(*args).exit_code == 0
+    folder = data_dir / "features" / "as_of=2024-12-01"
+    before = (folder / "part-0.parquet").read_bytes()
+    versions = sorted(p.name for p in (data_dir / "features" / ".versions").iterdir())
+
+    def full(table, where, *a, **k):
+        open(where, "wb").write(b"PAR1 half")  # the writer had begun
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    result = run(*args)
+    assert result.exit_code == 1
+    assert " ".join(result.output.split()) == (
+        f"error: cannot write the feature snapshot as_of=2024-12-01 to {folder}: No space "
+        "left on device; the previous version (if any) is unchanged")
+    assert (folder / "part-0.parquet").read_bytes() == before
+    assert sorted(p.name for p in (data_dir / "features" / ".versions").iterdir()) == versions
