@@ -66,10 +66,15 @@ class FeatureStore:
         return sorted(found)
 
     def read(self, as_of: date) -> pd.DataFrame:
+        return self.read_stamped(as_of)[0]
+
+    def read_stamped(self, as_of: date) -> tuple[pd.DataFrame, str | None]:
+        """The snapshot and the catalogue version stamped in it, from one published version."""
         table = read_published(self.path(as_of), lambda folder: pq.read_table(folder / PART))
         if table is None:
             raise FileNotFoundError(f"no feature snapshot for as_of {as_of} in {self.root}")
-        return table.to_pandas()
+        value = (table.schema.metadata or {}).get(b"propensity.catalogue_version")
+        return table.to_pandas(), value.decode() if value else None
 
     def catalogue_version(self, as_of: date) -> str | None:
         schema = read_published(self.path(as_of), lambda folder: pq.read_schema(folder / PART))

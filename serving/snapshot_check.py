@@ -74,8 +74,7 @@ def _has_kind(values: pd.Series, kind: str) -> bool:
     dtype = values.dtype
     if kind == "numeric":
         return pd.api.types.is_numeric_dtype(dtype)  # int, float, bool, nullable or not
-    return (isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype)
-            or dtype == object)
+    return isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype)
 
 
 def check_catalogue(table: str, stamped: str | None, task: str, trained: str | None

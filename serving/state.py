@@ -71,8 +71,8 @@ def load_generation(settings: Settings) -> Generation:
     if not dates:
         raise LoadError(f"no feature snapshot in {store.root}: run `propensity features build`")
     as_of = dates[-1]
-    snapshot = store.read(as_of)
-    problems = check_snapshot(as_of, snapshot, store.catalogue_version(as_of), {
+    snapshot, stamped = store.read_stamped(as_of)
+    problems = check_snapshot(as_of, snapshot, stamped, {
         task: (getattr(m.model, "schema", {}), m.meta.get("catalogue_version"))
         for task, m in models.items()})
     if problems:

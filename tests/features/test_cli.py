@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -135,7 +137,7 @@ def test_a_full_disk_during_build_is_one_line_and_keeps_the_old_snapshot(data_di
     versions = sorted(p.name for p in (data_dir / "features" / ".versions").iterdir())
 
     def full(table, where, *a, **k):
-        open(where, "wb").write(b"PAR1 half")  # the writer had begun
+        Path(where).write_bytes(b"PAR1 half")  # the writer had begun
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", full)

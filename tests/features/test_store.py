@@ -169,3 +169,12 @@ def test_a_folder_of_the_old_layout_is_replaced_by_a_link(tmp_path):
     store.write(AS_OF, pa.table({"account_id": ["A2"]}), "v2")
     assert old.is_symlink()
     assert store.read(AS_OF)["account_id"].tolist() == ["A2"]
+
+
+def test_read_stamped_gives_the_frame_and_its_catalogue_version(tmp_path):
+    store = FeatureStore(tmp_path)
+    store.write(AS_OF, pa.table({"account_id": ["A1", "A2"]}), "abc123")
+    frame, version = store.read_stamped(AS_OF)
+    assert (frame["account_id"].tolist(), version) == (["A1", "A2"], "abc123")
+    with pytest.raises(FileNotFoundError, match="no feature snapshot for as_of 2025-06-01"):
+        store.read_stamped(date(2025, 6, 1))
