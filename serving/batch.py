@@ -233,7 +233,8 @@ def model_reasons(model: LoadedModel, rows: pd.DataFrame, k: int,
 
 
 def write_local_partition(out: Path, as_of: date, write, note: str) -> Path:
-    """Write a partition folder beside its final place, then swap it in (never half a run)."""
+    """Write a new version of the partition, then publish it with one rename of the
+    ``as_of=`` link (features.store.replace_dir_atomic): an import never reads half a run."""
     def fill(staging: Path) -> None:
         write(staging)
         (staging / SCORING_FILE).write_text(note)
