@@ -258,11 +258,18 @@ def models_promote(
     """Make VERSION the champion (the previous champion becomes challenger)."""
     from mlflow.exceptions import MlflowException
 
+    from features import audit
     from training.tracking import configure, promote
 
-    configure(load_settings(data_dir))
+    settings = load_settings(data_dir)
+    configure(settings)
     try:
         promote(name, version)
     except MlflowException as exc:
-        fail(f"{name} v{version}: {exc.message}")
+        error = f"{name} v{version}: {exc.message}"
+        audit.record(settings.audit_path, "model_promote", False, key_name=None,
+                     actor=audit.cli_actor(), detail=error)
+        fail(error)
+    audit.record(settings.audit_path, "model_promote", True, key_name=None,
+                 actor=audit.cli_actor(), detail=f"{name} v{version} is champion")
     out.print(f"{name} v{version} is now champion")

@@ -7,6 +7,7 @@ import math
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from features import audit
 from serving.deps import JSON, AdminKey, ReadKey
 from serving.schemas import ModelsResponse, ReloadResponse
 
@@ -51,4 +52,7 @@ async def reload(request: Request, _key: AdminKey) -> JSON:
     scorer = generation.scorer if generation else None
     body = {"reloaded": ok, "as_of": scorer.as_of.isoformat() if scorer else None,
             "model_versions": scorer.versions() if scorer else {}, "error": error}
+    await run_in_threadpool(audit.record, request.app.state.settings.audit_path, "reload", ok,
+                            key_name=_key.name if _key else None, actor="api",
+                            detail=error or f"as_of {body['as_of']}, {body['model_versions']}")
     return JSON(body, 200 if ok else 503)
