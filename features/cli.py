@@ -52,7 +52,18 @@ def open_validated(settings: Settings):
     try:
         return load_tables(settings.raw_dir, con=con)
     except ContractError as exc:
-        fail([f"{settings.raw_dir}: {len(exc.problems)} contract violation(s)", *exc.problems])
+        fail(contract_failure(settings.raw_dir, exc))
+
+
+def contract_failure(raw_dir: Path, exc: Exception) -> list[str]:
+    """The lines a command prints for raw data it cannot use: one for a file that cannot be
+    read at all, else a count and one line per broken rule."""
+    from features.sources import RawFileError
+
+    if isinstance(exc, RawFileError):
+        return exc.problems
+    problems = getattr(exc, "problems", [str(exc)])
+    return [f"{raw_dir}: {len(problems)} contract violation(s)", *problems]
 
 
 @data_app.command("generate")

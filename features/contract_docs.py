@@ -49,8 +49,11 @@ def _files_section() -> str:
     return (
         "## Files\n\n"
         "The raw directory (`data/raw/` by default) holds one file per table, named after it: "
-        "`<table>.parquet` or `<table>.csv` (Parquet is used when both exist). CSV files have a "
-        "header row; their values are read as text and must parse as the column's type. "
+        "`<table>.parquet` or `<table>.csv` (Parquet is used when both exist). CSV files are "
+        "UTF-8, comma-separated with double quotes (RFC 4180) and have a header row; every row "
+        "has as many fields as the header. Their values are read as text and must parse as the "
+        "column's type. A file that cannot be read (not Parquet, cut short, a quote left open) "
+        "is refused with one line naming it and the line or the problem. "
         "Parquet columns may have any physical type that holds the logical one without loss "
         "(e.g. a whole-number float for `int64`, a midnight timestamp for `date`).\n\n"
         f"- Required tables: {required}.\n"

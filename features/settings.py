@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     api_keys_path: Path | None = Field(
         None, description="Hashed API keys file (default: <data_dir>/api_keys.json)."
     )
+    audit_log_path: Path | None = Field(
+        None, description="Append-only log of admin actions, JSON lines "
+        "(default: <data_dir>/audit.log)."
+    )
     max_batch_accounts: int = Field(
         10_000, description="Most accounts one POST /v1/score may carry.", ge=1
     )
@@ -126,6 +130,10 @@ class Settings(BaseSettings):
     @property
     def keys_path(self) -> Path:
         return self.api_keys_path or self.data_dir / "api_keys.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_log_path or self.data_dir / "audit.log"
 
     @property
     def truth_dir(self) -> Path:

@@ -12,7 +12,9 @@ Two layers of views are created on one connection:
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +31,20 @@ class ContractError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class RawFileError(ContractError):
+    """A raw file cannot be read at all (not Parquet, a malformed CSV row, no permission): one
+    line naming the file and what is wrong with it, instead of a reader's traceback."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path = path
+        super().__init__([f"{path}: {problem}"])
+
+    @classmethod
+    def of(cls, path: Path, exc: Exception) -> RawFileError:
+        """The reader's error (DuckDB or the OS) as one sentence about ``path``."""
+        return cls(path, file_problem(path, exc))
 
 
 @dataclass
@@ -140,18 +156,75 @@ def open_raw(raw_dir: Path, con: duckdb.DuckDBPyConnection | None = None) -> Raw
         if path is None:
             continue
         present.add(table.name)
-        con.execute(f'CREATE OR REPLACE VIEW "src_{table.name}" AS SELECT * FROM {_reader(path)}')
+        try:
+            con.execute(f'CREATE OR REPLACE VIEW "src_{table.name}" AS SELECT * FROM '
+                        f"{_reader(path)}")
+        except (duckdb.Error, OSError, UnicodeDecodeError) as exc:
+            raise RawFileError.of(path, exc) from exc
     return RawTables(
         con=con, present=frozenset(present), extracted_at=read_manifest(raw_dir), source_dir=raw_dir
     )
 
 
 def _reader(path: Path) -> str:
-    quoted = str(path).replace("'", "''")
+    quoted = _sql_text(str(path))
     if path.suffix == ".parquet":
-        return f"read_parquet('{quoted}')"
+        return f"read_parquet({quoted})"
     # Text on purpose: type errors are then found and reported by validation, value by value.
-    return f"read_csv('{quoted}', header = true, all_varchar = true)"
+    # The dialect is the contract's (RFC 4180: comma, double quotes, header row), not sniffed:
+    # a sniffer guesses another dialect for a broken file and reports its columns as missing,
+    # where a fixed one names the line (an open quote, a row with too few or many fields).
+    columns = ", ".join(f"{_sql_text(name)}: 'VARCHAR'" for name in csv_header(path))
+    return (f"read_csv({quoted}, header = true, auto_detect = false, delim = ',', "
+            f"quote = '\"', escape = '\"', strict_mode = true, columns = {{{columns}}})")
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file's header row."""
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        header = next(csv.reader(file), None)
+    if not header:
+        raise RawFileError(path, "empty file (a CSV needs a header row)")
+    return header
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+_CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_FIELDS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+
+
+def file_problem(path: Path, exc: Exception) -> str:
+    """What is wrong with a raw file, in one sentence, from its reader's error."""
+    if isinstance(exc, PermissionError):
+        return "cannot be read (permission denied)"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or exc})"
+    text = str(exc)
+    kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+    if kind == "CSV" and (line := _CSV_LINE.search(text)):
+        where = f"line {line.group(1)}"
+        if fields := _FIELDS.search(text):
+            return f"{where}: {fields.group(2)} fields where the header has {fields.group(1)}"
+        if "unterminated quote" in text:
+            return f"{where}: a quoted value is never closed"
+        if "utf-8" in text.lower() or "unicode" in text.lower():
+            return f"{where}: not UTF-8 text"
+        return f"{where}: not a well-formed CSV row"
+    if "Permission denied" in text:
+        return "cannot be read (permission denied)"
+    if path.is_dir():
+        return "a directory, not a file"
+    if kind == "Parquet" and ("magic bytes" in text or "too small" in text):
+        return "not a Parquet file, or cut short (no Parquet footer at its end)"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = re.sub(r"^[A-Za-z ]*Error: ", "", first).strip(" .")
+    first = re.sub(r"\s*(?:file\s*)?[\"']" + re.escape(str(path)) + r"[\"']", "", first)
+    return f"damaged {kind} data ({first})"
 
 
 def typed_view_sql(table: Table, src_types: dict[str, str]) -> str:

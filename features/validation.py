@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from features.contract import DUCKDB_TYPES, TABLES, Column, Table
-from features.sources import ContractError, RawTables, open_raw
+from features.sources import ContractError, RawFileError, RawTables, open_raw, table_file
 
 # Rule names: stable identifiers to filter on; the specifics go in ``Violation.detail``.
 MISSING_TABLE = "missing required table"
@@ -94,7 +94,13 @@ def validate(raw: RawTables) -> list[Violation]:
     """Every contract violation of the ``src_<table>`` views of ``raw``, in a stable order."""
     violations: list[Violation] = []
     for table in TABLES.values():
-        violations += _validate_table(raw, table)
+        try:
+            violations += _validate_table(raw, table)
+        except duckdb.Error as exc:  # the scan met a broken file: a page, a row, an encoding
+            path = table_file(raw.source_dir, table.name) if raw.source_dir else None
+            if path is None:
+                raise
+            raise RawFileError.of(path, exc) from exc
     return violations
 
 

@@ -174,9 +174,13 @@ class KeyStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Serialise read-modify-write between concurrent ``keys`` commands."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise KeyStoreError(f"{lock_path}: cannot create the lock of the API keys file "
+                                f"({exc.strerror or exc}); nothing was changed") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -184,11 +188,20 @@ class KeyStore:
             os.close(fd)  # closing releases the lock
 
     def _write(self, records: list[_Record]) -> None:
+        """Replace the file with ``records``; a failed write (a full disk) leaves it as it was
+        and is a KeyStoreError naming the file and the reason."""
         data = {
             "version": FORMAT_VERSION,
             "hash": "sha256",
             "keys": [{**asdict(r.entry), "sha256": r.digest.hex()} for r in records],
         }
+        try:
+            self._replace(data)
+        except OSError as exc:
+            raise KeyStoreError(f"{self.path}: cannot write the API keys file "
+                                f"({exc.strerror or exc}); it is unchanged") from exc
+
+    def _replace(self, data: dict) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
             os.fchmod(fd, 0o600)

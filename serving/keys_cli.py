@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.table import Table as RichTable
 
+from features import audit
 from features.cli import DataDir, console, fail, load_settings, out
-from serving.keys import KeyStore, KeyStoreError
+from features.settings import Settings
+from serving.keys import KEY_PREFIX, SHOWN_CHARS, KeyStore, KeyStoreError
 
 keys_app = typer.Typer(
     help="API keys for the scoring API: read (scores, lists) or admin (reload).",
@@ -22,8 +25,24 @@ class ScopeChoice(StrEnum):
     admin = "admin"
 
 
-def _store(data_dir) -> KeyStore:
-    return KeyStore(load_settings(data_dir).keys_path)
+def _store(settings: Settings) -> KeyStore:
+    return KeyStore(settings.keys_path)
+
+
+# A whole key where a name belongs (`keys revoke prop_...` pasted by mistake) is never logged.
+KEY_SHAPED = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{43}}")
+
+
+def _audit(settings: Settings, action: audit.Action, name: str, error: str | None,
+           detail: str = "") -> None:
+    """One audit line for a key command: the key's name, never the key."""
+    def shown(key: str) -> str:
+        return key[: len(KEY_PREFIX) + SHOWN_CHARS] + "..."  # as `keys list` shows keys
+
+    name = KEY_SHAPED.sub(lambda m: shown(m.group()), name)
+    text = KEY_SHAPED.sub(lambda m: shown(m.group()), error or detail)
+    audit.record(settings.audit_path, action, error is None, key_name=name,
+                 actor=audit.cli_actor(), detail=text)
 
 
 @keys_app.command("create")
@@ -35,11 +54,14 @@ def create_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Create a key and print it once (only its SHA-256 digest is stored)."""
-    store = _store(data_dir)
+    settings = load_settings(data_dir)
+    store = _store(settings)
     try:
         key = store.create(name, scope.value)
     except KeyStoreError as exc:
+        _audit(settings, "key_create", name, str(exc))
         fail(str(exc))
+    _audit(settings, "key_create", name, None, f"scope {scope.value}")
     # The key alone on stdout, so `KEY=$(propensity keys create ...)` works; the note on stderr.
     typer.echo(key)
     console.print(
@@ -52,7 +74,7 @@ def create_cmd(
 @keys_app.command("list")
 def list_cmd(data_dir: DataDir = None) -> None:
     """List keys: name, scope, creation time and the key's first characters (not the key)."""
-    store = _store(data_dir)
+    store = _store(load_settings(data_dir))
     try:
         entries = store.list()
     except KeyStoreError as exc:
@@ -75,10 +97,13 @@ def revoke_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a key; a running API refuses it from its next request on."""
-    store = _store(data_dir)
+    settings = load_settings(data_dir)
+    store = _store(settings)
     try:
         entry = store.revoke(name)
     except KeyStoreError as exc:
+        _audit(settings, "key_revoke", name, str(exc))
         fail(str(exc))
+    _audit(settings, "key_revoke", name, None, f"scope {entry.scope}")
     out.print(f"revoked key {entry.name} ({entry.prefix}..., scope {entry.scope})",
               highlight=False, soft_wrap=True)

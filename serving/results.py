@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from features.csv_safe import safe_row
 from serving.scorer import Reason
 from serving.valuation import PLAYS
 
@@ -74,7 +75,8 @@ def _reason_set(reasons: dict[str, list[Reason]]) -> dict:
 
 
 def to_csv(items: list[dict], reasons_task: str) -> str:
-    """Ranked items as CSV; reasons flattened to "feature (+0.42); ..." for spreadsheets."""
+    """Ranked items as CSV; reasons flattened to "feature (+0.42); ..." for spreadsheets, text
+    cells that a spreadsheet would run as a formula neutralised (`features.csv_safe`)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -85,5 +87,5 @@ def to_csv(items: list[dict], reasons_task: str) -> str:
             f"{r['feature']} ({r['contribution']:+.2f})"
             for direction in ("raising", "lowering") for r in reasons.get(direction, [])
         )
-        writer.writerow(flat)
+        writer.writerow(safe_row(flat))
     return buffer.getvalue()

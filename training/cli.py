@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from features.cli import DataDir, fail, load_settings, out
+from features.cli import DataDir, contract_failure, fail, load_settings, out
 
 console = Console(stderr=True)
 
@@ -26,6 +26,7 @@ SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10", "recall_
 
 
 def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
+    from features.sources import ContractError
     from training.train import TrainingError, summary_json, train
 
     settings = load_settings(data_dir)
@@ -38,6 +39,8 @@ def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
                 result = train(task, settings, progress=advance, **kwargs)
     except TrainingError as exc:
         fail(str(exc))
+    except ContractError as exc:
+        fail(contract_failure(settings.raw_dir, exc))
     if as_json:
         typer.echo(summary_json(result))
         return
@@ -87,6 +90,7 @@ def train_backtest(
 ) -> None:
     """Rolling backtest: refit at successive cut-offs and report each test window (registers
     nothing)."""
+    from features.sources import ContractError
     from training.tasks import TASKS
     from training.train import TrainingError, backtest
 
@@ -98,6 +102,8 @@ def train_backtest(
             rows = backtest(task, settings, cutoffs, progress=advance)
     except TrainingError as exc:
         fail(str(exc))
+    except ContractError as exc:
+        fail(contract_failure(settings.raw_dir, exc))
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -252,11 +258,18 @@ def models_promote(
     """Make VERSION the champion (the previous champion becomes challenger)."""
     from mlflow.exceptions import MlflowException
 
+    from features import audit
     from training.tracking import configure, promote
 
-    configure(load_settings(data_dir))
+    settings = load_settings(data_dir)
+    configure(settings)
     try:
         promote(name, version)
     except MlflowException as exc:
-        fail(f"{name} v{version}: {exc.message}")
+        error = f"{name} v{version}: {exc.message}"
+        audit.record(settings.audit_path, "model_promote", False, key_name=None,
+                     actor=audit.cli_actor(), detail=error)
+        fail(error)
+    audit.record(settings.audit_path, "model_promote", True, key_name=None,
+                 actor=audit.cli_actor(), detail=f"{name} v{version} is champion")
     out.print(f"{name} v{version} is now champion")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from features import audit
 from serving.deps import JSON, AdminKey, ReadKey
 from serving.schemas import ModelsResponse, ReloadResponse
 
@@ -64,6 +65,9 @@ async def reload(
     scorer = generation.scorer if generation else None
     body = {"reloaded": ok, "as_of": scorer.as_of.isoformat() if scorer else None,
             "model_versions": scorer.versions() if scorer else {}, "error": error}
+    await run_in_threadpool(audit.record, request.app.state.settings.audit_path, "reload", ok,
+                            key_name=_key.name if _key else None, actor="api",
+                            detail=error or f"as_of {body['as_of']}, {body['model_versions']}")
     if ok:
         return JSON(body)
     if not holder.refused:

@@ -56,3 +56,11 @@ def served_settings(served_data, monkeypatch) -> Settings:
     """Settings on the shared book with auth off (auth tests turn it on with their own keys)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return Settings(data_dir=served_data, auth_enabled=False)
+
+
+@pytest.fixture(autouse=True)
+def audit_log_in_tmp(tmp_path, monkeypatch) -> Path:
+    """Admin actions in tests log to the test's own folder, never into the shared book."""
+    path = tmp_path / "audit.log"
+    monkeypatch.setenv("PROPENSITY_AUDIT_LOG_PATH", str(path))
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -129,7 +130,9 @@ def test_a_failed_write_leaves_the_old_file_whole_and_no_temp_file(store, monkey
         raise OSError("No space left on device")
 
     monkeypatch.setattr(keys_module.json, "dump", broken_dump)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(KeyStoreError, match=re.escape(
+            f"{store.path}: cannot write the API keys file (No space left on device); "
+            "it is unchanged")):
         store.create("b", "read")
     monkeypatch.undo()
     assert store.path.read_bytes() == before
@@ -240,3 +243,74 @@ def test_keys_commands_are_mounted_on_the_propensity_command(tmp_path):
     result = runner.invoke(app, ["keys", "create", "ops", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert KEY_FORMAT.match(result.stdout.strip())
+
+
+def full_disk(monkeypatch) -> None:
+    """Every write of the keys file fails as on a full disk, after half a file is written."""
+    def dump(data, fh, **kwargs):
+        fh.write('{"version": 1, "keys": [')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(keys_module.json, "dump", dump)
+
+
+@pytest.mark.parametrize("args", [("create", "b", "--scope", "admin"), ("revoke", "a")])
+def test_cli_on_a_full_disk_is_one_line_and_the_file_is_unchanged(tmp_path, monkeypatch, args):
+    d = str(tmp_path)
+    assert run("create", "a", "--data-dir", d).exit_code == 0
+    path = tmp_path / "api_keys.json"
+    before = path.read_bytes()
+    full_disk(monkeypatch)
+    result = run(*args, "--data-dir", d)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # no escaped OSError, no traceback
+    assert result.stdout == ""  # no key printed for a key that was not stored
+    assert result.stderr == (f"error: {path}: cannot write the API keys file "
+                             "(No space left on device); it is unchanged\n")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "api_keys.json", "api_keys.json.lock", "audit.log"]
+
+
+def test_key_commands_are_audited_by_name_never_by_key(tmp_path, monkeypatch):
+    from features import audit
+
+    d = str(tmp_path)
+    key = run("create", "crm-sync", "--scope", "admin", "--data-dir", d).stdout.strip()
+    assert run("create", "crm-sync", "--data-dir", d).exit_code == 1  # a duplicate: failed
+    assert run("revoke", "crm-sync", "--data-dir", d).exit_code == 0
+    assert run("revoke", key, "--data-dir", d).exit_code == 1  # the key pasted as a name
+    full_disk(monkeypatch)
+    assert run("create", "later", "--data-dir", d).exit_code == 1
+    text = (tmp_path / "audit.log").read_text()
+    assert key not in text and hashlib.sha256(key.encode()).hexdigest() not in text
+    records = audit.read(tmp_path / "audit.log")
+    assert [(r["action"], r["outcome"], r["key_name"]) for r in records] == [
+        ("key_create", "ok", "crm-sync"),
+        ("key_create", "failed", "crm-sync"),
+        ("key_revoke", "ok", "crm-sync"),
+        ("key_revoke", "failed", f"{key[:11]}..."),
+        ("key_create", "failed", "later"),
+    ]
+    assert [r["detail"] for r in records] == [
+        "scope admin",
+        f"{tmp_path / 'api_keys.json'}: a key named 'crm-sync' already exists "
+        "(revoke it first, or choose another name)",
+        "scope admin",
+        f"{tmp_path / 'api_keys.json'}: no key named '{key[:11]}...' (keys: none)",
+        f"{tmp_path / 'api_keys.json'}: cannot write the API keys file "
+        "(No space left on device); it is unchanged",
+    ]
+    assert {r["actor"] for r in records} == {audit.cli_actor()}
+
+
+def test_the_audit_log_path_is_a_setting(tmp_path, monkeypatch):
+    path = tmp_path / "elsewhere" / "admin.jsonl"
+    monkeypatch.setenv("PROPENSITY_AUDIT_LOG_PATH", str(path))
+    assert run("create", "a", "--data-dir", str(tmp_path)).exit_code == 0
+    assert [r["action"] for r in json_lines(path)] == ["key_create"]
+    assert not (tmp_path / "audit.log").exists()
+
+
+def json_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -67,3 +67,25 @@ def test_promoting_a_missing_version_fails_clearly(registry):
     with pytest.raises(MlflowException):
         promote(name, 9)
     assert champion_version(name) is None
+
+
+def test_promotion_from_the_command_line_is_audited(registry, mlflow_data_dir):
+    from typer.testing import CliRunner
+
+    from features import audit
+    from propensity_cli import app
+
+    _, name = registry
+    runner = CliRunner()
+    ok = runner.invoke(app, ["models", "promote", name, "2", "--data-dir", str(mlflow_data_dir)])
+    assert ok.exit_code == 0, ok.output
+    missing = runner.invoke(app, ["models", "promote", name, "9", "--data-dir",
+                                  str(mlflow_data_dir)])
+    assert missing.exit_code == 1
+    records = audit.read(mlflow_data_dir / "audit.log")
+    assert [(r["action"], r["outcome"], r["key_name"], r["actor"]) for r in records] == [
+        ("model_promote", "ok", None, audit.cli_actor()),
+        ("model_promote", "failed", None, audit.cli_actor())]
+    assert records[0]["detail"] == f"{name} v2 is champion"
+    assert records[1]["detail"].startswith(f"{name} v9: ")
+    assert str(champion_version(name).version) == "2"
