@@ -37,11 +37,13 @@ def excerpt(value: Any) -> Any:
         return value
     if isinstance(value, str):
         return cut(value)
+    if isinstance(value, bytes | bytearray):  # a body that is not JSON
+        return cut(value[:4 * EXCERPT_CHARS].decode("utf-8", "replace"))
     try:
         text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except (TypeError, orjson.JSONEncodeError):
         return cut(str(value))
-    return value if len(text) <= EXCERPT_CHARS else cut(text)
+    return orjson.loads(text) if len(text) <= EXCERPT_CHARS else cut(text)
 
 
 def safe_error(error: dict) -> dict:

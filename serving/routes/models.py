@@ -8,12 +8,14 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from serving.deps import JSON, AdminKey, ReadKey
+from serving.responses import AUTH_UNAVAILABLE, FORBIDDEN_ADMIN, RELOAD_REFUSED, UNAUTHORIZED
 from serving.schemas import ModelsResponse, ReloadResponse
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-@router.get("/models", response_model=ModelsResponse, summary="Loaded models and snapshot")
+@router.get("/models", response_model=ModelsResponse, summary="Loaded models and snapshot",
+            responses={**UNAUTHORIZED, **AUTH_UNAVAILABLE})
 def models(request: Request, _key: ReadKey) -> JSON:
     holder = request.app.state.holder
     generation = holder.current
@@ -39,8 +41,7 @@ def models(request: Request, _key: ReadKey) -> JSON:
 
 @router.post("/admin/reload", response_model=ReloadResponse,
              summary="Switch to the current champions and the newest snapshot",
-             responses={503: {"model": ReloadResponse,
-                              "description": "Reload failed; the previous generation serves"}})
+             responses={**UNAUTHORIZED, **FORBIDDEN_ADMIN, **RELOAD_REFUSED})
 async def reload(request: Request, _key: AdminKey) -> JSON:
     """Builds the new generation off the event loop while the old one keeps answering; the
     switch is one reference swap, so requests in flight finish on the old one."""

@@ -205,6 +205,16 @@ def test_a_422_for_a_huge_value_carries_an_excerpt_not_the_input(client, body, l
     assert (error["loc"], error["type"], error["input"]) == (loc, rule, excerpt)
 
 
+def test_a_huge_body_that_is_not_json_is_cut_too(client):
+    response = client.post("/v1/score", content=b"a" * 1_000_000,
+                           headers={"content-type": "text/plain"})
+    assert response.status_code == 422
+    assert len(response.content) < 1024
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"], error["input"]) == (
+        ["body"], "model_attributes_type", "a" * 80 + "…")
+
+
 def test_a_huge_feature_name_is_cut_in_the_path_and_message(client):
     response = client.post("/v1/score", json={"features": [{"x" * 1_000_000: 1.0}]})
     assert response.status_code == 422
