@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     max_batch_accounts: int = Field(
         10_000, description="Most accounts one POST /v1/score may carry.", ge=1
     )
+    max_body_bytes: int | None = Field(
+        None, description="Largest request body in bytes; larger ones get 413 unread (default: "
+        "max_batch_accounts x 4 KiB + 64 KiB, the largest legal column-wise batch).", ge=1,
+    )
+    trust_forwarded_proto: bool = Field(
+        False, description="Behind a TLS-terminating proxy: take the scheme from its "
+        "X-Forwarded-Proto header (Secure cookie, same-origin check of the sign-in form). "
+        "Only when every request comes through that proxy.",
+    )
     model_uris: dict[str, str] = Field(
         default_factory=dict,
         description="Explicit model URI per task (churn, upsell, cross-sell) instead of the "

@@ -14,10 +14,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from features.settings import Settings
+from serving import errors
 from serving.auth import Authenticator
+from serving.limits import BodyLimitMiddleware, body_limit
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.routes import health, models, opportunities, page, scores
 from serving.state import Loader, StateHolder, load_generation
@@ -29,7 +32,12 @@ DESCRIPTION = """Churn and upsell propensity for key-account management.
 CRM systems score one account or thousands (`POST /v1/score`, `GET /v1/accounts/{id}`);
 account managers read ranked lists (`GET /v1/opportunities`, or the page at `/`).
 Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`
-(scope `read`; `admin` for `/v1/admin/reload`)."""
+(scope `read`; `admin` for `/v1/admin/reload`). The page's sign-in cookie only reads (GET).
+
+Every error body is JSON: `{"detail": {"error": "<code>", "message": "<what to do>"}}`, or for
+422 a list of `{"type", "loc", "msg", "input"}` naming each field and rule (with at most an
+80-character excerpt of the bad value). Bodies over `max_body_bytes` get 413 unread."""
+DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc files, served from the fastapi-offline package
 
 
 def create_app(settings: Settings, loader: Loader = load_generation,
@@ -47,13 +55,18 @@ def create_app(settings: Settings, loader: Loader = load_generation,
         if task is not None and not task.done():
             await asyncio.wait([task], timeout=1)
 
-    app = FastAPI(title="propensity scoring API", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    # /docs and /redoc load their scripts from this server (no CDN): fastapi-offline ships them.
+    app: FastAPI = FastAPIOffline(
+        title="propensity scoring API", version="1.0.0", description=DESCRIPTION,
+        lifespan=lifespan, static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None})  # no badge from the online validator
     app.state.settings = settings
     app.state.holder = holder
     app.state.auth = auth
     app.state.metrics = Metrics(lambda: holder.current)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings))
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
     for module in (health, scores, opportunities, models, page):
         app.include_router(module.router)
 

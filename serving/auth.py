@@ -5,13 +5,22 @@ with ``Depends(require("read"))`` or ``Depends(require("admin"))``. Keys are acc
 ``Authorization: Bearer``, ``X-API-Key`` and the page's HttpOnly cookie - never from the query
 string, which would put them in access logs and browser history. Nothing here logs a key or
 echoes one back in an error body.
+
+The cookie is the page's sign-in, and it only reads: it is accepted for GET (and HEAD) requests
+needing scope ``read``, so an admin key typed into the sign-in still cannot reload through the
+cookie, and no state-changing request rides on it (another port or host of the same site can
+make a browser send a SameSite=Strict cookie). The sign-in form itself is refused when posted
+from another origin (the Origin, else Referer, header must be this server's own origin), and
+the cookie is Secure whenever the page is served over https (behind a proxy: its
+X-Forwarded-Proto, only with ``trust_forwarded_proto``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -24,6 +33,13 @@ log = logging.getLogger(__name__)
 COOKIE_NAME = "propensity_key"
 COOKIE_MAX_AGE = 30 * 24 * 3600  # the page asks once a month at most
 CREATE_HINT = "create one with: propensity keys create NAME --scope read"
+MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+UNKNOWN_KEY = "API key not recognised (unknown or revoked)"
+COOKIE_REFUSED = ("the page's sign-in cookie only reads (GET); send the key in "
+                  "'Authorization: Bearer <key>' or 'X-API-Key: <key>' for this request")
+COOKIE_METHODS = frozenset({"GET", "HEAD"})
+_CHECKED = "propensity.auth"  # request scope key: the scopes already checked, and their entry
+Source = Literal["header", "cookie"]
 
 # Declared for the OpenAPI schema (Swagger's "Authorize", schemathesis); the checks are ours.
 bearer_scheme = HTTPBearer(
@@ -55,13 +71,16 @@ class Authenticator:
     on the next request without restarting the API.
     """
 
-    def __init__(self, store: KeyStore, enabled: bool = True) -> None:
+    def __init__(self, store: KeyStore, enabled: bool = True,
+                 trust_forwarded_proto: bool = False) -> None:
         self.store = store
         self.enabled = enabled
+        self.trust_forwarded_proto = trust_forwarded_proto
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        return cls(KeyStore(settings.keys_path), enabled=settings.auth_enabled)
+        return cls(KeyStore(settings.keys_path), enabled=settings.auth_enabled,
+                   trust_forwarded_proto=settings.trust_forwarded_proto)
 
     def describe(self) -> str:
         """One line for the start-up log. Raises KeyStoreError if the keys file is unusable,
@@ -107,43 +126,95 @@ def _unauthorized_message(key: str | None, no_keys: bool) -> str:
     if no_keys:
         return f"no API keys exist on this server yet; {CREATE_HINT}"
     if not key:
-        return "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-    return "API key not recognised (unknown or revoked)"
+        return MISSING_KEY
+    return UNKNOWN_KEY
 
 
-def credentials(
-    request: Request, bearer: HTTPAuthorizationCredentials | None, header_key: str | None
-) -> str | None:
-    """The key a request carries: Bearer header, then X-API-Key, then the page's cookie."""
-    if bearer is not None and bearer.credentials:
-        return bearer.credentials.strip()
+def credentials(request: Request) -> tuple[str | None, Source | None]:
+    """The key a request carries and where: Bearer header, then X-API-Key, then the page's
+    cookie. Read from the headers directly (as HTTPBearer and APIKeyHeader do), so the key
+    can be checked before the body is read."""
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and bearer.strip():
+        return bearer.strip(), "header"
+    header_key = request.headers.get("x-api-key", "").strip()
     if header_key:
-        return header_key.strip()
-    return request.cookies.get(COOKIE_NAME) or None
+        return header_key, "header"
+    cookie = request.cookies.get(COOKIE_NAME)
+    return (cookie, "cookie") if cookie else (None, None)
+
+
+def authorise(request: Request, scope: str) -> KeyEntry | None:
+    """The caller's entry if this request may use ``scope`` (None when auth is off). The
+    cookie counts only for reading (GET/HEAD, scope read). Raises HTTPException; remembers
+    the answer on the request, so checking again (before and after the body) is free."""
+    checked = request.scope.setdefault(_CHECKED, {})
+    if scope in checked:
+        return checked[scope]
+    auth: Authenticator = request.app.state.auth
+    key, source = credentials(request)
+    try:
+        if auth.enabled and source == "cookie" and (
+                scope != "read" or request.method not in COOKIE_METHODS):
+            log.debug("refused the sign-in cookie for %s (scope %s)", request.method, scope)
+            raise AuthError(403, "cookie_not_accepted", COOKIE_REFUSED)
+        checked[scope] = auth.check(key, scope)
+    except AuthError as exc:
+        raise exc.to_http() from None
+    return checked[scope]
 
 
 def require(scope: str) -> Callable[..., Awaitable[KeyEntry | None]]:
     """A dependency admitting only keys with ``scope``: ``Depends(require("read"))``.
 
     It returns the caller's KeyEntry (None when auth is off) and reads the Authenticator from
-    ``request.app.state.auth``.
+    ``request.app.state.auth``. Routes with a body check it before reading the body too
+    (``deps.FastJSONRoute``, which finds the scope in ``required_scope``).
     """
     if scope not in SCOPES:
         raise ValueError(f"scope {scope!r}: choose one of {SCOPES}")
 
     async def dependency(
         request: Request,
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-        header_key: Annotated[str | None, Depends(api_key_scheme)],
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+        _header_key: Annotated[str | None, Depends(api_key_scheme)],
     ) -> KeyEntry | None:
-        auth: Authenticator = request.app.state.auth
-        try:
-            return auth.check(credentials(request, bearer, header_key), scope)
-        except AuthError as exc:
-            raise exc.to_http() from None
+        return authorise(request, scope)
 
     dependency.__name__ = f"require_{scope}"
+    dependency.required_scope = scope  # type: ignore[attr-defined]
     return dependency
+
+
+def public_scheme(request: Request) -> str:
+    """http or https as the browser sees this server: the proxy's X-Forwarded-Proto when the
+    settings trust it (``trust_forwarded_proto``), else the scheme the request came in on."""
+    forwarded = request.headers.get("x-forwarded-proto")
+    if forwarded and request.app.state.auth.trust_forwarded_proto:
+        return forwarded.split(",")[0].strip().lower()
+    return request.url.scheme
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    return (parts.scheme, parts.hostname, port) if parts.scheme and parts.hostname else None
+
+
+def foreign_origin(request: Request) -> str | None:
+    """The other origin a form was posted from, or None when it came from this server's own
+    origin (as Django's CSRF check: Origin, else Referer, against scheme://Host). A request
+    with neither header is not a browser's cross-site post (browsers send Origin on every
+    cross-origin POST) and passes; Origin "null" (sandboxed or privacy-stripped) does not."""
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None:
+        return None
+    own = _origin(f"{public_scheme(request)}://{request.headers.get('host', '')}")
+    theirs = _origin(sent)
+    return None if theirs is not None and theirs == own else sent[:100]
 
 
 def login_cookie(
@@ -151,10 +222,11 @@ def login_cookie(
 ) -> None:
     """Keep a key the page's user typed in an HttpOnly cookie (check it first with
     ``Authenticator.check(key, "read")``). HttpOnly keeps it from scripts; SameSite=Strict keeps
-    other sites from riding on it (no CSRF); Secure whenever the page was served over https."""
+    other sites from riding on it; it only reads (``authorise``), whatever the key's scope;
+    Secure whenever the page was served over https (``public_scheme``)."""
     response.set_cookie(
         COOKIE_NAME, key, max_age=max_age, path="/",
-        httponly=True, samesite="strict", secure=request.url.scheme == "https",
+        httponly=True, samesite="strict", secure=public_scheme(request) == "https",
     )
 
 

@@ -38,5 +38,7 @@ def serve_cmd(
         app.state.auth.describe()
     except KeyStoreError as exc:
         fail(str(exc))
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-Proto from any local client;
+    # the app honours it only with trust_forwarded_proto (serving.auth.public_scheme).
     uvicorn.run(app, host=host, port=port, workers=1, loop="uvloop", http="httptools",
-                access_log=access_log, log_level="info")
+                access_log=access_log, log_level="info", proxy_headers=False)

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from serving.auth import require
+from serving.auth import authorise, require
 from serving.keys import KeyEntry
 from serving.state import Generation
 
@@ -73,13 +74,29 @@ def _explained(exc: json.JSONDecodeError, body: bytes) -> json.JSONDecodeError:
 
 
 class FastJSONRoute(APIRoute):
-    """Parses request bodies with orjson (strict: NaN and Infinity are not JSON, so they are
-    refused as invalid JSON with a 422)."""
+    """Checks the API key before the body is read, then parses the body with orjson (strict:
+    NaN and Infinity are not JSON, so they are refused as invalid JSON with a 422).
+
+    FastAPI reads and parses a body before it runs a route's dependencies, so without the
+    first step an unauthenticated client could make the server read and parse any body (up to
+    ``max_body_bytes``) before its 401."""
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
+        scope = required_scope(self.dependant)
 
         async def route(request: Request) -> Response:
+            if scope is not None:
+                authorise(request, scope)  # the route's own dependency then reuses the answer
             return await handler(OrjsonRequest(request.scope, request.receive))
 
         return route
+
+
+def required_scope(dependant: Dependant) -> str | None:
+    """The scope a route's ``require(...)`` dependency asks for, if it has one."""
+    for dependency in dependant.dependencies:
+        scope = getattr(dependency.call, "required_scope", None) or required_scope(dependency)
+        if scope is not None:
+            return scope
+    return None

@@ -10,12 +10,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from features import audit
 from serving.deps import JSON, AdminKey, ReadKey
+from serving.responses import AUTH_UNAVAILABLE, FORBIDDEN_ADMIN, RELOAD_REFUSED, UNAUTHORIZED
 from serving.schemas import ModelsResponse, ReloadResponse
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-@router.get("/models", response_model=ModelsResponse, summary="Loaded models and snapshot")
+@router.get("/models", response_model=ModelsResponse, summary="Loaded models and snapshot",
+            responses={**UNAUTHORIZED, **AUTH_UNAVAILABLE})
 def models(request: Request, _key: ReadKey) -> JSON:
     holder = request.app.state.holder
     generation = holder.current
@@ -44,12 +46,7 @@ def models(request: Request, _key: ReadKey) -> JSON:
 
 @router.post("/admin/reload", response_model=ReloadResponse,
              summary="Switch to the current champions and the newest snapshot",
-             responses={
-                 409: {"model": ReloadResponse,
-                       "description": "The snapshot breaks a rule (`problems` names the table, "
-                       "column and rule); the previous generation serves"},
-                 503: {"model": ReloadResponse,
-                       "description": "Reload failed; the previous generation serves"}})
+             responses={**UNAUTHORIZED, **FORBIDDEN_ADMIN, **RELOAD_REFUSED})
 async def reload(
     request: Request, _key: AdminKey,
     force: Annotated[bool, Query(description="Accept a snapshot with far fewer accounts than "

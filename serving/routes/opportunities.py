@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from serving.deps import JSON, CurrentGeneration, ReadKey, single_query_values
+from serving.responses import INVALID_QUERY, UNAUTHORIZED, UNAVAILABLE
 from serving.results import item, to_csv
 from serving.schemas import Kind, OpportunityPage
 from serving.scorer import KINDS, CursorError, Scorer
@@ -23,7 +24,8 @@ MAX_LIMIT = 10_000
     summary="Accounts ranked by expected value",
     responses={200: {"content": {"text/csv": {}},
                      "description": "JSON page, or CSV with `Accept: text/csv`"},
-               400: {"description": "A cursor this list did not issue"}},
+               400: {"description": "A cursor this list did not issue"},
+               **UNAUTHORIZED, **INVALID_QUERY, **UNAVAILABLE},
 )
 async def opportunities(
     request: Request, _key: ReadKey, generation: CurrentGeneration,

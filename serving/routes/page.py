@@ -1,7 +1,8 @@
 """The account managers' page: ranked lists, filters, reasons, plays, KPIs, CSV download.
 
 Server-rendered (Jinja2), no JavaScript build. With auth on, the page asks once for a read
-key and keeps it in an HttpOnly cookie (SameSite=Strict, so forms cannot be posted cross-site).
+key and keeps it in an HttpOnly cookie (SameSite=Strict; it only reads, see serving.auth). The
+sign-in and sign-out forms are refused when posted from another origin.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from urllib.parse import urlencode
 import numpy as np
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from serving.auth import AuthError, credentials, login_cookie, logout_cookie
+from serving.auth import AuthError, credentials, foreign_origin, login_cookie, logout_cookie
 from serving.routes.opportunities import ranked_items
 from serving.schemas import Kind
 from serving.scorer import KINDS, CursorError, Scorer
@@ -65,7 +66,7 @@ def _signed_in(request: Request) -> bool:
     if not auth.enabled:
         return True
     try:
-        auth.check(credentials(request, None, None), "read")
+        auth.check(credentials(request)[0], "read")
         return True
     except AuthError:
         return False
@@ -144,6 +145,11 @@ async def page(
 async def login(request: Request, key: Annotated[str, Form(max_length=500)] = ""
                 ) -> HTMLResponse:
     key = key.strip()
+    elsewhere = foreign_origin(request)
+    if elsewhere is not None:
+        return templates.TemplateResponse(request, "login.html", {
+            "error": f"Sign-in refused: the form was sent from {elsewhere}, not from this "
+                     "site. Open this page's own address and sign in there."}, 403)
     if not key:
         return templates.TemplateResponse(
             request, "login.html", {"error": "Enter your read key."}, 401)
@@ -158,7 +164,9 @@ async def login(request: Request, key: Annotated[str, Form(max_length=500)] = ""
 
 
 @router.post("/logout")
-async def logout() -> RedirectResponse:
+async def logout(request: Request) -> Response:
+    if foreign_origin(request) is not None:
+        return PlainTextResponse("Sign-out refused: the form was sent from another site.", 403)
     response = RedirectResponse("/", status_code=303)
     logout_cookie(response)
     return response

@@ -14,6 +14,15 @@ from serving.deps import (
     ReadKey,
     single_query_values,
 )
+from serving.responses import (
+    FORBIDDEN_COOKIE,
+    INVALID,
+    INVALID_QUERY,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+)
 from serving.results import error_item, item, items
 from serving.schemas import AccountScore, ScoreRequest, ScoreResponse, Task
 from serving.scorer import SINGLE_ROW_LIMIT, Scorer, UnknownFeatureError
@@ -25,8 +34,7 @@ ALL_TASKS: tuple[Task, ...] = ("churn", "upsell", "cross-sell")
 
 @router.post(
     "/score", response_model=ScoreResponse, summary="Score accounts (by id or by features)",
-    responses={413: {"description": "More accounts than the configured maximum"},
-               422: {"description": "Invalid body: the field path and the rule"}},
+    responses={**UNAUTHORIZED, **FORBIDDEN_COOKIE, **TOO_LARGE, **INVALID, **UNAVAILABLE},
 )
 async def score(body: ScoreRequest, _key: ReadKey, generation: CurrentGeneration,
                 request: Request) -> JSON:
@@ -89,7 +97,7 @@ def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool,
 
 @router.get(
     "/accounts/{account_id}", response_model=AccountScore, summary="One account's scores",
-    responses={404: {"description": "The account is not in the served snapshot"}},
+    responses={**UNAUTHORIZED, **NOT_FOUND, **INVALID_QUERY, **UNAVAILABLE},
 )
 async def account(
     account_id: Annotated[str, Path(min_length=1, max_length=200, examples=["A0000001"])],

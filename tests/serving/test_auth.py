@@ -290,3 +290,56 @@ def test_openapi_declares_both_security_schemes(client):
     assert schema["paths"]["/v1/things"]["get"]["security"] == expected
     assert schema["paths"]["/v1/admin/reload"]["post"]["security"] == expected
     assert "security" not in schema["paths"]["/logout"]["post"]
+
+
+# --- the page's sign-in cookie only reads -----------------------------------------------------
+COOKIE_REFUSED = {"detail": {
+    "error": "cookie_not_accepted",
+    "message": "the page's sign-in cookie only reads (GET); send the key in "
+               "'Authorization: Bearer <key>' or 'X-API-Key: <key>' for this request"}}
+
+
+def test_an_admin_key_in_the_cookie_cannot_reload(client, keys):
+    client.cookies.set(COOKIE_NAME, keys["admin"])
+    for origin in ({}, {"Origin": "http://evil.example"}, {"Origin": "http://testserver"}):
+        r = client.post("/v1/admin/reload", headers=origin)
+        assert (r.status_code, r.json()) == (403, COOKIE_REFUSED)
+    assert client.get("/v1/things").json() == {"caller": "ops"}  # it still reads
+    r = client.post("/v1/admin/reload", headers={"X-API-Key": keys["admin"]})
+    assert r.json() == {"reloaded_by": "ops"}  # the header key is what reloads
+
+
+def test_the_cookie_is_not_accepted_on_a_post_even_for_reading(store, keys):
+    app = make_app(Authenticator(store))
+
+    @app.post("/v1/read-by-post")
+    async def read_by_post(caller: Annotated[KeyEntry | None, Depends(require("read"))]) -> dict:
+        return {"caller": caller.name if caller else None}
+
+    client = TestClient(app)
+    client.cookies.set(COOKIE_NAME, keys["read"])
+    r = client.post("/v1/read-by-post")
+    assert (r.status_code, r.json()) == (403, COOKIE_REFUSED)
+    assert client.post("/v1/read-by-post", headers=bearer(keys["read"])).status_code == 200
+
+
+def test_with_auth_off_the_cookie_rule_does_not_apply(tmp_path):
+    client = TestClient(make_app(Authenticator(KeyStore(tmp_path / "k.json"), enabled=False)))
+    client.cookies.set(COOKIE_NAME, "prop_anything")
+    assert client.post("/v1/admin/reload").json() == {"reloaded_by": None}
+
+
+@pytest.mark.parametrize(("trust", "forwarded", "secure"), [
+    (True, "https", True),     # a trusted TLS proxy: Secure
+    (False, "https", False),   # the header alone, untrusted: not Secure
+    (True, "http", False),
+    (True, None, False),
+])
+def test_secure_follows_x_forwarded_proto_only_when_trusted(store, keys, trust, forwarded,
+                                                            secure):
+    client = TestClient(make_app(Authenticator(store, trust_forwarded_proto=trust)))
+    headers = {"X-Forwarded-Proto": forwarded} if forwarded else {}
+    cookie = client.post("/login", params={"key": keys["read"]},
+                         headers=headers).headers["set-cookie"]
+    assert ("; secure" in cookie.lower()) is secure
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
