@@ -44,7 +44,7 @@ def demo(
 
     from features import cli as fcli
     from features.build import month_starts
-    from features.generator import default_start
+    from simulator.generator import default_start
 
     settings = fcli.load_settings(data_dir)
     start = default_start(months)

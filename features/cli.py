@@ -69,7 +69,7 @@ def generate_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Generate a realistic B2B SaaS book of accounts (the embedded default data)."""
-    from features.generator import default_start, generate
+    from simulator.generator import default_start, generate
 
     settings = load_settings(data_dir)
     first = _parse_date("--start", start) if start else default_start(months)

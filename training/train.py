@@ -122,12 +122,12 @@ def _observed_dates(tables, store: FeatureStore, horizon: int) -> list[date]:
 def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Settings, *,
                   product: str | None, renewal_only: bool, say: Progress) -> Fitted:
     """Datasets of one split, LightGBM + calibration, both baselines, test metrics."""
-    from features.generator_params import UPSELL_REFERENCE_GROWTH
+    from simulator.params import UPSELL_REFERENCE_GROWTH
     from training import baselines as bl
     from training import models
     from training.calibration import fit_calibrator
     from training.metrics import evaluate
-    from training.oracle import oracle_probabilities
+    from simulator.oracle import oracle_probabilities
 
     say(f"building the {task} dataset ({len(split.train)} train, {len(split.validation)} "
         f"validation, {len(split.test)} test dates)")

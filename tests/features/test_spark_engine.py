@@ -15,7 +15,7 @@ from features.build import SnapshotError, feature_groups, snapshot_sql
 from features.build import build_snapshot as duckdb_snapshot
 from features.catalogue import catalogue_version
 from features.contract import MANIFEST_FILE
-from features.generator import generate_into
+from simulator.generator import generate_into
 from features.sources import ContractError, connect
 from features.spark_sql import to_spark_sql
 from features.store import FeatureStore

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from features.build import build_snapshot, feature_columns
-from features.generator import generate
+from simulator.generator import generate
 from features.store import FeatureStore
 from features.validation import load_tables
 from training.dataset import (

@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features import generator_params as P
+from simulator import params as P
 from features.contract import CONTACT_ROLES, SEGMENTS
-from features.generator_tables import (
+from simulator.columns import (
     NULL,
     US_PER_DAY,
     Columns,

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features import generator_params as P
+from simulator import params as P
 from features.contract import (
     ACCOUNTS,
     ACTIVITIES,
@@ -46,16 +46,16 @@ from features.contract import (
     USAGE_EVENTS,
     Table,
 )
-from features.generator_population import (
+from simulator.population import (
     accounts_table,
     build_population,
     new_contact_rows,
     new_subscription_rows,
     start_state,
 )
-from features.generator_signals import activities, nps, tickets, usage_table
-from features.generator_sim import World, step
-from features.generator_tables import (
+from simulator.signals import activities, nps, tickets, usage_table
+from simulator.simulation import World, step
+from simulator.columns import (
     NULL,
     US_PER_DAY,
     arrow_schema,

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features import generator_params as P
-from features.generator_population import (
+from simulator import params as P
+from simulator.population import (
     N_PRODUCTS,
     ROLE,
     Population,
     State,
     set_term,
 )
-from features.generator_tables import (
+from simulator.columns import (
     NULL,
     US_PER_DAY,
     Columns,

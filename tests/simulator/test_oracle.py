@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.oracle import TRUTH_FILE, oracle_probabilities, window_probabilities
+from simulator.oracle import TRUTH_FILE, oracle_probabilities, window_probabilities
 
 
 def truth_row(account: str, month: str, *, churn: float = 0.0, renewal_churn: float = 0.0,

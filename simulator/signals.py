@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features import generator_params as P
+from simulator import params as P
 from features.contract import ACTIVITY_TYPES, CONTACT_ROLES
-from features.generator_sim import Month, World
-from features.generator_tables import (
+from simulator.simulation import Month, World
+from simulator.columns import (
     NULL,
     US_PER_DAY,
     US_PER_HOUR,
