@@ -104,7 +104,7 @@ def phase(name: str, book: Path, models: Path, months: int, args) -> dict:
     as_of = as_of_of(months)
     began = time.perf_counter()
     if name == "build_duckdb":
-        from features.cli import build_snapshots
+        from features.pipeline import build_snapshots
 
         built, _ = build_snapshots(settings, [as_of])
         accounts = built[0][1]

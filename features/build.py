@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -128,12 +128,15 @@ def check_groups(
             )
 
 
-def check_as_of(tables: RawTables, as_of: date) -> None:
-    """A snapshot past the export's extraction time would silently miss data."""
-    extracted = tables.extracted_date()
-    if extracted is not None and pd.Timestamp(as_of) > extracted:
+def check_as_of(extracted_at: datetime | None, as_of: date) -> None:
+    """A snapshot past the export's extraction time would silently miss data.
+
+    The one rule for both engines: DuckDB (``RawTables``) and Spark (``SparkRaw``) pass the
+    ``extracted_at`` of the manifest they read (None: no manifest, nothing to check).
+    """
+    if extracted_at is not None and pd.Timestamp(as_of) > pd.Timestamp(extracted_at):
         raise SnapshotError(
-            f"as_of {as_of} is after the data's extraction time {extracted:%Y-%m-%d %H:%M}: "
+            f"as_of {as_of} is after the data's extraction time {extracted_at:%Y-%m-%d %H:%M}: "
             "features there would miss events that had not been exported"
         )
 
@@ -151,7 +154,7 @@ def build_snapshot(
     skips the declared-columns check when the caller already made it for this catalogue.
     """
     con = cursor or tables.con
-    check_as_of(tables, as_of)
+    check_as_of(tables.extracted_at, as_of)
     groups = feature_groups(spec)
     if not checked:
         check_groups(tables, groups, as_of, con)

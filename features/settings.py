@@ -122,8 +122,3 @@ class Settings(BaseSettings):
     @property
     def keys_path(self) -> Path:
         return self.api_keys_path or self.data_dir / "api_keys.json"
-
-    @property
-    def truth_dir(self) -> Path:
-        """Generator-only ground truth (true probabilities), kept apart from the contract."""
-        return self.data_dir / "truth"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from features.cli import DataDir, console, fail, load_settings, out
+from features.cli_options import DataDir, console, fail, load_settings, out
 
 
 def score_cmd(

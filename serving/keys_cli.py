@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from features.cli import DataDir, console, fail, load_settings, out
+from features.cli_options import DataDir, console, fail, load_settings, out
 from serving.keys import KeyStore, KeyStoreError
 
 keys_app = typer.Typer(

@@ -15,12 +15,12 @@ from features.build import SnapshotError, feature_groups, snapshot_sql
 from features.build import build_snapshot as duckdb_snapshot
 from features.catalogue import catalogue_version
 from features.contract import MANIFEST_FILE
-from simulator.generator import generate_into
 from features.sources import ContractError, connect
 from features.spark_sql import to_spark_sql
 from features.store import FeatureStore
 from features.validation import load_tables
 from propensity_cli import app
+from simulator.generator import generate_into
 from tests.features.feature_fixture import AS_OF, frames
 from tests.spark_session import start_spark
 

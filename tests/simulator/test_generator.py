@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from simulator import params as P
 from features.contract import MANIFEST_FILE, TABLES
-from simulator.generator import SOURCE, TRUTH_FILE, default_start, generate, generate_into
-from simulator.columns import arrow_schema
 from features.terms import in_force
+from simulator import params as P
+from simulator.columns import arrow_schema
+from simulator.generator import SOURCE, TRUTH_FILE, default_start, generate, generate_into
 
 START = date(2023, 1, 1)
 MONTHS = 24

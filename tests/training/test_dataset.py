@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 
 from features.build import build_snapshot, feature_columns
-from simulator.generator import generate
 from features.store import FeatureStore
 from features.validation import load_tables
+from simulator.generator import generate
 from training.dataset import (
     CANDIDATE_PRODUCT,
     build_dataset,
