@@ -59,7 +59,7 @@ def _run(settings, engine: str, day: date, out_dir: str, reasons: int, raw, feat
     try:
         if engine == "duckdb":
             return score_duckdb(settings, day, out_dir, reasons)
-        from features.spark_engine import spark_session
+        from features.spark.session import spark_session
 
         try:
             spark = spark_session(settings)

@@ -190,7 +190,7 @@ def train_tabular(
     as_json: JsonFlag = False,
 ) -> None:
     """Train on your own table: types inferred, LightGBM vs logistic vs blend by CV, calibrated."""
-    from training.tabular_tracking import train_table
+    from training.tabular.tracking import train_table
     from training.train import TrainingError
 
     settings = load_settings(data_dir)
