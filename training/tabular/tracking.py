@@ -116,7 +116,8 @@ def train_table(
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=TabularPyfunc(),
                 artifacts={"model": str(model_path)},
-                code_paths=[str(Path(__file__).resolve().parent)],
+                # the whole training package: the pickle names training.tabular.* classes
+                code_paths=[str(Path(__file__).resolve().parents[1])],
                 input_example=example, registered_model_name=name,
             )
         version = int(info.registered_model_version)
