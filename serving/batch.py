@@ -268,14 +268,14 @@ def spark_scored(spark: SparkSession, settings: Settings, models: dict[str, Load
     from pyspark.sql import functions as F
 
     from features.book import book_sql, holdings_sql
-    from features.catalogue import Snapshot
+    from features.catalogue import Cutoff
     from features.spark.build import register_raw
     from features.spark.sql import to_spark_sql
 
     register_raw(spark, raw_uri or str(settings.raw_dir))  # the contract tables as views
-    book = spark.sql(to_spark_sql(book_sql(Snapshot(as_of)))).select("account_id", "name",
+    book = spark.sql(to_spark_sql(book_sql(Cutoff(as_of)))).select("account_id", "name",
                                                                       "owner")
-    held = spark.sql(to_spark_sql(holdings_sql(Snapshot(as_of)))).withColumnRenamed(
+    held = spark.sql(to_spark_sql(holdings_sql(Cutoff(as_of)))).withColumnRenamed(
         "product", CANDIDATE)
     snapshot = spread(spark, snapshot)
     # Next best product first: its candidate rows then come from the snapshot alone, not from

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import feature_groups
-from features.catalogue import catalogue_version
+from features.catalogue import ACCOUNT_ID, AS_OF, catalogue_version
 from features.settings import Settings
 from features.store import FeatureStore
 from training.tasks import registered_name
@@ -185,7 +185,7 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Setti
     oracle = None
     p_reference = None
     if reference is not None:
-        p_reference = reference(task, test[["account_id", "as_of"]],
+        p_reference = reference(task, test[[ACCOUNT_ID, AS_OF]],
                                 horizon_days=settings.horizon_days,
                                 upsell_min_growth=settings.upsell_min_growth)
     if p_reference is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
 from features.terms import in_force, notice_given
 
 FAMILY = "revenue"
@@ -42,7 +42,7 @@ def group(spec: FeatureSpec) -> FeatureGroup:
         _f("plan_tier", "Plan of the largest contract", "string"),
     ]
 
-    def cte(s: Snapshot) -> str:
+    def cte(s: Cutoff) -> str:
         at = s.ts()
         prev = ",\n".join(
             f"SUM(CASE WHEN {in_force(s.ts(w))} THEN s.mrr ELSE 0 END) AS mrr_{w}d_ago"

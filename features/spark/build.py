@@ -25,14 +25,12 @@ import pandas as pd
 import pyarrow as pa
 
 from features.build import (
-    ACCOUNT_ID,
-    AS_OF,
     SnapshotError,
     check_as_of,
     feature_groups,
     snapshot_sql,
 )
-from features.catalogue import FeatureGroup, FeatureSpec, Snapshot, all_features
+from features.catalogue import ACCOUNT_ID, AS_OF, Cutoff, FeatureGroup, FeatureSpec, all_features
 from features.contract import MANIFEST_FILE, TABLES, Table
 from features.sources import ContractError
 from features.spark.sql import to_spark_sql
@@ -144,7 +142,7 @@ def register_raw(spark: SparkSession, raw_uri: str) -> SparkRaw:
 # --- snapshots ------------------------------------------------------------------------------
 def check_groups(raw: SparkRaw, groups: list[FeatureGroup], as_of: date) -> None:
     """Refuse a group whose Spark query returns other columns than it declares (analysis only)."""
-    s = Snapshot(as_of)
+    s = Cutoff(as_of)
     for g in groups:
         if g.cte is None or not all(src in raw.present for src in g.source.split("+")):
             continue
