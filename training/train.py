@@ -207,7 +207,6 @@ def train(
     import mlflow
 
     from features.validation import load_tables
-    from training import models, plots
     from training.model_logging import log_propensity_model
     from training.split import time_split
     from training.tracking import (
@@ -273,20 +272,7 @@ def train(
             mlflow.log_metric(f"label_rate_{part}", float(frame["label"].mean()))
         mlflow.log_dict({"features": features, "schema": fit.schema.to_dict()}, "features.json")
         mlflow.log_dict(fit.calibration, "calibration.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            sample = models.to_model_frame(test.head(2000), fit.schema)
-            contrib = models.contributions(fit.booster, sample)
-            imp = models.importance(fit.booster)
-            plots.roc_pr_curves(y_test, fit.scores, out / "roc_pr.png")
-            plots.calibration_curve(y_test, fit.raw_test, fit.scores["model"],
-                                    out / "calibration.png")
-            plots.lift_gain_chart(y_test, fit.scores["model"], out / "lift_gain.png")
-            plots.feature_importance(list(imp["feature"]), list(imp["gain"]),
-                                     out / "feature_importance.png")
-            plots.shap_summary(features, contrib, test[features].head(2000),
-                               out / "shap_summary.png")
-            mlflow.log_artifacts(str(out), "report")
+        _log_report(fit, test, y_test)
         meta = {"task": task, "horizon_days": horizon, "window": window,
                 "catalogue_version": version_tag, "value": value_stats(task, parts["train"]),
                 "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
@@ -337,6 +323,29 @@ def backtest(
                      "rows_test": len(fit.parts["test"]), "model": fit.metrics,
                      **fit.baselines, "oracle": fit.oracle})
     return rows
+
+
+def _log_report(fit: Fitted, test: pd.DataFrame, y_test: np.ndarray) -> None:
+    """The run's report plots (curves, calibration, lift, importance, SHAP) under ``report/``."""
+    import mlflow
+
+    from training import models, plots
+
+    features = fit.features
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        sample = models.to_model_frame(test.head(2000), fit.schema)
+        contrib = models.contributions(fit.booster, sample)
+        imp = models.importance(fit.booster)
+        plots.roc_pr_curves(y_test, fit.scores, out / "roc_pr.png")
+        plots.calibration_curve(y_test, fit.raw_test, fit.scores["model"],
+                                out / "calibration.png")
+        plots.lift_gain_chart(y_test, fit.scores["model"], out / "lift_gain.png")
+        plots.feature_importance(list(imp["feature"]), list(imp["gain"]),
+                                 out / "feature_importance.png")
+        plots.shap_summary(features, contrib, test[features].head(2000),
+                           out / "shap_summary.png")
+        mlflow.log_artifacts(str(out), "report")
 
 
 def _finite(value) -> bool:
