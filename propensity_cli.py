@@ -1,6 +1,9 @@
 """The ``propensity`` command: the composition root that mounts each package's commands.
 
-It only wires apps together; heavy imports happen inside command bodies so ``--help`` is fast.
+It only wires apps together, and the synthetic world in: ``data generate`` and the demo come
+from ``simulator``, and training gets the simulator's oracle as its reference-probability
+provider (it reads the data directory's ``truth/`` folder, which only generated data has).
+Heavy imports happen inside command bodies so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from typing import Annotated
 
 import typer
 
-from features.cli import DataDir, data_app, features_app, kpis_cmd
+from features.cli import data_app, features_app, kpis_cmd
+from features.cli_options import DataDir
 from serving.batch_cli import score_cmd
 from serving.cli import serve_cmd
 from serving.keys_cli import keys_app
+from simulator.cli import generate_cmd
 from training.cli import models_app, train_app
 
 app = typer.Typer(
@@ -20,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+data_app.command("generate")(generate_cmd)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.command("kpis")(kpis_cmd)
@@ -28,6 +34,20 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("serve")(serve_cmd)
 app.command("score")(score_cmd)
+
+
+def simulator_reference(settings):
+    """The oracle of the data directory's truth folder (reports None where there is none)."""
+    from simulator.oracle import OracleReference
+    from simulator.truth import truth_dir
+
+    return OracleReference(truth_dir(settings.data_dir))
+
+
+@app.callback()
+def wire(ctx: typer.Context) -> None:
+    """Hand the commands what the composition root provides (training's reference)."""
+    ctx.obj = {"reference": simulator_reference}
 
 
 @app.command("demo")
@@ -42,27 +62,29 @@ def demo(
     and print a short summary."""
     import pandas as pd
 
-    from features import cli as fcli
     from features.build import month_starts
-    from features.generator import default_start
+    from features.cli import build_with_progress, print_kpis
+    from features.cli_options import load_settings, out
+    from features.pipeline import compute_and_store_kpis
+    from simulator.generator import default_start
 
-    settings = fcli.load_settings(data_dir)
+    settings = load_settings(data_dir)
     start = default_start(months)
-    fcli.generate_cmd(accounts=accounts, months=months, seed=seed, start=start.isoformat(),
-                      out_dir=None, data_dir=settings.data_dir)
+    generate_cmd(accounts=accounts, months=months, seed=seed, start=start, out_dir=None,
+                 data_dir=settings.data_dir)
     # The grid: every first of month after the first full month, up to the extraction time.
     end = (pd.Timestamp(start) + pd.DateOffset(months=months)).date()
     dates = month_starts((pd.Timestamp(start) + pd.offsets.MonthBegin(1)).date(), end)
-    built, version = fcli.build_snapshots(settings, dates)
-    rows = [b[1] for b in built]
-    fcli.out.print(
+    built, version = build_with_progress(settings, dates)
+    rows = [b.accounts for b in built]
+    out.print(
         f"[bold]features[/bold]: {len(built)} monthly snapshots {dates[0]} .. {dates[-1]} "
-        f"({built[0][2]} features, catalogue {version}), {min(rows):,}-{max(rows):,} accounts "
-        f"each, {sum(b[3] for b in built):.1f} s -> {settings.features_dir}"
+        f"({built[0].features} features, catalogue {version}), {min(rows):,}-{max(rows):,} "
+        f"accounts each, {sum(b.seconds for b in built):.1f} s -> {settings.features_dir}"
     )
-    frame, path = fcli.compute_and_store_kpis(settings, "month,segment")
-    fcli.print_kpis(frame, last_months=3)
-    fcli.out.print(f"KPIs for every month: {path}")
+    frame, path = compute_and_store_kpis(settings, ["month", "segment"])
+    print_kpis(frame, last_months=3)
+    out.print(f"KPIs for every month: {path}")
     _train_all(settings)
 
 
@@ -70,7 +92,7 @@ def _train_all(settings) -> None:
     """Train, log and register each task's model; one line per model."""
     from rich.table import Table
 
-    from features import cli as fcli
+    from features.cli_options import console, out
     from training.cli import quiet_mlflow_logs
     from training.tasks import TASKS
     from training.train import train
@@ -81,16 +103,18 @@ def _train_all(settings) -> None:
     for col in ("model", "version", "alias", "ROC AUC", "vs logistic", "vs health score",
                 "ECE", "lift@10%"):
         table.add_column(col, justify="right")
+    reference = simulator_reference(settings)
     for task in TASKS:
-        with fcli.console.status(f"training {task}") as status:
-            r = train(task, settings, progress=lambda m, t=task: status.update(f"{t}: {m}"))
+        with console.status(f"training {task}") as status:
+            r = train(task, settings, reference=reference,
+                      progress=lambda m, t=task: status.update(f"{t}: {m}"))
         table.add_row(
             r.registered_model, str(r.version), r.alias, f"{r.metrics['roc_auc']:.3f}",
             f"{r.metrics['roc_auc'] - r.baselines['logistic']['roc_auc']:+.3f}",
             f"{r.metrics['roc_auc'] - r.baselines['health_score']['roc_auc']:+.3f}",
             f"{r.metrics['ece']:.3f}", f"{r.metrics['lift_at_10']:.2f}",
         )
-    fcli.out.print(table)
-    fcli.out.print(f"MLflow store: {settings.mlflow_dir} (make mlflow-ui to browse)")
-    fcli.out.print("Serve them: `propensity keys create me --scope read`, then "
-                   "`propensity serve` (page on http://127.0.0.1:8000, API docs on /docs)")
+    out.print(table)
+    out.print(f"MLflow store: {settings.mlflow_dir} (make mlflow-ui to browse)")
+    out.print("Serve them: `propensity keys create me --scope read`, then "
+              "`propensity serve` (page on http://127.0.0.1:8000, API docs on /docs)")

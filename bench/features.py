@@ -34,7 +34,7 @@ def _peak_rss_mb() -> float:
 
 
 def phase_generate(accounts: int, months: int, out: Path) -> dict:
-    from features.generator import generate
+    from simulator.generator import generate
 
     began = time.perf_counter()
     summary = generate(accounts, months, 42, date(2024, 1, 1), out / "raw", out / "truth")

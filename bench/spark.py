@@ -104,12 +104,13 @@ def phase(name: str, book: Path, models: Path, months: int, args) -> dict:
     as_of = as_of_of(months)
     began = time.perf_counter()
     if name == "build_duckdb":
-        from features.cli import build_snapshots
+        from features.pipeline import build_snapshots
 
         built, _ = build_snapshots(settings, [as_of])
         accounts = built[0][1]
     elif name == "build_spark":
-        from features.spark_engine import build_and_store, spark_session
+        from features.spark.build import build_and_store
+        from features.spark.session import spark_session
 
         spark = spark_session(settings)
         built, _, _ = build_and_store(spark, settings, [as_of],
@@ -120,7 +121,7 @@ def phase(name: str, book: Path, models: Path, months: int, args) -> dict:
 
         accounts = score_duckdb(settings, as_of, str(book / "scores_duckdb"), args.reasons).accounts
     else:
-        from features.spark_engine import spark_session
+        from features.spark.session import spark_session
         from serving.batch import score_spark
 
         spark = spark_session(settings)

@@ -12,23 +12,23 @@ from datetime import date
 
 import pandas as pd
 
-from features.catalogue import Snapshot
+from features.catalogue import Cutoff
 from features.sources import RawTables
 from features.terms import in_force
 
 BOOK_COLUMNS = ("account_id", "name", "owner", "segment", "parent_account_id")
 
 
-def book_sql(s: Snapshot) -> str:
+def book_sql(s: Cutoff) -> str:
     """One row per account created before as_of: identity, owner and segment."""
     return f"""
-SELECT a.account_id, a.name, a.owner, a.segment, a.parent_account_id
+SELECT {", ".join(f"a.{column}" for column in BOOK_COLUMNS)}
 FROM accounts a
 WHERE a.created_at < {s.ts()}
 ORDER BY a.account_id"""
 
 
-def holdings_sql(s: Snapshot) -> str:
+def holdings_sql(s: Cutoff) -> str:
     """(account_id, product) pairs with a term in force at as_of."""
     return f"""
 SELECT DISTINCT s.account_id, s.product
@@ -44,7 +44,7 @@ def products_sql() -> str:
 
 def account_book(tables: RawTables, as_of: date) -> pd.DataFrame:
     """The book at as_of, with ``products_held`` as a sorted tuple per account."""
-    s = Snapshot(as_of)
+    s = Cutoff(as_of)
     book = tables.sql(book_sql(s))
     held = tables.sql(holdings_sql(s))
     per_account = held.groupby("account_id", sort=False)["product"].agg(tuple)
@@ -54,6 +54,3 @@ def account_book(tables: RawTables, as_of: date) -> pd.DataFrame:
     )
     return book
 
-
-def all_products(tables: RawTables) -> list[str]:
-    return [str(p) for p in tables.sql(products_sql())["product"]]

@@ -12,17 +12,18 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime
 
 import pandas as pd
 import pyarrow as pa
 
 from features.catalogue import (
+    ACCOUNT_ID,
+    AS_OF,
+    Cutoff,
     Feature,
     FeatureGroup,
     FeatureSpec,
-    Snapshot,
-    all_features,
 )
 from features.families import (
     account,
@@ -39,8 +40,6 @@ from features.terms import in_force
 
 log = logging.getLogger(__name__)
 
-ACCOUNT_ID = "account_id"
-AS_OF = "as_of"
 FLOAT_DECIMALS = 6  # floats are rounded so that rebuilds are identical whatever the threading
 
 
@@ -64,10 +63,6 @@ def feature_groups(spec: FeatureSpec | None = None) -> list[FeatureGroup]:
     ]
 
 
-def feature_columns(spec: FeatureSpec | None = None) -> list[str]:
-    return [f.name for f in all_features(feature_groups(spec))]
-
-
 def _available(feature: Feature | FeatureGroup, present: frozenset[str]) -> bool:
     return all(src in present for src in feature.source.split("+"))
 
@@ -89,7 +84,7 @@ def _typed(value: str, feature: Feature) -> str:
 
 def snapshot_sql(groups: list[FeatureGroup], as_of: date, present: frozenset[str]) -> str:
     """The query of one snapshot, in DuckDB's dialect (portable constructs only)."""
-    s = Snapshot(as_of)
+    s = Cutoff(as_of)
     computed = [g for g in groups if g.cte is not None and _available(g, present)]
     ctes = [f"base AS (SELECT DISTINCT s.account_id FROM subscriptions s WHERE {in_force(s.ts())})"]
     ctes += [f"g_{g.name} AS ({g.cte(s)})" for g in computed]  # type: ignore[misc]
@@ -115,7 +110,7 @@ def check_groups(
 ) -> None:
     """Refuse a group whose query returns other columns than it declares (planning only)."""
     con = con or tables.con
-    s = Snapshot(as_of)
+    s = Cutoff(as_of)
     for g in groups:
         if g.cte is None or not _available(g, tables.present):
             continue
@@ -128,12 +123,15 @@ def check_groups(
             )
 
 
-def check_as_of(tables: RawTables, as_of: date) -> None:
-    """A snapshot past the export's extraction time would silently miss data."""
-    extracted = tables.extracted_date()
-    if extracted is not None and pd.Timestamp(as_of) > extracted:
+def check_as_of(extracted_at: datetime | None, as_of: date) -> None:
+    """A snapshot past the export's extraction time would silently miss data.
+
+    The one rule for both engines: DuckDB (``RawTables``) and Spark (``SparkRaw``) pass the
+    ``extracted_at`` of the manifest they read (None: no manifest, nothing to check).
+    """
+    if extracted_at is not None and pd.Timestamp(as_of) > pd.Timestamp(extracted_at):
         raise SnapshotError(
-            f"as_of {as_of} is after the data's extraction time {extracted:%Y-%m-%d %H:%M}: "
+            f"as_of {as_of} is after the data's extraction time {extracted_at:%Y-%m-%d %H:%M}: "
             "features there would miss events that had not been exported"
         )
 
@@ -151,7 +149,7 @@ def build_snapshot(
     skips the declared-columns check when the caller already made it for this catalogue.
     """
     con = cursor or tables.con
-    check_as_of(tables, as_of)
+    check_as_of(tables.extracted_at, as_of)
     groups = feature_groups(spec)
     if not checked:
         check_groups(tables, groups, as_of, con)

@@ -3,7 +3,7 @@
 A :class:`FeatureGroup` is one family's query: a CTE over one source table that returns
 ``account_id`` plus exactly the columns it declares. The declarations drive the computation
 (the build refuses a group whose SQL returns other columns), the documentation
-(``propensity features describe``) and, later, the plain-language reasons in the scoring API.
+(``propensity features describe``) and the plain-language reasons in the scoring API.
 
 Feature SQL is written in DuckDB's dialect using only portable constructs (CASE inside
 aggregates, literal timestamps computed in Python, ``date_diff``), so that it can be
@@ -18,6 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal
+
+#: The key of every snapshot row, and so of the feature table, datasets and scores.
+ACCOUNT_ID = "account_id"
+AS_OF = "as_of"
 
 FeatureType = Literal["float64", "int64", "string"]
 SQL_TYPES: dict[str, str] = {"float64": "DOUBLE", "int64": "BIGINT", "string": "VARCHAR"}
@@ -52,8 +56,10 @@ class Feature:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """The time boundaries of one snapshot: everything is computed from these literals."""
+class Cutoff:
+    """A point-in-time boundary as SQL literals: a snapshot's as_of (features see only rows
+    stamped strictly before it) or the end of a label window. Every time comparison in the
+    feature and label SQL is written from these literals, never from ``now()``."""
 
     as_of: date
 
@@ -68,13 +74,13 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class FeatureGroup:
-    """A family's features and the CTE (given a snapshot) that computes them per account."""
+    """A family's features and the CTE (given the as_of cutoff) that computes them per account."""
 
     name: str
     family: str
     source: str
     features: tuple[Feature, ...]
-    cte: Callable[[Snapshot], str] | None  # None: derived from other groups' columns
+    cte: Callable[[Cutoff], str] | None  # None: derived from other groups' columns
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -94,7 +100,7 @@ class FeatureSpec:
 
 def catalogue_version(groups: list[FeatureGroup]) -> str:
     """A short hash of every declaration and query: changes whenever a feature's meaning may."""
-    probe = Snapshot(date(2000, 1, 1))
+    probe = Cutoff(date(2000, 1, 1))
     payload = [
         [g.name, [f.__dict__ for f in g.features], g.cte(probe) if g.cte else None] for g in groups
     ]

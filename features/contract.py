@@ -12,12 +12,12 @@ happened yet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 LogicalType = Literal["string", "int64", "float64", "bool", "date", "timestamp"]
 
-#: DuckDB type used for each logical type (Spark types are derived from the same names later).
+#: DuckDB type used for each logical type (``features.spark.build`` maps the same names to Spark's).
 DUCKDB_TYPES: dict[str, str] = {
     "string": "VARCHAR",
     "int64": "BIGINT",
@@ -254,14 +254,6 @@ TABLES: dict[str, Table] = {
 REQUIRED_TABLES = tuple(name for name, t in TABLES.items() if not t.optional)
 OPTIONAL_TABLES = tuple(name for name, t in TABLES.items() if t.optional)
 
-#: File next to the tables in ``raw/`` stating when the export was taken.
+#: File next to the tables in ``raw/`` stating when the export was taken (``extracted_at``:
+#: no timestamp in the tables may be later; read by ``features.sources.read_manifest``).
 MANIFEST_FILE = "_manifest.json"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What the export says about itself: its extraction time (no timestamp may be later)."""
-
-    extracted_at: str  # ISO timestamp
-    source: str = "unknown"
-    extra: dict[str, str] = field(default_factory=dict)

@@ -143,8 +143,3 @@ class Settings(BaseSettings):
     @property
     def audit_path(self) -> Path:
         return self.audit_log_path or self.data_dir / "audit.log"
-
-    @property
-    def truth_dir(self) -> Path:
-        """Generator-only ground truth (true probabilities), kept apart from the contract."""
-        return self.data_dir / "truth"

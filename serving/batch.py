@@ -162,7 +162,7 @@ def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3,
     frames then exist for one slice only): memory grows with the output, not with the models.
     """
     from features.book import account_book
-    from features.spark_engine import is_remote
+    from features.spark.uris import is_remote
     from features.validation import load_tables
 
     if is_remote(out):
@@ -258,7 +258,7 @@ def score_spark(spark: SparkSession, settings: Settings, as_of: date, out: str,
 
 
 def spark_snapshot(spark: SparkSession, features_uri: str, as_of: date) -> DataFrame:
-    from features.spark_engine import uri_exists
+    from features.spark.uris import uri_exists
 
     folder = partition(features_uri, as_of)
     if not uri_exists(spark, folder):
@@ -274,14 +274,14 @@ def spark_scored(spark: SparkSession, settings: Settings, models: dict[str, Load
     from pyspark.sql import functions as F
 
     from features.book import book_sql, holdings_sql
-    from features.catalogue import Snapshot
-    from features.spark_engine import register_raw
-    from features.spark_sql import to_spark_sql
+    from features.catalogue import Cutoff
+    from features.spark.build import register_raw
+    from features.spark.sql import to_spark_sql
 
     register_raw(spark, raw_uri or str(settings.raw_dir))  # the contract tables as views
-    book = spark.sql(to_spark_sql(book_sql(Snapshot(as_of)))).select("account_id", "name",
+    book = spark.sql(to_spark_sql(book_sql(Cutoff(as_of)))).select("account_id", "name",
                                                                       "owner")
-    held = spark.sql(to_spark_sql(holdings_sql(Snapshot(as_of)))).withColumnRenamed(
+    held = spark.sql(to_spark_sql(holdings_sql(Cutoff(as_of)))).withColumnRenamed(
         "product", CANDIDATE)
     snapshot = spread(spark, snapshot)
     # Next best product first: its candidate rows then come from the snapshot alone, not from
@@ -408,7 +408,7 @@ def valued(frame: DataFrame, models: dict[str, LoadedModel],
 def write_spark_partition(spark: SparkSession, frame: DataFrame, out: str, as_of: date,
                           note: str) -> str:
     """Spark writes the partition beside its final place; Hadoop renames swap it in."""
-    from features.spark_engine import hadoop_path, join_uri, write_text
+    from features.spark.uris import hadoop_path, join_uri, write_text
 
     final = partition(out, as_of)
     staging = join_uri(out, f"_as_of={as_of:%Y-%m-%d}.tmp-{os.getpid()}")

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from features.cli import DataDir, console, fail, load_settings, out
+from features.cli_options import DataDir, console, date_option, fail, load_settings, out
 
 
 def score_cmd(
-    as_of: Annotated[str, typer.Option("--as-of", help="Snapshot date to score (YYYY-MM-DD).")],
+    as_of: Annotated[date, date_option("--as-of", help="Snapshot date to score.")],
     out_dir: Annotated[str, typer.Option(
         "--out", help="Output root; writes <out>/as_of=YYYY-MM-DD/ (Spark: any Hadoop URI).")],
     engine: Annotated[str, typer.Option(
@@ -34,15 +34,14 @@ def score_cmd(
     from serving.batch import ENGINES, BatchError
 
     settings = load_settings(data_dir)
-    day = _date(as_of)
     if engine not in ENGINES:
         fail(f"--engine {engine!r}: choose duckdb or spark", 2)
     if engine == "duckdb" and (raw or features):
         fail("--raw and --features go with --engine spark (DuckDB reads <data-dir>)", 2)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
-        with console.status(f"scoring the accounts of {day} on {engine}"):
-            result = _run(settings, engine, day, out_dir, reasons, raw, features)
+        with console.status(f"scoring the accounts of {as_of} on {engine}"):
+            result = _run(settings, engine, as_of, out_dir, reasons, raw, features)
     except BatchError as exc:
         fail(str(exc))
     versions = ", ".join(f"{t} v{v}" for t, v in result.versions.items())
@@ -59,7 +58,7 @@ def _run(settings, engine: str, day: date, out_dir: str, reasons: int, raw, feat
     try:
         if engine == "duckdb":
             return score_duckdb(settings, day, out_dir, reasons)
-        from features.spark_engine import spark_session
+        from features.spark.session import spark_session
 
         try:
             spark = spark_session(settings)
@@ -71,10 +70,3 @@ def _run(settings, engine: str, day: date, out_dir: str, reasons: int, raw, feat
                          + "; ".join(exc.problems)) from exc
     except SnapshotError as exc:
         raise BatchError(str(exc)) from exc
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"--as-of {value!r}: not a date (YYYY-MM-DD)", 2)

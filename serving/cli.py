@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from features.cli import DataDir, fail, load_settings
+from features.cli_options import DataDir, fail, load_settings
 
 
 def serve_cmd(

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table as RichTable
 
 from features import audit
-from features.cli import DataDir, console, fail, load_settings, out
+from features.cli_options import DataDir, console, fail, load_settings, out
 from features.settings import Settings
 from serving.keys import KEY_PREFIX, SHOWN_CHARS, KeyStore, KeyStoreError
 

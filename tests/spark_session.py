@@ -52,7 +52,7 @@ def spark_test_settings(**overrides):
 def start_spark():
     """The session (getOrCreate: a module reuses the one its worker already started)."""
     require_spark()
-    from features.spark_engine import spark_session
+    from features.spark.session import spark_session
 
     spark = spark_session(spark_test_settings(), app_name="propensity-tests")
     spark.sparkContext.setLogLevel("ERROR")

@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
-from features.cli import DataDir, contract_failure, fail, load_settings, out
-
-console = Console(stderr=True)
+from features.cli_options import DataDir, console, contract_failure, fail, load_settings, out
 
 train_app = typer.Typer(help="Train churn, upsell and cross-sell models (tracked in MLflow).",
                         no_args_is_help=True)
@@ -25,11 +22,19 @@ SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10", "recall_
          "value_capture_at_10")
 
 
-def _run(task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
+def reference_for(ctx: typer.Context, settings):
+    """The reference-probability provider the composition root put on the context, for these
+    settings (None: training reports no reference)."""
+    factory = ctx.obj.get("reference") if isinstance(ctx.obj, dict) else None
+    return factory(settings) if factory else None
+
+
+def _run(ctx: typer.Context, task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
     from features.sources import ContractError
     from training.train import TrainingError, summary_json, train
 
     settings = load_settings(data_dir)
+    kwargs["reference"] = reference_for(ctx, settings)
     quiet_mlflow_logs()
     try:
         if as_json:
@@ -83,6 +88,7 @@ def steps(title: str, total: int):
 
 @train_app.command("backtest")
 def train_backtest(
+    ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="churn, upsell or cross-sell.")],
     cutoffs: Annotated[int, typer.Option(help="Number of successive cut-offs.", min=1)] = 3,
     data_dir: DataDir = None,
@@ -99,7 +105,8 @@ def train_backtest(
     settings = load_settings(data_dir)
     try:
         with steps(f"backtest {task}", cutoffs * 4) as advance:
-            rows = backtest(task, settings, cutoffs, progress=advance)
+            rows = backtest(task, settings, cutoffs, progress=advance,
+                            reference=reference_for(ctx, settings))
     except TrainingError as exc:
         fail(str(exc))
     except ContractError as exc:
@@ -150,29 +157,31 @@ def _fmt(value) -> str:
 
 @train_app.command("churn")
 def train_churn(
+    ctx: typer.Context,
     renewal_only: Annotated[bool, typer.Option(help="Label only accounts due to renew.")] = False,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Churn within the horizon: ARR > 0 at as_of and 0 at as_of + horizon."""
-    _run("churn", data_dir, as_json, renewal_only=renewal_only)
+    _run(ctx, "churn", data_dir, as_json, renewal_only=renewal_only)
 
 
 @train_app.command("upsell")
-def train_upsell(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+def train_upsell(ctx: typer.Context, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Upsell: ARR grows by the configured share, or a new product starts, within the horizon."""
-    _run("upsell", data_dir, as_json)
+    _run(ctx, "upsell", data_dir, as_json)
 
 
 @train_app.command("cross-sell")
 def train_cross_sell(
+    ctx: typer.Context,
     product: Annotated[str | None, typer.Option(help="One product; default: next best "
                                                       "product over all products.")] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Cross-sell: adopts a product it did not hold, within the horizon."""
-    _run("cross-sell", data_dir, as_json, product=product)
+    _run(ctx, "cross-sell", data_dir, as_json, product=product)
 
 
 @train_app.command("tabular")
@@ -187,7 +196,7 @@ def train_tabular(
     as_json: JsonFlag = False,
 ) -> None:
     """Train on your own table: types inferred, LightGBM vs logistic vs blend by CV, calibrated."""
-    from training.tabular_tracking import train_table
+    from training.tabular.tracking import train_table
     from training.train import TrainingError
 
     settings = load_settings(data_dir)

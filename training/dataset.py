@@ -12,7 +12,7 @@ from datetime import date
 
 import pandas as pd
 
-from features.build import ACCOUNT_ID, AS_OF
+from features.catalogue import ACCOUNT_ID, AS_OF
 from features.sources import RawTables
 from features.store import FeatureStore
 from training.labels import (
@@ -27,7 +27,6 @@ from training.labels import (
 log = logging.getLogger(__name__)
 
 CANDIDATE_PRODUCT = "candidate_product"
-OUTCOME_COLUMNS = (LABEL, VALUE)  # known only after the window: never features
 ADDED_COLUMNS = (LABEL, VALUE, ARR_AT_AS_OF)
 
 

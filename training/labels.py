@@ -23,8 +23,7 @@ from datetime import date, datetime, time, timedelta
 
 import pandas as pd
 
-from features.build import AS_OF
-from features.catalogue import Snapshot
+from features.catalogue import AS_OF, Cutoff
 from features.sources import RawTables
 from features.terms import in_force
 
@@ -81,7 +80,7 @@ def make_labels(
     as_of = _day(as_of)
     _check_arguments(task, horizon_days, min_growth, renewal_only, product)
     _check_observed(task, tables, as_of, horizon_days)
-    window = Snapshot(as_of), Snapshot(horizon_date(as_of, horizon_days))
+    window = Cutoff(as_of), Cutoff(horizon_date(as_of, horizon_days))
     if task == "churn":
         query = churn_sql(*window, renewal_only)
     elif task == "upsell":
@@ -131,7 +130,7 @@ def _check_observed(task: str, tables: RawTables, as_of: date, horizon_days: int
 
 
 # --- SQL ------------------------------------------------------------------------------------
-def _window_ctes(t: Snapshot, e: Snapshot) -> str:
+def _window_ctes(t: Cutoff, e: Cutoff) -> str:
     """Per account: ARR at as_of and at the horizon, next renewal; per (account, product):
     held at as_of, ARR at the horizon, and the ARR of a product adopted inside the window."""
     at, end = t.ts(), e.ts()
@@ -166,7 +165,7 @@ adopted AS (
 )"""
 
 
-def churn_sql(t: Snapshot, e: Snapshot, renewal_only: bool = False) -> str:
+def churn_sql(t: Cutoff, e: Cutoff, renewal_only: bool = False) -> str:
     due = f"(a.next_renewal IS NOT NULL AND a.next_renewal < {e.day()})"
     churned = f"(a.{ARR_AT_AS_OF} > 0 AND a.{ARR_AT_HORIZON} = 0)"
     extra = f", {due} AS {RENEWAL_DUE}" if renewal_only else ""
@@ -180,7 +179,7 @@ FROM account_arr a
 ORDER BY a.account_id"""
 
 
-def upsell_sql(t: Snapshot, e: Snapshot, min_growth: float = 0.10) -> str:
+def upsell_sql(t: Cutoff, e: Cutoff, min_growth: float = 0.10) -> str:
     grew = (
         f"(a.{ARR_AT_HORIZON} > a.{ARR_AT_AS_OF} AND "
         f"a.{ARR_AT_HORIZON} >= ROUND(a.{ARR_AT_AS_OF} * {1 + float(min_growth)!r}, 2))"
@@ -197,7 +196,7 @@ LEFT JOIN new_product n ON n.account_id = a.account_id
 ORDER BY a.account_id"""
 
 
-def cross_sell_sql(t: Snapshot, e: Snapshot, product: str | None = None) -> str:
+def cross_sell_sql(t: Cutoff, e: Cutoff, product: str | None = None) -> str:
     """Candidates: ``product``, or every product with a term started before the horizon."""
     if product is None:
         candidates = f"SELECT DISTINCT product FROM subscriptions WHERE start_date < {e.day()}"

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from features.build import feature_groups
-from features.catalogue import catalogue_version
+from features.catalogue import ACCOUNT_ID, AS_OF, catalogue_version
 from features.settings import Settings
 from features.store import FeatureStore
 from training.tasks import registered_name
@@ -29,6 +30,20 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 BASELINES = ("logistic", "health_score")
+
+
+class Reference(Protocol):
+    """Reference probabilities for the test rows, reported beside the model's metrics.
+
+    Given the task, the test rows (``account_id``, ``as_of``) and the label definition, it
+    returns one probability per row, or None when it has none for this task or definition. On
+    generated data the composition root passes the simulator's oracle (the best any model could
+    reach); real data has no such reference and training runs without one.
+    """
+
+    def __call__(
+        self, task: str, rows: pd.DataFrame, *, horizon_days: int, upsell_min_growth: float
+    ) -> np.ndarray | None: ...
 
 
 class TrainingError(ValueError):
@@ -136,14 +151,14 @@ def check_catalogue_versions(store: FeatureStore, dates: list[date], catalogue: 
 
 
 def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Settings, *,
-                  product: str | None, renewal_only: bool, say: Progress) -> Fitted:
-    """Datasets of one split, LightGBM + calibration, both baselines, test metrics."""
-    from features.generator_params import UPSELL_REFERENCE_GROWTH
+                  product: str | None, renewal_only: bool, say: Progress,
+                  reference: Reference | None = None) -> Fitted:
+    """Datasets of one split, LightGBM + calibration, both baselines, test metrics (and the
+    reference's, when one is given and knows this task)."""
     from training import baselines as bl
     from training import models
     from training.calibration import fit_calibrator
     from training.metrics import evaluate
-    from training.oracle import oracle_probabilities
 
     say(f"building the {task} dataset ({len(split.train)} train, {len(split.validation)} "
         f"validation, {len(split.test)} test dates)")
@@ -184,12 +199,13 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Setti
         b: evaluate(y["test"], scores[b], value=value, exposure=exposure) for b in BASELINES
     }
     oracle = None
-    p_oracle = None
-    if task != "upsell" or settings.upsell_min_growth == UPSELL_REFERENCE_GROWTH:
-        # The truth's upsell probability is for the generator's reference growth only.
-        p_oracle = oracle_probabilities(settings.truth_dir, task, test, settings.horizon_days)
-    if p_oracle is not None:
-        oracle = evaluate(y["test"], p_oracle, value=value, exposure=exposure)
+    p_reference = None
+    if reference is not None:
+        p_reference = reference(task, test[[ACCOUNT_ID, AS_OF]],
+                                horizon_days=settings.horizon_days,
+                                upsell_min_growth=settings.upsell_min_growth)
+    if p_reference is not None:
+        oracle = evaluate(y["test"], p_reference, value=value, exposure=exposure)
     return Fitted(parts, features, schema, booster, calibrator, calibration, raw["test"],
                   scores, metrics, baselines, oracle)
 
@@ -201,12 +217,12 @@ def train(
     product: str | None = None,
     renewal_only: bool = False,
     progress: Progress | None = None,
+    reference: Reference | None = None,
 ) -> TrainResult:
     """Fit, evaluate, log and register a model for ``task``; promote it if it beats the champion."""
     import mlflow
 
     from features.validation import load_tables
-    from training import models, plots
     from training.model_logging import log_propensity_model
     from training.split import time_split
     from training.tracking import (
@@ -233,7 +249,7 @@ def train(
         raise TrainingError(f"{len(observed)} snapshot dates with a fully observed {horizon}-day "
                             f"label window: {exc}") from exc
     fit = fit_and_score(task, tables, store, split, settings, product=product,
-                        renewal_only=renewal_only, say=say)
+                        renewal_only=renewal_only, say=say, reference=reference)
     parts, features, metrics = fit.parts, fit.features, fit.metrics
     test = parts["test"]
     y_test = test["label"].to_numpy()
@@ -272,20 +288,7 @@ def train(
             mlflow.log_metric(f"label_rate_{part}", float(frame["label"].mean()))
         mlflow.log_dict({"features": features, "schema": fit.schema.to_dict()}, "features.json")
         mlflow.log_dict(fit.calibration, "calibration.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            sample = models.to_model_frame(test.head(2000), fit.schema)
-            contrib = models.contributions(fit.booster, sample)
-            imp = models.importance(fit.booster)
-            plots.roc_pr_curves(y_test, fit.scores, out / "roc_pr.png")
-            plots.calibration_curve(y_test, fit.raw_test, fit.scores["model"],
-                                    out / "calibration.png")
-            plots.lift_gain_chart(y_test, fit.scores["model"], out / "lift_gain.png")
-            plots.feature_importance(list(imp["feature"]), list(imp["gain"]),
-                                     out / "feature_importance.png")
-            plots.shap_summary(features, contrib, test[features].head(2000),
-                               out / "shap_summary.png")
-            mlflow.log_artifacts(str(out), "report")
+        _log_report(fit, test, y_test)
         meta = {"task": task, "horizon_days": horizon, "window": window,
                 "catalogue_version": version_tag, "value": value_stats(task, parts["train"]),
                 "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
@@ -311,6 +314,7 @@ def backtest(
     product: str | None = None,
     renewal_only: bool = False,
     progress: Progress | None = None,
+    reference: Reference | None = None,
 ) -> list[dict]:
     """Rolling backtest: refit at ``n_cutoffs`` successive cut-offs, one test date apart, and
     report each test window's metrics (model and baselines). Registers nothing."""
@@ -330,12 +334,35 @@ def backtest(
     rows = []
     for i, split in enumerate(splits, 1):
         fit = fit_and_score(task, tables, store, split, settings, product=product,
-                            renewal_only=renewal_only,
+                            renewal_only=renewal_only, reference=reference,
                             say=lambda m, i=i: say(f"cut-off {i}/{len(splits)}: {m}"))
         rows.append({"test": str(split.test[0]), "train_to": str(split.train[-1]),
                      "rows_test": len(fit.parts["test"]), "model": fit.metrics,
                      **fit.baselines, "oracle": fit.oracle})
     return rows
+
+
+def _log_report(fit: Fitted, test: pd.DataFrame, y_test: np.ndarray) -> None:
+    """The run's report plots (curves, calibration, lift, importance, SHAP) under ``report/``."""
+    import mlflow
+
+    from training import models, plots
+
+    features = fit.features
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        sample = models.to_model_frame(test.head(2000), fit.schema)
+        contrib = models.contributions(fit.booster, sample)
+        imp = models.importance(fit.booster)
+        plots.roc_pr_curves(y_test, fit.scores, out / "roc_pr.png")
+        plots.calibration_curve(y_test, fit.raw_test, fit.scores["model"],
+                                out / "calibration.png")
+        plots.lift_gain_chart(y_test, fit.scores["model"], out / "lift_gain.png")
+        plots.feature_importance(list(imp["feature"]), list(imp["gain"]),
+                                 out / "feature_importance.png")
+        plots.shap_summary(features, contrib, test[features].head(2000),
+                           out / "shap_summary.png")
+        mlflow.log_artifacts(str(out), "report")
 
 
 def _finite(value) -> bool:

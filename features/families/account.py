@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
 
 FAMILY = "account"
 SOURCE = "accounts"
@@ -17,7 +17,7 @@ def group(spec: FeatureSpec) -> FeatureGroup:
                 "int64"),
     )
 
-    def cte(s: Snapshot) -> str:
+    def cte(s: Cutoff) -> str:
         return f"""
 SELECT a.account_id, a.segment, a.industry, a.region,
   date_diff('day', CAST(a.created_at AS DATE), {s.day()}) AS account_age_days

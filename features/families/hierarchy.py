@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
 from features.terms import in_force
 
 FAMILY = "hierarchy"
@@ -21,7 +21,7 @@ def group(spec: FeatureSpec) -> FeatureGroup:
         f("children_arr", "ARR of the subsidiary accounts under this one", "float64"),
     )
 
-    def cte(s: Snapshot) -> str:
+    def cte(s: Cutoff) -> str:
         return f"""
 WITH own_arr AS (
   SELECT s.account_id, 12 * SUM(s.mrr) AS arr FROM subscriptions s

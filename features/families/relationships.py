@@ -6,7 +6,7 @@ day) and touchpoints (``activities``: QBRs / account reviews, calls, emails, onb
 
 from __future__ import annotations
 
-from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
 
 FAMILY = "relationships"
 
@@ -24,7 +24,7 @@ def contacts_group(spec: FeatureSpec) -> FeatureGroup:
         f("contacts_in_role", "Contacts in their role"),
     )
 
-    def cte(s: Snapshot) -> str:
+    def cte(s: Cutoff) -> str:
         at = s.ts()
         in_role = f"(c.end_date IS NULL OR c.end_date >= {s.day()})"
 
@@ -60,7 +60,7 @@ def activities_group(spec: FeatureSpec) -> FeatureGroup:
         f("onboarding_sessions_90d", "Onboarding sessions in the last 90 days", 90),
     )
 
-    def cte(s: Snapshot) -> str:
+    def cte(s: Cutoff) -> str:
         touches = ",\n  ".join(
             f"SUM(CASE WHEN a.occurred_at >= {s.ts(w)} THEN 1 ELSE 0 END) AS touches_{w}d"
             for w in touch_windows

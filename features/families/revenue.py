@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from functools import partial
+
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
 from features.terms import in_force, notice_given
 
 FAMILY = "revenue"
@@ -15,7 +17,13 @@ def _f(name: str, description: str, dtype: str, window: int | None = None, **kw)
 
 def group(spec: FeatureSpec) -> FeatureGroup:
     change_windows = spec.windows(at_least=30)
-    features = [
+    return FeatureGroup("revenue", FAMILY, SOURCE, revenue_features(change_windows),
+                        partial(revenue_sql, change_windows))
+
+
+def revenue_features(change_windows: tuple[int, ...]) -> tuple[Feature, ...]:
+    """The family's declarations, in snapshot column order."""
+    return (
         _f("mrr", "Monthly recurring revenue of the contracts in force", "float64"),
         _f("arr", "Annual recurring revenue (12 x MRR)", "float64"),
         *[
@@ -40,23 +48,25 @@ def group(spec: FeatureSpec) -> FeatureGroup:
            "int64"),
         _f("tenure_days", "Days since the account's first contract started", "int64"),
         _f("plan_tier", "Plan of the largest contract", "string"),
-    ]
+    )
 
-    def cte(s: Snapshot) -> str:
-        at = s.ts()
-        prev = ",\n".join(
-            f"SUM(CASE WHEN {in_force(s.ts(w))} THEN s.mrr ELSE 0 END) AS mrr_{w}d_ago"
-            for w in change_windows
-        )
-        changes = ",\n".join(
-            [f"ROUND(mrr - mrr_{w}d_ago, 2) AS mrr_change_{w}d" for w in change_windows]
-            + [
-                f"CASE WHEN mrr_{w}d_ago > 0 THEN (mrr - mrr_{w}d_ago) / mrr_{w}d_ago END "
-                f"AS mrr_change_{w}d_pct"
-                for w in change_windows if w >= 90
-            ]
-        )
-        return f"""
+
+def revenue_sql(change_windows: tuple[int, ...], cutoff: Cutoff) -> str:
+    """The family's CTE: one pass over the terms in force now and ``w`` days ago."""
+    at = cutoff.ts()
+    prev = ",\n".join(
+        f"SUM(CASE WHEN {in_force(cutoff.ts(w))} THEN s.mrr ELSE 0 END) AS mrr_{w}d_ago"
+        for w in change_windows
+    )
+    changes = ",\n".join(
+        [f"ROUND(mrr - mrr_{w}d_ago, 2) AS mrr_change_{w}d" for w in change_windows]
+        + [
+            f"CASE WHEN mrr_{w}d_ago > 0 THEN (mrr - mrr_{w}d_ago) / mrr_{w}d_ago END "
+            f"AS mrr_change_{w}d_pct"
+            for w in change_windows if w >= 90
+        ]
+    )
+    return f"""
 SELECT account_id, ROUND(mrr, 2) AS mrr, ROUND(12 * mrr, 2) AS arr,
 {changes},
 products_held, seats,
@@ -72,7 +82,7 @@ FROM (
     SUM(CASE WHEN {in_force(at)} THEN s.seats ELSE 0 END) AS seats,
     SUM(CASE WHEN {in_force(at)} THEN s.discount_pct * s.mrr ELSE 0 END) AS discount_x_mrr,
     AVG(CASE WHEN {in_force(at)} THEN s.discount_pct END) AS discount_avg,
-    MIN(CASE WHEN {in_force(at)} THEN date_diff('day', {s.day()}, s.end_date) END)
+    MIN(CASE WHEN {in_force(at)} THEN date_diff('day', {cutoff.day()}, s.end_date) END)
       AS days_to_renewal,
     MAX(CASE WHEN {in_force(at)} THEN CASE WHEN s.end_date IS NULL THEN 1
       ELSE date_diff('month', s.start_date, s.end_date) END END) AS contract_term_months,
@@ -82,7 +92,7 @@ FROM (
       THEN 1 ELSE 0 END) AS auto_renew_off,
     MAX(CASE WHEN {in_force(at)} AND {notice_given(at)} THEN 1 ELSE 0 END)
       AS cancellation_notice,
-    date_diff('day', MIN(s.start_date), {s.day()}) AS tenure_days
+    date_diff('day', MIN(s.start_date), {cutoff.day()}) AS tenure_days
   FROM subscriptions s
   WHERE s.start_date < {at}
   GROUP BY s.account_id
@@ -96,4 +106,3 @@ LEFT JOIN (
 ) top ON top.top_account_id = agg.account_id
 """
 
-    return FeatureGroup("revenue", FAMILY, SOURCE, tuple(features), cte)

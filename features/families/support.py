@@ -5,7 +5,7 @@ A ticket is known from opened_at; its resolution (closed_at) and CSAT only from 
 
 from __future__ import annotations
 
-from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
 
 FAMILY = "support"
 SOURCE = "support_tickets"
@@ -32,7 +32,7 @@ def group(spec: FeatureSpec) -> FeatureGroup:
            "float64", 180),
     ]
 
-    def cte(s: Snapshot) -> str:
+    def cte(s: Cutoff) -> str:
         at = s.ts()
         counts = ",\n  ".join(
             [f"SUM(CASE WHEN t.opened_at >= {s.ts(w)} THEN 1 ELSE 0 END) AS tickets_{w}d"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import Feature, FeatureGroup, FeatureSpec, Snapshot
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
 
 FAMILY = "voice"
 SOURCE = "nps_responses"
@@ -25,7 +25,7 @@ def group(spec: FeatureSpec) -> FeatureGroup:
            "int64", None),
     )
 
-    def cte(s: Snapshot) -> str:
+    def cte(s: Cutoff) -> str:
         at, d180, d360 = s.ts(), s.ts(180), s.ts(360)
         return f"""
 SELECT agg.account_id, CAST(latest.score AS DOUBLE) AS nps_last, agg.nps_180d,

@@ -105,3 +105,11 @@ def frames() -> dict[str, pd.DataFrame]:
         "support_tickets": support_tickets, "nps_responses": nps_responses,
         "contacts": contacts, "activities": activities,
     }
+
+
+def feature_columns() -> list[str]:
+    """The default catalogue's feature columns, in snapshot order."""
+    from features.build import feature_groups
+    from features.catalogue import all_features
+
+    return [f.name for f in all_features(feature_groups())]

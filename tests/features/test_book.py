@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from features.book import BOOK_COLUMNS, account_book, all_products
+from features.book import BOOK_COLUMNS, account_book, products_sql
 from features.sources import RawTables
 from tests.features.raw_fixture import _dates, _ts, valid_frames
 
@@ -96,4 +96,5 @@ def test_book_before_any_account_is_empty(tables):
 
 
 def test_all_products_are_every_product_ever_sold(tables):
-    assert all_products(tables) == ["analytics", "core", "support"]
+    products = tables.sql(products_sql())["product"]
+    assert [str(p) for p in products] == ["analytics", "core", "support"]

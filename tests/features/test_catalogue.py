@@ -9,7 +9,7 @@ import pytest
 import sqlglot
 
 from features.build import SnapshotError, build_features, check_groups, feature_groups
-from features.catalogue import FeatureSpec, Snapshot, all_features, describe_markdown
+from features.catalogue import Cutoff, FeatureSpec, all_features, describe_markdown
 from features.sources import RawTables
 from tests.features.feature_fixture import AS_OF, frames
 
@@ -50,9 +50,9 @@ def test_every_query_transpiles_to_spark(group):
     """Feature SQL is written once; SQLGlot must carry it to Spark's dialect."""
     if group.cte is None:
         return
-    spark_sql = sqlglot.transpile(group.cte(Snapshot(AS_OF)), read="duckdb", write="spark")[0]
+    spark_sql = sqlglot.transpile(group.cte(Cutoff(AS_OF)), read="duckdb", write="spark")[0]
     assert "SELECT" in spark_sql
-    if "date_diff('day'" in group.cte(Snapshot(AS_OF)):
+    if "date_diff('day'" in group.cte(Cutoff(AS_OF)):
         assert "DATEDIFF" in spark_sql.upper()
 
 

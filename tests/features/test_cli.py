@@ -110,7 +110,19 @@ def test_generate_rejects_a_start_that_is_not_a_month_start(tmp_path):
 def test_unparsable_dates_are_named(data_dir):
     result = run("features", "build", "--as-of", "2024-13-01", "--data-dir", str(data_dir))
     assert result.exit_code == 2
-    assert "--as-of '2024-13-01': not a date" in result.output
+    # Dates are typed options: the parser names the option and the value (a usage error).
+    assert "'--as-of': '2024-13-01': not a date" in result.output
+
+
+@pytest.mark.parametrize("args, options", [
+    (["features", "build"], ["--as-of", "--from", "--to"]),
+    (["data", "generate"], ["--start"]),
+])
+def test_date_options_show_a_date_in_help(args, options):
+    lines = run(*args, "--help").output.splitlines()
+    for option in options:
+        line = next(line for line in lines if f" {option} " in line)
+        assert "DATE" in line and "<str>" not in line, line
 
 
 def test_generate_then_build_end_to_end(tmp_path):

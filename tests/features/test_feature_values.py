@@ -7,9 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from features.build import build_features, feature_columns
+from features.build import build_features
 from features.sources import RawTables
-from tests.features.feature_fixture import AS_OF, frames
+from tests.features.feature_fixture import AS_OF, feature_columns, frames
 
 
 @pytest.fixture(scope="module")

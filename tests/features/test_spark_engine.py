@@ -15,12 +15,12 @@ from features.build import SnapshotError, feature_groups, snapshot_sql
 from features.build import build_snapshot as duckdb_snapshot
 from features.catalogue import catalogue_version
 from features.contract import MANIFEST_FILE
-from features.generator import generate_into
 from features.sources import ContractError, connect
-from features.spark_sql import to_spark_sql
+from features.spark.sql import to_spark_sql
 from features.store import FeatureStore
 from features.validation import load_tables
 from propensity_cli import app
+from simulator.generator import generate_into
 from tests.features.feature_fixture import AS_OF, frames
 from tests.spark_session import start_spark
 
@@ -97,7 +97,7 @@ def test_the_top_level_order_is_left_to_the_caller():
 
 
 def test_only_hadoop_uris_are_written_by_spark_itself():
-    from features.spark_engine import is_remote, local_path
+    from features.spark.uris import is_remote, local_path
 
     assert [is_remote(u) for u in ("/data/features", "features", "file:///data/f",
                                    "file:/data/f", "s3a://bucket/f", "hdfs://nn:8020/f")] \
@@ -108,7 +108,7 @@ def test_only_hadoop_uris_are_written_by_spark_itself():
 # --- snapshots ----------------------------------------------------------------------------
 def test_hand_made_edge_cases_match_duckdb(spark, tmp_path):
     """Renewal on as_of, notice given, reactivation, events at as_of, hierarchy, ..."""
-    from features.spark_engine import build_snapshot, register_raw
+    from features.spark.build import build_snapshot, register_raw
 
     write_raw(frames(), tmp_path / "raw")
     raw = register_raw(spark, str(tmp_path / "raw"))
@@ -120,7 +120,7 @@ def test_hand_made_edge_cases_match_duckdb(spark, tmp_path):
 
 def test_generated_grid_matches_duckdb_through_the_store(spark, generated, tmp_path):
     """Both engines write the grid; the stored snapshots read back identical."""
-    from features.spark_engine import build_and_store
+    from features.spark.build import build_and_store
     from tests.spark_session import spark_test_settings
 
     settings = spark_test_settings(data_dir=generated)
@@ -142,7 +142,7 @@ def test_generated_grid_matches_duckdb_through_the_store(spark, generated, tmp_p
 
 def test_spark_writes_the_partition_folder_itself_for_remote_stores(spark, generated, tmp_path):
     """The layout used for s3a:// or hdfs:// (exercised on a local path): parts + version."""
-    from features.spark_engine import CATALOGUE_VERSION_FILE, register_raw, write_remote
+    from features.spark.build import CATALOGUE_VERSION_FILE, register_raw, write_remote
 
     raw = register_raw(spark, str(generated / "raw"))
     folder, rows = write_remote(raw, GRID[0], str(tmp_path / "remote"), "v-test")
@@ -186,7 +186,7 @@ def test_after_the_extraction_time_nothing_is_written(spark, spark_env, generate
 
 
 def test_broken_raw_tables_are_named(spark, tmp_path):
-    from features.spark_engine import register_raw
+    from features.spark.build import register_raw
 
     tables = frames()
     tables["accounts"] = tables["accounts"].drop(columns=["segment"])
@@ -204,7 +204,7 @@ def test_broken_raw_tables_are_named(spark, tmp_path):
 
 
 def test_nanosecond_timestamps_are_reported_not_crashed_on(spark, tmp_path):
-    from features.spark_engine import register_raw
+    from features.spark.build import register_raw
 
     write_raw(frames(), tmp_path)
     frames()["usage_events"].to_parquet(tmp_path / "usage_events.parquet", index=False)
@@ -213,7 +213,7 @@ def test_nanosecond_timestamps_are_reported_not_crashed_on(spark, tmp_path):
 
 
 def test_an_as_of_past_the_extraction_is_refused(spark, tmp_path):
-    from features.spark_engine import build_snapshot, register_raw
+    from features.spark.build import build_snapshot, register_raw
 
     write_raw(frames(), tmp_path, extracted_at="2025-06-01T00:00:00")
     raw = register_raw(spark, str(tmp_path))

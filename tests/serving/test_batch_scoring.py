@@ -152,7 +152,7 @@ def test_a_rerun_replaces_the_partition_and_bad_input_writes_nothing(served_data
     assert "no feature snapshot for as_of 2025-04-15" in missing.output
     assert not (tmp_path / "as_of=2025-04-15").exists()
     bad = runner.invoke(app, ["score", "--as-of", "May 1st", "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "--as-of 'May 1st': not a date" in bad.output
+    assert bad.exit_code == 2 and "'--as-of': 'May 1st': not a date" in bad.output
 
 
 # --- Spark engine ------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.build import build_snapshot, feature_columns
-from features.generator import generate
+from features.build import build_snapshot
 from features.store import FeatureStore
 from features.validation import load_tables
+from simulator.generator import generate
+from tests.features.feature_fixture import feature_columns
 from training.dataset import (
     CANDIDATE_PRODUCT,
     build_dataset,

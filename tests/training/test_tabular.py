@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.tabular import (
+from training.tabular.columns import infer_label, parse_numbers
+from training.tabular.fit import (
     CandidateResult,
     MetricSummary,
     choose,
@@ -20,8 +21,7 @@ from training.tabular import (
     prepare,
     time_split,
 )
-from training.tabular_columns import infer_label, parse_numbers
-from training.tabular_prepare import Preparation, sum_groups
+from training.tabular.prepare import Preparation, sum_groups
 
 MLC_CHURN = Path(__file__).resolve().parents[3] / "shared/datasets/mlc_churn.csv"
 

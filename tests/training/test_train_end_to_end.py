@@ -49,6 +49,8 @@ def test_train_registers_and_serves_by_alias_and_is_reproducible(book):
     for name in ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10", "value_capture_at_10"):
         assert 0 <= first["metrics"][name] <= 100
     assert set(first["baselines"]) == {"logistic", "health_score"}
+    # The composition root hands training the simulator's oracle: generated data has a truth.
+    assert 0.5 < first["oracle"]["roc_auc"] <= 1
 
     model = mlflow.pyfunc.load_model("models:/propensity-churn@champion")
     store = FeatureStore(book / "features")

@@ -11,10 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features import generator_params as P
 from features.contract import ACTIVITY_TYPES, CONTACT_ROLES
-from features.generator_sim import Month, World
-from features.generator_tables import (
+from simulator import params as P
+from simulator.columns import (
     NULL,
     US_PER_DAY,
     US_PER_HOUR,
@@ -23,6 +22,7 @@ from features.generator_tables import (
     take_strings,
     times_in_span,
 )
+from simulator.simulation import Month, World
 
 USER_BLOCK = 400_000  # users per block of the (day x user) activity draw, to bound memory
 ACTIVITY = {name: i for i, name in enumerate(ACTIVITY_TYPES)}
@@ -48,29 +48,29 @@ def day_weights(month: Month) -> np.ndarray:
     return weights
 
 
-def usage_table(w: World, month: Month, account_ids: pa.Array, schema: pa.Schema) -> pa.Table:
+def usage_table(world: World, month: Month, account_ids: pa.Array, schema: pa.Schema) -> pa.Table:
     """One month of usage rows, one per (user, day, event type), sorted by event time."""
-    pop, st, rng = w.pop, w.state, w.rng
+    pop, state, rng = world.pop, world.state, world.rng
     idx = served(month)
-    h = st.h[idx]
-    util = sigmoid(P.UTIL_LOGIT[pop.seg[idx]] + pop.util_bias[idx] + P.UTIL_HEALTH_SLOPE * h)
-    engaged = rng.binomial(st.seats[idx, 0], util)
-    user_acct = np.repeat(np.arange(len(idx)), engaged)
+    health = state.health[idx]
+    util = sigmoid(P.UTIL_LOGIT[pop.seg[idx]] + pop.util_bias[idx] + P.UTIL_HEALTH_SLOPE * health)
+    engaged = rng.binomial(state.seats[idx, 0], util)
+    user_account = np.repeat(np.arange(len(idx)), engaged)
     slot = group_ranks(engaged)
-    base = P.DAY_ACTIVITY[pop.seg[idx]] * np.exp(P.DAY_HEALTH_SLOPE * h)
-    p_user = base[user_acct] * rng.lognormal(-0.125, 0.5, len(user_acct))
+    base = P.DAY_ACTIVITY[pop.seg[idx]] * np.exp(P.DAY_HEALTH_SLOPE * health)
+    p_user = base[user_account] * rng.lognormal(-0.125, 0.5, len(user_account))
     day, user = _active_days(
-        rng, day_weights(month), p_user, month.lo[idx][user_acct] - month.start,
-        month.hi[idx][user_acct] - month.start,
+        rng, day_weights(month), p_user, month.lo[idx][user_account] - month.start,
+        month.hi[idx][user_account] - month.start,
     )
-    acct = user_acct[user]
-    q = _type_probabilities(w, idx)
-    uses = rng.random((len(day), len(P.EVENT_TYPES)), dtype=np.float32) < q[acct]
+    account = user_account[user]
+    q = _type_probabilities(world, idx)
+    uses = rng.random((len(day), len(P.EVENT_TYPES)), dtype=np.float32) < q[account]
     uses[:, 0] = True
     row, etype = np.nonzero(uses)  # rows stay in day order
-    acct, day, slot_row = acct[row], day[row], slot[user[row]]
-    lam = P.TYPE_QUANTITY[etype] * np.exp(0.3 * h[acct])
-    account_id = account_ids.take(pa.array(idx[acct]))
+    account, day, slot_row = account[row], day[row], slot[user[row]]
+    lam = P.TYPE_QUANTITY[etype] * np.exp(0.3 * health[account])
+    account_id = account_ids.take(pa.array(idx[account]))
     slot_text = pa.array(slot_row).cast(pa.string())
     user_id = pc.binary_join_element_wise(account_id, "-u", slot_text, "")
     return pa.Table.from_arrays(
@@ -106,16 +106,16 @@ def _active_days(
     return day[order], user[order]
 
 
-def _type_probabilities(w: World, idx: np.ndarray) -> np.ndarray:
+def _type_probabilities(world: World, idx: np.ndarray) -> np.ndarray:
     """(accounts, event types) chance of using each type on an active day: breadth follows
     health and the products held (no integration syncs without the integrations product)."""
-    st, pop = w.state, w.pop
+    state, pop = world.state, world.pop
     logit = (
         P.TYPE_LOGIT[None, :]
         + pop.breadth[idx, None]
-        + P.TYPE_HEALTH_SLOPE * st.h[idx, None]
+        + P.TYPE_HEALTH_SLOPE * state.health[idx, None]
     )
-    held = st.held[idx]
+    held = state.held[idx]
     for name in ("view_report", "create_report", "export"):
         logit[:, _TYPE[name]] += 1.0 * held[:, 1]
     logit[:, _TYPE["api_call"]] += 1.5 * held[:, 2]
@@ -126,66 +126,69 @@ def _type_probabilities(w: World, idx: np.ndarray) -> np.ndarray:
     return q.astype(np.float32)
 
 
-def tickets(w: World, month: Month) -> dict[str, np.ndarray]:
+def tickets(world: World, month: Month) -> dict[str, np.ndarray]:
     """Support tickets: more, more urgent, more escalated and less satisfied when unhealthy."""
-    pop, st, rng = w.pop, w.state, w.rng
+    pop, state, rng = world.pop, world.state, world.rng
     idx = served(month)
-    seg, h = pop.seg[idx], st.h[idx]
+    seg, health = pop.seg[idx], state.health[idx]
     share = (month.hi[idx] - month.lo[idx]) / (month.end - month.start)
-    size = (st.seats[idx, 0] / P.SEATS_MEDIAN[seg]) ** 0.3
-    lam = P.TICKETS_PER_MONTH[seg] * size * np.exp(-P.TICKET_HEALTH_SLOPE * h) * share
+    size = (state.seats[idx, 0] / P.SEATS_MEDIAN[seg]) ** 0.3
+    lam = P.TICKETS_PER_MONTH[seg] * size * np.exp(-P.TICKET_HEALTH_SLOPE * health) * share
     count = rng.poisson(lam)
-    acct = np.repeat(idx, count)
-    h = st.h[acct]
-    opened = times_in_span(rng, month.lo[acct], month.hi[acct])
-    priority = np.digitize(-h + rng.normal(0.0, 1.0, len(acct)), [-0.3, 1.0, 2.0])
-    escalated = rng.random(len(acct)) < sigmoid(-3.2 + 0.8 * priority - 0.5 * h)
+    account = np.repeat(idx, count)
+    health = state.health[account]
+    opened = times_in_span(rng, month.lo[account], month.hi[account])
+    priority = np.digitize(-health + rng.normal(0.0, 1.0, len(account)), [-0.3, 1.0, 2.0])
+    escalated = rng.random(len(account)) < sigmoid(-3.2 + 0.8 * priority - 0.5 * health)
     hours = rng.lognormal(np.log(10.0) + 0.5 * priority + 1.0 * escalated, 1.0)
     closed = opened + (hours * US_PER_HOUR).astype(np.int64)
-    score = np.round(3.9 + 0.6 * h - 0.6 * escalated + rng.normal(0.0, 0.8, len(acct)))
-    csat = np.where(rng.random(len(acct)) < P.CSAT_SHARE, np.clip(score, 1, 5), np.nan)
+    score = np.round(3.9 + 0.6 * health - 0.6 * escalated + rng.normal(0.0, 0.8, len(account)))
+    csat = np.where(rng.random(len(account)) < P.CSAT_SHARE, np.clip(score, 1, 5), np.nan)
     return {
-        "acct": acct, "opened": opened, "closed": closed, "priority": priority,
+        "account": account, "opened": opened, "closed": closed, "priority": priority,
         "escalated": escalated, "csat": csat,
     }
 
 
-def nps(w: World, month: Month) -> dict[str, np.ndarray]:
+def nps(world: World, month: Month) -> dict[str, np.ndarray]:
     """Quarterly-ish surveys: contacts in their role that day may answer; score follows health."""
-    pop, st, rng, c = w.pop, w.state, w.rng, w.contacts
+    pop, state, rng, c = world.pop, world.state, world.rng, world.contacts
     idx = served(month)
     due = ((month.m + pop.survey_phase[idx]) % 3 == 0) & (rng.random(len(idx)) < P.NPS_SURVEY_SHARE)
     surveyed = np.zeros(pop.n, dtype=bool)
     surveyed[idx[due]] = True
     survey_day = month.lo + np.floor(rng.random(pop.n) * (month.hi - month.lo)).astype(np.int64)
-    cacct = c["acct"]
-    sday = survey_day[cacct]
+    contact_account = c["account"]
+    sday = survey_day[contact_account]
     in_role = (c["start"] <= sday) & ((c["end"] == NULL) | (c["end"] > sday))
     answer_p = np.array([P.NPS_RESPONSE[r] for r in CONTACT_ROLES])[c["role"]]
-    answers = np.flatnonzero(surveyed[cacct] & in_role & (rng.random(c.size) < answer_p))
-    acct = cacct[answers]
+    answers = np.flatnonzero(surveyed[contact_account] & in_role & (rng.random(c.size) < answer_p))
+    account = contact_account[answers]
     shift = np.array([P.NPS_ROLE_SHIFT[r] for r in CONTACT_ROLES])[c["role"][answers]]
     noise = rng.normal(0.0, P.NPS_NOISE, len(answers))
-    score = np.round(10 * sigmoid(P.NPS_BASE + st.h[acct] + shift + noise)).astype(np.int64)
-    responded = times_in_span(rng, survey_day[acct], month.hi[acct])
+    logit = P.NPS_BASE + state.health[account] + shift + noise
+    score = np.round(10 * sigmoid(logit)).astype(np.int64)
+    responded = times_in_span(rng, survey_day[account], month.hi[account])
     anonymous = rng.random(len(answers)) < P.NPS_ANONYMOUS_SHARE
     return {
-        "acct": acct, "contact": np.where(anonymous, -1, answers), "responded": responded,
+        "account": account,
+        "contact": np.where(anonymous, -1, answers),
+        "responded": responded,
         "score": score,
     }
 
 
-def activities(w: World, month: Month) -> dict[str, np.ndarray]:
+def activities(world: World, month: Month) -> dict[str, np.ndarray]:
     """QBRs (skipped more by unhealthy accounts), calls (more near a renewal), emails and
     onboarding sessions in the first months."""
-    pop, st, rng = w.pop, w.state, w.rng
+    pop, state, rng = world.pop, world.state, world.rng
     idx = served(month)
-    seg, h = pop.seg[idx], st.h[idx]
+    seg, health = pop.seg[idx], state.health[idx]
     share = (month.hi[idx] - month.lo[idx]) / (month.end - month.start)
     review_month = (month.m + pop.qbr_phase[idx]) % 3 == 0
-    p_qbr = np.minimum(1.0, P.QBR_SHARE[seg] * sigmoid(1.0 + 0.8 * h) / sigmoid(1.0))
+    p_qbr = np.minimum(1.0, P.QBR_SHARE[seg] * sigmoid(1.0 + 0.8 * health) / sigmoid(1.0))
     qbr = (review_month & (rng.random(len(idx)) < p_qbr)).astype(np.int64)
-    months_left = st.term_end_m[idx] - month.m
+    months_left = state.term_end_m[idx] - month.m
     near = pop.annual[idx] & (months_left >= 0) & (months_left <= 3)
     calls = rng.poisson(P.CALLS_PER_MONTH[seg] * share * (1 + P.RENEWAL_OUTREACH * near))
     emails = rng.poisson(P.EMAILS_PER_MONTH[seg] * share)
@@ -194,7 +197,10 @@ def activities(w: World, month: Month) -> dict[str, np.ndarray]:
     counts = np.stack([qbr, calls, emails, onboarding], axis=1)
     kinds = np.array([ACTIVITY[k] for k in ("qbr", "call", "email", "onboarding session")])
     flat = counts.ravel()
-    acct = np.repeat(np.repeat(idx, 4), flat)
+    account = np.repeat(np.repeat(idx, 4), flat)
     kind = np.repeat(np.tile(kinds, len(idx)), flat)
-    return {"acct": acct, "occurred": times_in_span(rng, month.lo[acct], month.hi[acct]),
-            "type": kind}
+    return {
+        "account": account,
+        "occurred": times_in_span(rng, month.lo[account], month.hi[account]),
+        "type": kind,
+    }

@@ -1,6 +1,6 @@
 """``propensity train tabular``: fit a prepared table, then log and register it like the rest.
 
-Reads the table, runs :func:`training.tabular.fit_tabular`, and records one MLflow run: the
+Reads the table, runs :func:`training.tabular.fit.fit_tabular`, and records one MLflow run: the
 inference report, every candidate's cross-validated mean and spread, the calibration report,
 plots (ROC/PR of the candidates, calibration, lift/gain, importance) and the model, registered
 as ``propensity-tabular-<table name>`` (or ``--name``) with the same champion/challenger gate.
@@ -52,7 +52,7 @@ def train_table(
     import mlflow
 
     from training import plots
-    from training.tabular import fit_tabular
+    from training.tabular.fit import fit_tabular
     from training.tracking import (
         champion_version,
         configure,
@@ -110,13 +110,14 @@ def train_table(
             mlflow.log_artifacts(str(out), "report")
             model_path = out / "tabular_model.joblib"
             joblib.dump(result.model, model_path)
-            from training.tabular_pyfunc import TabularPyfunc
+            from training.tabular.pyfunc import TabularPyfunc
 
             example = frame.drop(columns=[label]).head(5)
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=TabularPyfunc(),
                 artifacts={"model": str(model_path)},
-                code_paths=[str(Path(__file__).resolve().parent)],
+                # the whole training package: the pickle names training.tabular.* classes
+                code_paths=[str(Path(__file__).resolve().parents[1])],
                 input_example=example, registered_model_name=name,
             )
         version = int(info.registered_model_version)

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.oracle import TRUTH_FILE, oracle_probabilities, window_probabilities
+from simulator.oracle import (
+    TRUTH_FILE,
+    OracleReference,
+    oracle_probabilities,
+    window_probabilities,
+)
+from simulator.params import UPSELL_REFERENCE_GROWTH
 
 
 def truth_row(account: str, month: str, *, churn: float = 0.0, renewal_churn: float = 0.0,
@@ -113,3 +119,18 @@ def test_reads_the_truth_file_and_returns_none_without_it(tmp_path) -> None:
     p = oracle_probabilities(tmp_path, "churn", keys, 90)
     assert isinstance(p, np.ndarray)
     assert p.tolist() == pytest.approx([1 - 0.9**3, 1.0])
+
+
+def test_the_reference_provider_knows_only_the_generators_upsell_definition(tmp_path) -> None:
+    """Training hands the provider its label definition; the truth's upsell probability is
+    for the reference growth only, so any other growth gets no reference."""
+    keys = rows(("A", "2025-01-01"), ("B", "2025-01-01"))
+    TRUTH.to_parquet(tmp_path / TRUTH_FILE)
+    reference = OracleReference(tmp_path)
+    churn = reference("churn", keys, horizon_days=90, upsell_min_growth=0.25)
+    assert churn.tolist() == pytest.approx([1 - 0.9**3, 1.0])
+    upsell = reference("upsell", keys, horizon_days=90, upsell_min_growth=UPSELL_REFERENCE_GROWTH)
+    assert upsell.tolist() == oracle_probabilities(tmp_path, "upsell", keys, 90).tolist()
+    assert reference("upsell", keys, horizon_days=90, upsell_min_growth=0.25) is None
+    assert OracleReference(tmp_path / "none")("churn", keys, horizon_days=90,
+                                               upsell_min_growth=0.1) is None

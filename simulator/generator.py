@@ -1,7 +1,7 @@
 """Synthetic B2B SaaS export: the contract tables, plus the truth a model could at best know.
 
-``generate`` simulates ``n_accounts`` accounts over ``months`` months (see ``generator_sim`` for
-the world and ``generator_params`` for its numbers and realism targets) and writes:
+``generate`` simulates ``n_accounts`` accounts over ``months`` months (see ``simulator.simulation``
+for the world and ``simulator.params`` for its numbers and realism targets) and writes:
 
 - ``out_dir``: one Parquet file per contract table and ``_manifest.json``, whose
   ``extracted_at`` is the end of the window; nothing in the tables is stamped at or after it;
@@ -31,7 +31,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features import generator_params as P
 from features.contract import (
     ACCOUNTS,
     ACTIVITIES,
@@ -46,16 +45,8 @@ from features.contract import (
     USAGE_EVENTS,
     Table,
 )
-from features.generator_population import (
-    accounts_table,
-    build_population,
-    new_contact_rows,
-    new_subscription_rows,
-    start_state,
-)
-from features.generator_signals import activities, nps, tickets, usage_table
-from features.generator_sim import World, step
-from features.generator_tables import (
+from simulator import params as P
+from simulator.columns import (
     NULL,
     US_PER_DAY,
     arrow_schema,
@@ -66,28 +57,22 @@ from features.generator_tables import (
     take_strings,
     timestamp_array,
 )
+from simulator.population import (
+    accounts_table,
+    build_population,
+    new_contact_rows,
+    new_subscription_rows,
+    start_state,
+)
+from simulator.signals import activities, nps, tickets, usage_table
+from simulator.simulation import World, step
+from simulator.truth import TRUTH_FILE, TRUTH_SCHEMA, truth_dir
 
 log = logging.getLogger(__name__)
 
 SOURCE = "propensity generator"
 # 2: notice-first renewal decisions, label-exact upsell truth, clearer health signals
 GENERATOR_VERSION = 2
-TRUTH_FILE = "account_month_truth.parquet"
-TRUTH_SCHEMA = pa.schema(
-    [
-        pa.field("account_id", pa.string(), nullable=False),
-        pa.field("month", pa.date32(), nullable=False),
-        pa.field("health", pa.float64(), nullable=False),
-        pa.field("churn_prob", pa.float64(), nullable=False),
-        pa.field("expansion_prob", pa.float64(), nullable=False),
-        pa.field("churned", pa.bool_(), nullable=False),
-        pa.field("expanded", pa.bool_(), nullable=False),
-        pa.field("renewal_day", pa.date32(), nullable=True),
-        pa.field("decided_month", pa.date32(), nullable=True),
-        pa.field("renewal_churn_prob", pa.float64(), nullable=False),
-        pa.field("upsell_prob", pa.float64(), nullable=False),
-    ]
-)
 
 
 def default_start(months: int, today: date | None = None) -> date:
@@ -104,7 +89,7 @@ def generate_into(
     data_dir = Path(data_dir)
     return generate(
         n_accounts, months, seed, start or default_start(months),
-        data_dir / "raw", data_dir / "truth",
+        data_dir / "raw", truth_dir(data_dir),
     )
 
 
@@ -216,22 +201,22 @@ def _write(path: Path, contract: Table, columns: dict[str, pa.Array]) -> int:
     return table.num_rows
 
 
-def _strings(account_ids: pa.Array, acct: np.ndarray) -> pa.Array:
-    return account_ids.take(pa.array(np.asarray(acct, dtype=np.int64)))
+def _strings(account_ids: pa.Array, account: np.ndarray) -> pa.Array:
+    return account_ids.take(pa.array(np.asarray(account, dtype=np.int64)))
 
 
 def _subscriptions(world: World, account_ids: pa.Array, end_us: int) -> dict[str, pa.Array]:
     """Subscription rows with notices applied and anything known only after the export nulled."""
     s = world.subs
-    acct, end = s["acct"], s["end"]
+    account, end = s["account"], s["end"]
     cancel = s["cancel"].copy()
     empty = np.zeros(0, dtype=np.int64)
     notices = [(empty, empty, empty), *world.notices]
-    n_acct, n_end, n_when = (np.concatenate(x) for x in zip(*notices, strict=True))
-    if len(n_acct):
+    notice_account, n_end, n_when = (np.concatenate(x) for x in zip(*notices, strict=True))
+    if len(notice_account):
         # Key (account, end day); days since 1970 stay below 2**20 until the year 4840.
-        key = (acct << 20) | np.where(end == NULL, 0, end)
-        n_key = (n_acct << 20) | n_end
+        key = (account << 20) | np.where(end == NULL, 0, end)
+        n_key = (notice_account << 20) | n_end
         order = np.argsort(n_key)
         pos = np.minimum(np.searchsorted(n_key[order], key), len(order) - 1)
         match = (end != NULL) & (n_key[order][pos] == key)
@@ -241,7 +226,7 @@ def _subscriptions(world: World, account_ids: pa.Array, end_us: int) -> dict[str
     mrr = np.round(seats * P.PRICES[product, plan] * (1 - s["disc"] / 100), 2)
     return {
         "subscription_id": ids("S", np.arange(s.size), 8),
-        "account_id": _strings(account_ids, acct),
+        "account_id": _strings(account_ids, account),
         "product": take_strings(P.PRODUCTS, product),
         "plan": take_strings(P.PLANS, plan),
         "seats": pa.array(seats, pa.int64()),
@@ -258,8 +243,8 @@ def _subscriptions(world: World, account_ids: pa.Array, end_us: int) -> dict[str
 def _tickets(t: dict[str, np.ndarray], account_ids: pa.Array, end_us: int) -> dict[str, pa.Array]:
     still_open = t["closed"] >= end_us
     return {
-        "ticket_id": ids("T", np.arange(len(t["acct"])), 8),
-        "account_id": _strings(account_ids, t["acct"]),
+        "ticket_id": ids("T", np.arange(len(t["account"])), 8),
+        "account_id": _strings(account_ids, t["account"]),
         "opened_at": timestamp_array(t["opened"]),
         "closed_at": timestamp_array(np.where(still_open, NULL, t["closed"])),
         "priority": take_strings(TICKET_PRIORITIES, t["priority"]),
@@ -272,7 +257,7 @@ def _nps(r: dict[str, np.ndarray], account_ids: pa.Array) -> dict[str, pa.Array]
     contact = r["contact"]
     contact_id = ids("C", np.maximum(contact, 0), 8)
     return {
-        "account_id": _strings(account_ids, r["acct"]),
+        "account_id": _strings(account_ids, r["account"]),
         "contact_id": pc.if_else(
             pa.array(contact >= 0), contact_id, pa.nulls(len(contact), pa.string())
         ),
@@ -287,7 +272,7 @@ def _contacts(world: World, account_ids: pa.Array, end_day: int) -> dict[str, pa
     end = c["end"][keep]
     return {
         "contact_id": ids("C", keep, 8),
-        "account_id": _strings(account_ids, c["acct"][keep]),
+        "account_id": _strings(account_ids, c["account"][keep]),
         "role": take_strings(CONTACT_ROLES, c["role"][keep]),
         "start_date": date_array(c["start"][keep]),
         "end_date": date_array(np.where(end >= end_day, NULL, end)),
@@ -296,7 +281,7 @@ def _contacts(world: World, account_ids: pa.Array, end_day: int) -> dict[str, pa
 
 def _activities(a: dict[str, np.ndarray], account_ids: pa.Array) -> dict[str, pa.Array]:
     return {
-        "account_id": _strings(account_ids, a["acct"]),
+        "account_id": _strings(account_ids, a["account"]),
         "occurred_at": timestamp_array(a["occurred"]),
         "type": take_strings(ACTIVITY_TYPES, a["type"]),
     }
@@ -305,7 +290,7 @@ def _activities(a: dict[str, np.ndarray], account_ids: pa.Array) -> dict[str, pa
 def _write_truth(path: Path, t: dict[str, np.ndarray], account_ids: pa.Array) -> int:
     table = pa.Table.from_arrays(
         [
-            _strings(account_ids, t["acct"]),
+            _strings(account_ids, t["account"]),
             date_array(t["month"]),
             pa.array(t["health"], pa.float64()),
             pa.array(t["churn_prob"], pa.float64()),

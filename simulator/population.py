@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features import generator_params as P
 from features.contract import CONTACT_ROLES, SEGMENTS
-from features.generator_tables import (
+from simulator import params as P
+from simulator.columns import (
     NULL,
     US_PER_DAY,
     Columns,
@@ -92,7 +92,7 @@ class State:
     """What changes month by month."""
 
     status: np.ndarray  # 0 not yet customer, 1 customer, 2 churned
-    h: np.ndarray
+    health: np.ndarray
     mu: np.ndarray
     shock: np.ndarray  # health lost at the next monthly update
     held: np.ndarray  # (n, products)
@@ -112,7 +112,7 @@ class State:
 def new_subscription_rows(capacity: int) -> Columns:
     return Columns(
         {
-            "acct": np.int64, "product": np.int64, "plan": np.int64, "seats": np.int64,
+            "account": np.int64, "product": np.int64, "plan": np.int64, "seats": np.int64,
             "disc": np.float64, "start": np.int64, "end": np.int64, "cancel": np.int64,
             "annual": np.bool_, "auto_renew": np.bool_,
         },
@@ -121,7 +121,7 @@ def new_subscription_rows(capacity: int) -> Columns:
 
 
 def new_contact_rows(capacity: int) -> Columns:
-    dtypes = {"acct": np.int64, "role": np.int64, "start": np.int64, "end": np.int64}
+    dtypes = {"account": np.int64, "role": np.int64, "start": np.int64, "end": np.int64}
     return Columns(dtypes, capacity)
 
 
@@ -254,7 +254,7 @@ def start_state(
     n = pop.n
     state = State(
         status=np.where(pop.existing, 1, 0).astype(np.int8),
-        h=np.zeros(n),
+        health=np.zeros(n),
         mu=pop.mu + P.SPONSOR_LIFT * pop.sponsor0,
         shock=np.zeros(n),
         held=pop.held0.copy(),
@@ -271,64 +271,76 @@ def start_state(
         sponsor=np.full(n, -1, dtype=np.int64),
     )
     stationary_sd = P.HEALTH_SIGMA / np.sqrt(1 - P.HEALTH_PHI**2)
-    state.h = state.mu + rng.normal(0.0, stationary_sd, n)
+    state.health = state.mu + rng.normal(0.0, stationary_sd, n)
     _history_annual(pop, state, rng, m0, subs)
     _history_monthly(pop, state, rng, m0, subs)
     _first_contacts(pop, state, rng, m0, contacts)
     return state
 
 
-def set_term(pop: Population, state: State, accts: np.ndarray, end_month: np.ndarray) -> None:
+def set_term(pop: Population, state: State, accounts: np.ndarray, end_month: np.ndarray) -> None:
     """Record the current fixed term's end and the month of its early renewal decision."""
-    state.term_end_m[accts] = end_month
-    end_day = day_of(end_month, pop.dom[accts])
-    state.decision_m[accts] = month_of(end_day - P.DECISION_LEAD_DAYS)
-    state.decided[accts] = False
-    state.will_churn[accts] = False
+    state.term_end_m[accounts] = end_month
+    end_day = day_of(end_month, pop.dom[accounts])
+    state.decision_m[accounts] = month_of(end_day - P.DECISION_LEAD_DAYS)
+    state.decided[accounts] = False
+    state.will_churn[accounts] = False
 
 
 def _history_annual(
     pop: Population, state: State, rng: np.random.Generator, m0: int, subs: Columns
 ) -> None:
-    accts = np.flatnonzero(pop.existing & pop.annual)
-    length = pop.term_len[accts]
-    k_cur = (m0 - 1 - pop.first_month[accts]) // length  # current term: the last begun before m0
-    a_idx, prod = np.nonzero(state.held[accts])
-    acct = accts[a_idx]
-    k_from = np.where(prod == 0, 0, np.floor(rng.random(len(acct)) * (k_cur[a_idx] + 1)))
+    accounts = np.flatnonzero(pop.existing & pop.annual)
+    length = pop.term_len[accounts]
+    k_cur = (m0 - 1 - pop.first_month[accounts]) // length  # current term: the last begun before m0
+    a_idx, prod = np.nonzero(state.held[accounts])
+    account = accounts[a_idx]
+    k_from = np.where(prod == 0, 0, np.floor(rng.random(len(account)) * (k_cur[a_idx] + 1)))
     n_terms = (k_cur[a_idx] - k_from + 1).astype(np.int64)
-    acct, prod = np.repeat(acct, n_terms), np.repeat(prod, n_terms)
+    account, prod = np.repeat(account, n_terms), np.repeat(prod, n_terms)
     k = np.repeat(k_from.astype(np.int64), n_terms) + group_ranks(n_terms)
     k_last = np.repeat(k_cur[a_idx], n_terms)
-    length = pop.term_len[acct]
-    seats = np.maximum(1, np.round(state.seats[acct, prod] / P.HISTORY_SEAT_GROWTH ** (k_last - k)))
+    length = pop.term_len[account]
+    growth = P.HISTORY_SEAT_GROWTH ** (k_last - k)
+    seats = np.maximum(1, np.round(state.seats[account, prod] / growth))
     rows = subs.append(
-        acct=acct, product=prod, plan=state.plan[acct, prod], seats=seats.astype(np.int64),
-        disc=state.disc[acct], start=day_of(pop.first_month[acct] + k * length, pop.dom[acct]),
-        end=day_of(pop.first_month[acct] + (k + 1) * length, pop.dom[acct]),
-        cancel=np.full(len(acct), NULL), annual=np.ones(len(acct), dtype=bool),
-        auto_renew=pop.auto_renew[acct],
+        account=account,
+        product=prod,
+        plan=state.plan[account, prod],
+        seats=seats.astype(np.int64),
+        disc=state.disc[account],
+        start=day_of(pop.first_month[account] + k * length, pop.dom[account]),
+        end=day_of(pop.first_month[account] + (k + 1) * length, pop.dom[account]),
+        cancel=np.full(len(account), NULL),
+        annual=np.ones(len(account), dtype=bool),
+        auto_renew=pop.auto_renew[account],
     )
     current = k == k_last
-    state.cur_row[acct[current], prod[current]] = rows[current]
-    set_term(pop, state, accts, pop.first_month[accts] + (k_cur + 1) * pop.term_len[accts])
+    state.cur_row[account[current], prod[current]] = rows[current]
+    set_term(pop, state, accounts, pop.first_month[accounts] + (k_cur + 1) * pop.term_len[accounts])
 
 
 def _history_monthly(
     pop: Population, state: State, rng: np.random.Generator, m0: int, subs: Columns
 ) -> None:
-    accts = np.flatnonzero(pop.existing & ~pop.annual)
-    a_idx, prod = np.nonzero(state.held[accts])
-    acct = accts[a_idx]
-    first = pop.first_start[acct]
-    later = first + np.floor(rng.random(len(acct)) * (month_start(m0) - first)).astype(np.int64)
+    accounts = np.flatnonzero(pop.existing & ~pop.annual)
+    a_idx, prod = np.nonzero(state.held[accounts])
+    account = accounts[a_idx]
+    first = pop.first_start[account]
+    later = first + np.floor(rng.random(len(account)) * (month_start(m0) - first)).astype(np.int64)
     rows = subs.append(
-        acct=acct, product=prod, plan=state.plan[acct, prod], seats=state.seats[acct, prod],
-        disc=state.disc[acct], start=np.where(prod == 0, first, later),
-        end=np.full(len(acct), NULL), cancel=np.full(len(acct), NULL),
-        annual=np.zeros(len(acct), dtype=bool), auto_renew=np.ones(len(acct), dtype=bool),
+        account=account,
+        product=prod,
+        plan=state.plan[account, prod],
+        seats=state.seats[account, prod],
+        disc=state.disc[account],
+        start=np.where(prod == 0, first, later),
+        end=np.full(len(account), NULL),
+        cancel=np.full(len(account), NULL),
+        annual=np.zeros(len(account), dtype=bool),
+        auto_renew=np.ones(len(account), dtype=bool),
     )
-    state.cur_row[acct, prod] = rows
+    state.cur_row[account, prod] = rows
 
 
 def _first_contacts(
@@ -348,24 +360,30 @@ def _first_contacts(
     champion_start = np.where(replaced, new_start, pop.first_start - lead)
     former = np.flatnonzero(replaced)
     contacts.append(
-        acct=former, role=np.full(len(former), ROLE["champion"]),
-        start=pop.first_start[former] - lead[former], end=champion_start[former],
+        account=former,
+        role=np.full(len(former), ROLE["champion"]),
+        start=pop.first_start[former] - lead[former],
+        end=champion_start[former],
     )
     champ = np.flatnonzero(has_champion)
     rows = contacts.append(
-        acct=champ, role=np.full(len(champ), ROLE["champion"]), start=champion_start[champ],
+        account=champ,
+        role=np.full(len(champ), ROLE["champion"]),
+        start=champion_start[champ],
         end=np.full(len(champ), NULL),
     )
     state.champion[champ] = rows
     buyer = np.flatnonzero(rng.random(n) < P.ECONOMIC_BUYER_SHARE[seg])
     contacts.append(
-        acct=buyer, role=np.full(len(buyer), ROLE["economic buyer"]),
+        account=buyer,
+        role=np.full(len(buyer), ROLE["economic buyer"]),
         start=pop.first_start[buyer] - rng.integers(0, 60, len(buyer)),
         end=np.full(len(buyer), NULL),
     )
     sponsor = np.flatnonzero(pop.sponsor0)
     rows = contacts.append(
-        acct=sponsor, role=np.full(len(sponsor), ROLE["executive sponsor"]),
+        account=sponsor,
+        role=np.full(len(sponsor), ROLE["executive sponsor"]),
         start=pop.first_start[sponsor] - rng.integers(0, 60, len(sponsor)),
         end=np.full(len(sponsor), NULL),
     )
@@ -373,7 +391,8 @@ def _first_contacts(
     n_users = rng.poisson(P.USERS_PER_ACCOUNT[seg])
     users = np.repeat(np.arange(n), n_users)
     contacts.append(
-        acct=users, role=np.full(len(users), ROLE["user"]),
+        account=users,
+        role=np.full(len(users), ROLE["user"]),
         start=pop.first_start[users] - rng.integers(0, 30, len(users)),
         end=np.full(len(users), NULL),
     )

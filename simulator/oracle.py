@@ -22,12 +22,15 @@ than the state at T: it bounds what any model of the exported data can reach.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-TRUTH_FILE = "account_month_truth.parquet"
+from simulator.params import UPSELL_REFERENCE_GROWTH
+from simulator.truth import TRUTH_FILE
+
 TASKS = ("churn", "upsell")
 COLUMNS = {
     "churn": ["churn_prob", "renewal_churn_prob"],
@@ -44,6 +47,24 @@ def oracle_probabilities(
         return None
     columns = ["account_id", "month", "renewal_day", "decided_month", *COLUMNS[task]]
     return window_probabilities(pd.read_parquet(path, columns=columns), task, rows, horizon_days)
+
+
+@dataclass(frozen=True)
+class OracleReference:
+    """The oracle as training's reference-probability provider (``training.train.Reference``).
+
+    The composition root builds one for a data directory's truth folder and hands it to
+    ``train``; production training never knows where the truth lives or what it means.
+    """
+
+    truth_dir: Path
+
+    def __call__(
+        self, task: str, rows: pd.DataFrame, *, horizon_days: int, upsell_min_growth: float
+    ) -> np.ndarray | None:
+        if task == "upsell" and upsell_min_growth != UPSELL_REFERENCE_GROWTH:
+            return None  # the truth's upsell probability is for the reference growth only
+        return oracle_probabilities(self.truth_dir, task, rows, horizon_days)
 
 
 def window_probabilities(

@@ -1,7 +1,7 @@
 """Feature snapshots on Apache Spark: the same catalogue, for data that outgrows one machine.
 
 The snapshot query is the DuckDB build's own (:func:`features.build.snapshot_sql`), carried to
-Spark SQL by :mod:`features.spark_sql`; the raw tables are Parquet files or folders under any
+Spark SQL by :mod:`features.spark.sql`; the raw tables are Parquet files or folders under any
 Hadoop-compatible URI (``/local/path``, ``file:``, ``s3a://``, ``hdfs://``), exposed as typed
 temporary views named like the contract tables, exactly as the DuckDB views are.
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -26,11 +24,24 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
-from features.build import ACCOUNT_ID, AS_OF, SnapshotError, feature_groups, snapshot_sql
-from features.catalogue import FeatureGroup, FeatureSpec, Snapshot, all_features
+from features.build import (
+    SnapshotError,
+    check_as_of,
+    feature_groups,
+    snapshot_sql,
+)
+from features.catalogue import ACCOUNT_ID, AS_OF, Cutoff, FeatureGroup, FeatureSpec, all_features
 from features.contract import MANIFEST_FILE, TABLES, Table
 from features.sources import ContractError
-from features.spark_sql import to_spark_sql
+from features.spark.sql import to_spark_sql
+from features.spark.uris import (
+    is_remote,
+    join_uri,
+    local_path,
+    read_text,
+    uri_exists,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -50,40 +61,7 @@ SPARK_TYPES: dict[str, str] = {
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(), "int64": pa.int64(), "float64": pa.float64(),
 }
-#: The feature SQL compares naive timestamps and counts seconds in UTC: not a user choice.
-FIXED_CONF = {"spark.sql.session.timeZone": "UTC"}
-DEFAULT_CONF = {
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-}
 CATALOGUE_VERSION_FILE = "_catalogue_version"
-
-
-# --- session --------------------------------------------------------------------------------
-def spark_session(settings: Settings, app_name: str = "propensity") -> SparkSession:
-    """The Spark session of ``settings.spark_master`` with ``settings.spark_conf`` applied.
-
-    Local mode needs the workers to run this very Python and to bind to the loopback address
-    (the host name of a container often does not resolve); both are set unless already given.
-    """
-    master = settings.spark_master
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise RuntimeError(
-            "the Spark engine needs the `spark` extra: pip install '.[spark]' (and Java 17)"
-        ) from exc
-    builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**DEFAULT_CONF, **settings.spark_conf, **FIXED_CONF}.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    for key, value in FIXED_CONF.items():  # an existing session keeps its own otherwise
-        spark.conf.set(key, value)
-    return spark
 
 
 # --- raw tables -----------------------------------------------------------------------------
@@ -95,47 +73,6 @@ class SparkRaw:
     uri: str
     present: frozenset[str]
     extracted_at: datetime | None = None
-
-
-def join_uri(base: str, name: str) -> str:
-    return f"{str(base).rstrip('/')}/{name}"
-
-
-def is_remote(uri: str) -> bool:
-    """A URI Spark must write itself (anything but a plain path or ``file:``)."""
-    scheme = str(uri).split("://", 1)[0] if "://" in str(uri) else ""
-    return scheme not in ("", "file")
-
-
-def hadoop_path(spark: SparkSession, uri: str):
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-
-
-def uri_exists(spark: SparkSession, uri: str) -> bool:
-    path, fs = hadoop_path(spark, uri)
-    return bool(fs.exists(path))
-
-
-def write_text(spark: SparkSession, uri: str, text: str) -> None:
-    """A small text file through Hadoop's filesystem (works for every URI Spark reads)."""
-    path, fs = hadoop_path(spark, uri)
-    stream = fs.create(path, True)
-    try:
-        stream.write(bytearray(text.encode()))
-    finally:
-        stream.close()
-
-
-def read_text(spark: SparkSession, uri: str) -> str:
-    """A small text file (Spark's own readers skip names starting with ``_``)."""
-    path, fs = hadoop_path(spark, uri)
-    stream = fs.open(path)
-    try:
-        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
 
 
 def read_manifest(spark: SparkSession, raw_uri: str) -> datetime | None:
@@ -203,18 +140,9 @@ def register_raw(spark: SparkSession, raw_uri: str) -> SparkRaw:
 
 
 # --- snapshots ------------------------------------------------------------------------------
-def check_as_of(raw: SparkRaw, as_of: date) -> None:
-    """As on DuckDB: a snapshot past the export's extraction time would miss data."""
-    if raw.extracted_at is not None and pd.Timestamp(as_of) > pd.Timestamp(raw.extracted_at):
-        raise SnapshotError(
-            f"as_of {as_of} is after the data's extraction time {raw.extracted_at:%Y-%m-%d %H:%M}: "
-            "features there would miss events that had not been exported"
-        )
-
-
 def check_groups(raw: SparkRaw, groups: list[FeatureGroup], as_of: date) -> None:
     """Refuse a group whose Spark query returns other columns than it declares (analysis only)."""
-    s = Snapshot(as_of)
+    s = Cutoff(as_of)
     for g in groups:
         if g.cte is None or not all(src in raw.present for src in g.source.split("+")):
             continue
@@ -250,7 +178,7 @@ def build_snapshot(
     raw: SparkRaw, as_of: date, spec: FeatureSpec | None = None, checked: bool = False
 ) -> pa.Table:
     """One snapshot built on Spark and collected (for the local store and for tests)."""
-    check_as_of(raw, as_of)
+    check_as_of(raw.extracted_at, as_of)
     groups = feature_groups(spec)
     if not checked:
         check_groups(raw, groups, as_of)
@@ -263,7 +191,7 @@ def write_remote(
     """Spark writes ``<out_uri>/as_of=YYYY-MM-DD/`` itself; returns (folder, accounts)."""
     from pyspark.sql import functions as F
 
-    check_as_of(raw, as_of)
+    check_as_of(raw.extracted_at, as_of)
     groups = feature_groups(spec)
     schema = arrow_schema(groups)
     frame = snapshot_frame(raw, as_of, groups).select(
@@ -276,15 +204,6 @@ def write_remote(
         return target, frame.count()
     finally:
         frame.unpersist()
-
-
-# --- the command's work -----------------------------------------------------------------------
-def local_path(uri: str) -> str:
-    """``file:///x`` or ``file:/x`` as a plain path (the local store is pathlib-based)."""
-    for prefix in ("file://", "file:"):
-        if uri.startswith(prefix):
-            return uri[len(prefix):]
-    return uri
 
 
 def build_and_store(
@@ -307,7 +226,7 @@ def build_and_store(
 
     raw = register_raw(spark, raw_uri or str(settings.raw_dir))
     for as_of in dates:
-        check_as_of(raw, as_of)
+        check_as_of(raw.extracted_at, as_of)
     spec = settings.feature_spec()
     groups = feature_groups(spec)
     version = catalogue_version(groups)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from training.models import FeatureSchema
-from training.tabular_columns import (
+from training.tabular.columns import (
     FLAG_PAIRS,
     ColumnInference,
     LabelMapping,

@@ -1,8 +1,8 @@
 """Bring your own table: train a calibrated propensity model on any prepared per-account table.
 
-``fit_tabular(df, label, id_col, time_col)`` infers the column types (`training.tabular_columns`),
-prepares the model frame (`training.tabular_prepare`), evaluates three candidates
-(`training.tabular_models`: logistic regression, LightGBM, their blend), picks one, calibrates
+``fit_tabular(df, label, id_col, time_col)`` infers the column types (`training.tabular.columns`),
+prepares the model frame (`training.tabular.prepare`), evaluates three candidates
+(`training.tabular.models`: logistic regression, LightGBM, their blend), picks one, calibrates
 it and refits it on all rows. Nothing is tuned per table.
 
 Rows with a blank label are left out (the inference report says how many).
@@ -37,9 +37,9 @@ import pandas as pd
 
 from training.calibration import Calibrator, fit_calibrator
 from training.metrics import evaluate
-from training.tabular_columns import ColumnInference, infer_columns, time_values
-from training.tabular_models import CANDIDATES, Model, fit_candidate, fit_lightgbm, fit_logistic
-from training.tabular_prepare import Preparation, prepare
+from training.tabular.columns import ColumnInference, infer_columns, time_values
+from training.tabular.models import CANDIDATES, Model, fit_candidate, fit_lightgbm, fit_logistic
+from training.tabular.prepare import Preparation, prepare
 
 __all__ = ["ColumnInference", "MetricSummary", "CandidateResult", "TabularModel",
            "TabularResult", "fit_tabular", "infer_columns", "prepare", "time_split"]
@@ -142,7 +142,7 @@ def fit_tabular(
 ) -> TabularResult:
     """Infer, evaluate the candidates, choose, calibrate and refit (see the module docstring).
 
-    ``add_sums`` switches the row-wise sums of same-suffix columns (`training.tabular_prepare`);
+    ``add_sums`` switches the row-wise sums of same-suffix columns (`training.tabular.prepare`);
     ``n_jobs`` is LightGBM's and BLAS's thread count; ``progress`` gets one-line messages.
     Raises ValueError, naming the column or the table, when the table is empty, a named column
     is missing, the label does not have exactly two classes (or too few rows of one), or no

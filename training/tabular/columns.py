@@ -33,8 +33,6 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["numeric", "categorical", "flag", "id", "time", "label", "constant"]
-DROPPED_KINDS = frozenset({"id", "time", "label", "constant"})
-
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "?"})
 FLAG_PAIRS: dict[frozenset[str], tuple[str, str]] = {
     frozenset(pair): pair

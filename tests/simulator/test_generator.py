@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from features import generator_params as P
 from features.contract import MANIFEST_FILE, TABLES
-from features.generator import SOURCE, TRUTH_FILE, default_start, generate, generate_into
-from features.generator_tables import arrow_schema
 from features.terms import in_force
+from simulator import params as P
+from simulator.columns import arrow_schema
+from simulator.generator import SOURCE, TRUTH_FILE, default_start, generate, generate_into
 
 START = date(2023, 1, 1)
 MONTHS = 24
@@ -117,7 +117,7 @@ def test_a_crash_leaves_previous_files_untouched_and_no_staging_left(
     def boom(*args: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("features.generator._tickets", boom)
+    monkeypatch.setattr("simulator.generator._tickets", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         generate(30, 3, 1, START, raw, tmp_path / "truth")
     assert (raw / "accounts.parquet").read_bytes() == b"old"

@@ -130,7 +130,7 @@ RENEWAL_OUTREACH = 1.0  # extra calls (relative) in the 90 days before a fixed t
 ONBOARDING_MONTHS = 3
 ONBOARDING_PER_MONTH = np.array([0.8, 1.5, 2.5])
 
-# --- realism targets (asserted by tests/features/test_generator.py) -------------------------
+# --- realism targets (asserted by tests/simulator/test_generator.py) -------------------------
 TARGET_SEGMENT_SHARE = {"SMB": (0.55, 0.65), "mid-market": (0.25, 0.35), "enterprise": (0.07, 0.13)}
 TARGET_MEDIAN_ARR = {
     "SMB": (3_000, 15_000), "mid-market": (20_000, 80_000), "enterprise": (100_000, 600_000),
