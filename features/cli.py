@@ -7,14 +7,15 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from features.settings import Settings
+if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
+    from features.settings import Settings
 
 console = Console(stderr=True)
 # Piped output (CI logs, files) gets room for the tables instead of 80 columns.
@@ -33,6 +34,8 @@ DataDir = Annotated[
 
 def load_settings(data_dir: Path | None = None) -> Settings:
     """Settings from env / TOML, with the command line's --data-dir on top."""
+    from features.settings import Settings
+
     return Settings(data_dir=data_dir) if data_dir else Settings()
 
 
@@ -237,7 +240,7 @@ def describe_features_cmd(
     from features.build import feature_groups
     from features.catalogue import all_features, describe_markdown
 
-    groups = feature_groups(Settings().feature_spec())
+    groups = feature_groups(load_settings().feature_spec())
     if as_json:
         typer.echo(json.dumps([f.__dict__ for f in all_features(groups)], indent=2))
     else:
