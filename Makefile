@@ -47,7 +47,7 @@ demo: install ## the main job end to end on generated data (data/ by default)
 test: install-spark ## the whole test suite, as CI runs it (Spark and browser tests included)
 	$(BIN)/pytest -n 2 --dist loadfile
 
-test-unit: install ## the loop to run while working: no slow, spark or browser tests (~30 s)
+test-unit: install ## the loop to run while working: no slow, spark or browser tests (~1 min)
 	$(BIN)/pytest -n 2 -m "not slow and not spark and not browser"
 
 test-fast: install-spark ## tests without the slow marker (includes the Spark tests, ~4 min)
