@@ -13,9 +13,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
+if TYPE_CHECKING:  # imported where used: `propensity features describe` needs neither (~1 s)
+    import pandas as pd
+    import pyarrow as pa
 
 from features.catalogue import (
     Feature,
@@ -130,6 +132,8 @@ def check_groups(
 
 def check_as_of(tables: RawTables, as_of: date) -> None:
     """A snapshot past the export's extraction time would silently miss data."""
+    import pandas as pd
+
     extracted = tables.extracted_date()
     if extracted is not None and pd.Timestamp(as_of) > extracted:
         raise SnapshotError(
@@ -165,6 +169,8 @@ def build_features(tables: RawTables, as_of: date, spec: FeatureSpec | None = No
 
 def month_starts(start: date, end: date) -> list[date]:
     """First days of the months from ``start`` to ``end`` inclusive (a training grid)."""
+    import pandas as pd
+
     first = pd.Timestamp(start).to_period("M").start_time
     if first.date() < start:
         first = (pd.Timestamp(start).to_period("M") + 1).start_time
