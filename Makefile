@@ -21,19 +21,19 @@ EXTRAS ?= dev
 SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || { echo "installing uv with pip ..."; $(PYTHON) -m pip install --quiet uv; }
-	@echo "--- setting up $(VENV) (extras: $(EXTRAS)); the first time downloads ~400 MB, 1-2 min"
+	@echo "--- setting up $(VENV) (extras: $(EXTRAS)): about 120 packages, seconds from uv's cache, longer on a first download"
 	$(SYNC) $(addprefix --extra ,$(EXTRAS))
 	@$(MAKE) --no-print-directory bytecode
 	@touch $@
 
 $(VENV)/.installed-spark: $(VENV)/.installed
-	@echo "--- adding the spark extra to $(VENV): pyspark, a 1.7 GB download and unpack, 1-3 min"
+	@echo "--- adding the spark extra to $(VENV): pyspark, 1.7 GB built from its source archive, a few minutes"
 	$(SYNC) $(addprefix --extra ,$(sort $(EXTRAS) spark))
 	@$(MAKE) --no-print-directory bytecode
 	@touch $@
 
 bytecode:
-	@echo "--- compiling bytecode once so first commands start fast (about a minute the first time) ..."
+	@echo "--- compiling bytecode once so commands start fast (about a minute the first time) ..."
 	@start=$$(date +%s); $(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1; \
 	  echo "--- done in $$(( $$(date +%s) - start )) s"
 
