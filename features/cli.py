@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -22,7 +22,9 @@ from features.cli_options import (
     load_settings,
     out,
 )
-from features.settings import Settings
+
+if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
+    from features.settings import Settings
 
 data_app = typer.Typer(help="Raw CRM data: generate, validate, describe the contract.",
                        no_args_is_help=True)
@@ -163,7 +165,7 @@ def describe_features_cmd(
     from features.build import feature_groups
     from features.catalogue import all_features, describe_markdown
 
-    groups = feature_groups(Settings().feature_spec())
+    groups = feature_groups(load_settings().feature_spec())
     if as_json:
         typer.echo(json.dumps([f.__dict__ for f in all_features(groups)], indent=2))
     else:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from features.settings import Settings
+if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
+    from features.settings import Settings
 
 console = Console(stderr=True)
 # Piped output (CI logs, files) gets room for the tables instead of 80 columns.
@@ -44,6 +45,8 @@ def date_option(*names: str, help: str) -> typer.models.OptionInfo:  # noqa: A00
 
 def load_settings(data_dir: Path | None = None) -> Settings:
     """Settings from env / TOML, with the command line's --data-dir on top."""
+    from features.settings import Settings
+
     return Settings(data_dir=data_dir) if data_dir else Settings()
 
 

@@ -18,9 +18,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: the describe commands need neither (~1 s of imports)
+    import duckdb
+    import pandas as pd
 
 from features.contract import DUCKDB_TYPES, MANIFEST_FILE, TABLES, Table
 
@@ -64,6 +66,8 @@ class RawTables:
         return self.con.execute(query, params or []).df()
 
     def extracted_date(self) -> pd.Timestamp | None:
+        import pandas as pd
+
         return None if self.extracted_at is None else pd.Timestamp(self.extracted_at)
 
     # --- construction ---------------------------------------------------------------------
@@ -106,6 +110,8 @@ def connect(
     threads: int | None = None, memory_limit: str | None = None
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the settings the pipeline relies on."""
+    import duckdb
+
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -128,6 +134,8 @@ def table_file(raw_dir: Path, table: str) -> Path | None:
 
 def read_manifest(raw_dir: Path) -> datetime | None:
     """The export's stated extraction time, from ``raw/_manifest.json`` when present."""
+    import pandas as pd
+
     path = raw_dir / MANIFEST_FILE
     if not path.exists():
         return None

@@ -1,4 +1,5 @@
-"""Shared test fixtures: a throwaway MLflow store per test, cheap to make."""
+"""Shared test fixtures (a throwaway MLflow store per test, cheap to make), the `slow` mark for
+tests that use the expensive fixtures, and a summary of what was skipped and how to run it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,42 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+
+#: Fixtures that make any test using them slow: the trained 300-account book (real fits and
+#: MLflow registrations, tests/serving/conftest.py) and an MLflow store (migrations of seconds).
+SLOW_FIXTURES = frozenset({"served_data", "mlflow_template_db"})
+
+#: What a skipped test of each mark needs, and how to get it.
+HOW_TO_RUN = {
+    "browser": "Debian's chromium and Playwright: `apt-get install chromium` (or point "
+               "PROPENSITY_CHROMIUM at a chromium binary) and `make install`",
+    "spark": "pyspark and Java 17: `make install-spark` and `apt-get install "
+             "openjdk-17-jre-headless`",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so `-m "not slow"` sees the mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that uses a slow fixture, wherever it lives."""
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say which groups of tests were skipped for a missing tool, and how to run them."""
+    skipped: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        for mark in HOW_TO_RUN:
+            if mark in getattr(report, "keywords", {}):
+                skipped[mark] = skipped.get(mark, 0) + 1
+    if not skipped:
+        return
+    terminalreporter.section("skipped for a missing tool")
+    for mark, count in sorted(skipped.items()):
+        terminalreporter.write_line(f"{count} {mark} test(s) skipped; they need {HOW_TO_RUN[mark]}")
+    terminalreporter.write_line("CI sets PROPENSITY_REQUIRE_ALL_TESTS=1, which turns these skips "
+                                "into failures.")
 
 
 @pytest.fixture(scope="session")

@@ -241,11 +241,17 @@ def _pm(m: dict | None) -> str:
 @models_app.command("list")
 def models_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Registered versions, their aliases and test metrics."""
+    from training.registry_listing import local_store_file, read_versions
     from training.tasks import TASKS, registered_name
-    from training.tracking import configure, list_versions
+    from training.tracking import configure, list_versions, tracking_uri
 
-    configure(load_settings(data_dir))
-    rows = list_versions([registered_name(t) for t in TASKS])
+    settings = load_settings(data_dir)
+    names = [registered_name(t) for t in TASKS]
+    db = local_store_file(tracking_uri(settings))  # the embedded store: read without MLflow
+    rows = read_versions(db, names) if db else None
+    if rows is None:
+        configure(settings)
+        rows = list_versions(names)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return

@@ -26,17 +26,22 @@ def configure(settings: Settings) -> str:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     import mlflow
 
-    external = os.environ.get("MLFLOW_TRACKING_URI")
-    if external in _SET_HERE:  # mlflow.set_tracking_uri exports it: not the user's choice
-        external = None
-    uri = settings.mlflow_tracking_uri or external
-    if not uri:
+    uri = tracking_uri(settings)
+    if uri == settings.default_tracking_uri:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-        uri = settings.default_tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _SET_HERE.add(uri)
     return uri
+
+
+def tracking_uri(settings: Settings) -> str:
+    """The store's URI (no MLflow import): the settings' URI, else MLFLOW_TRACKING_URI unless
+    this process exported it, else the embedded SQLite store in the data directory."""
+    external = os.environ.get("MLFLOW_TRACKING_URI")
+    if external in _SET_HERE:  # mlflow.set_tracking_uri exports it: not the user's choice
+        external = None
+    return settings.mlflow_tracking_uri or external or settings.default_tracking_uri
 
 
 #: URIs this process set itself (MLflow copies them into MLFLOW_TRACKING_URI).

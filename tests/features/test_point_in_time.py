@@ -12,6 +12,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,6 +168,7 @@ def snapshot(book: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return build_features(RawTables.from_frames(book), AS_OF)
 
 
+@pytest.mark.slow  # 60 snapshots of generated books: ~25 s
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     book_seed=st.integers(0, 2**32 - 1),

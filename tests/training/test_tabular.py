@@ -293,6 +293,7 @@ def linear_fit():
     return fit_tabular(linear_table(), "bought")
 
 
+@pytest.mark.slow  # real cross-validated fits
 def test_linear_table_chooses_the_logistic_model(linear_fit):
     auc = {n: c.metrics["roc_auc"].mean for n, c in linear_fit.candidates.items()}
     assert linear_fit.chosen == "logistic"
@@ -301,6 +302,7 @@ def test_linear_table_chooses_the_logistic_model(linear_fit):
     assert set(linear_fit.importances.index) == {f"x{j:02d}" for j in range(40)}
 
 
+@pytest.mark.slow  # real cross-validated fits
 def test_result_reports_every_metric_and_a_calibrated_model(linear_fit):
     r = linear_fit
     for c in r.candidates.values():
@@ -323,6 +325,7 @@ def test_result_reports_every_metric_and_a_calibrated_model(linear_fit):
         r.candidates["lightgbm"].metrics["roc_auc"].mean)
 
 
+@pytest.mark.slow  # real cross-validated fits
 def test_xor_table_chooses_trees():
     r = fit_tabular(xor_table(), "label")
     auc = {n: c.metrics["roc_auc"].mean for n, c in r.candidates.items()}
@@ -331,6 +334,7 @@ def test_xor_table_chooses_trees():
     assert set(r.importances.index[:2]) == {"a", "b"}
 
 
+@pytest.mark.slow  # real cross-validated fits
 def test_same_table_and_seed_give_identical_results():
     df = xor_table(n=300, seed=3)
     one, two = fit_tabular(df, "label", seed=7), fit_tabular(df, "label", seed=7)
@@ -343,6 +347,7 @@ def test_same_table_and_seed_give_identical_results():
     assert other.candidates["lightgbm"].metrics != one.candidates["lightgbm"].metrics
 
 
+@pytest.mark.slow  # real cross-validated fits
 def test_time_column_gives_one_split_tested_on_the_latest_rows():
     df = xor_table(n=400, seed=5)
     df["month"] = pd.date_range("2024-01-01", periods=10, freq="MS").repeat(40).strftime(
@@ -358,6 +363,7 @@ def test_time_column_gives_one_split_tested_on_the_latest_rows():
     assert "month" not in r.model.preparation.schema.columns
 
 
+@pytest.mark.slow  # real cross-validated fits
 def test_odd_column_names_and_nullable_dtypes():
     rng = np.random.default_rng(2)
     n = 120
@@ -380,6 +386,7 @@ def test_odd_column_names_and_nullable_dtypes():
     assert r.model.predict_proba(df).shape == (n,)
 
 
+@pytest.mark.slow  # real cross-validated fits
 def test_repeated_ids_keep_each_id_in_one_fold():
     df = xor_table(n=300, seed=4)
     df["acct"] = np.arange(300) // 3  # three rows per account
