@@ -14,13 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.build import feature_groups
+from features.catalogue import FeatureSpec, all_features
 from features.settings import Settings
-from serving.scorer import Scorer
+from serving.scorer import CANDIDATE, Scorer
 from serving.state import Generation, load_generation
 from tests.serving.test_api import serve, snapshot_record
 from tests.serving.test_scorer import make_scorer
 
 INPUT_KEYS = ("missing_features", "missing_importance", "missing_important")
+CATALOGUE_TYPES = {f.name: f.dtype for f in all_features(feature_groups(FeatureSpec()))}
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +110,13 @@ def test_null_numeric_text_and_whole_floats_stay_allowed(client, record, generat
 @given(data=st.data())
 def test_any_non_numeric_text_in_any_numeric_feature_is_422_naming_it(client, record,
                                                                      generation, data):
-    numeric = [f for f, r in generation.scorer.rules.rules.items() if r.kind != "category"]
+    numeric = sorted({f for m in generation.scorer.models.values()
+                      for f in m.model.schema["numeric"]})
     name = data.draw(st.sampled_from(numeric))
     text = data.draw(st.text(max_size=30).filter(lambda s: not _python_float(s)))
     response = client.post("/v1/score", json={"features": [{**record, name: text}]})
-    assert errors_of(response) == [(["body", "features", 0, name],
-                                    generation.scorer.rules.rules[name].kind + "_type")]
+    kind = "integer" if CATALOGUE_TYPES[name] == "int64" else "number"
+    assert errors_of(response) == [(["body", "features", 0, name], f"{kind}_type")]
 
 
 def _python_float(text: str) -> bool:
@@ -195,14 +199,22 @@ def test_the_missing_share_limit_is_a_setting(generation, served_data):
     assert item["missing_importance"] == 1.0
 
 
+def importance(scorer: Scorer) -> dict[str, dict[str, float]]:
+    """Each model's features' shares of its total split gain (the candidate product aside)."""
+    out = {}
+    for task, m in scorer.models.items():
+        gain = dict(zip(m.features, m.model.booster.feature_importance("gain"), strict=True))
+        gain.pop(CANDIDATE, None)
+        out[task] = {f: float(g) / sum(gain.values()) for f, g in gain.items()}
+    return out
+
+
 def max_weight(scorer: Scorer, feature: str) -> float:
-    return max(float(w[scorer.models[t].features.index(feature)])
-               for t, w in scorer.importance.items() if feature in scorer.models[t].features)
+    return max(w.get(feature, 0.0) for w in importance(scorer).values())
 
 
 def missing_share(scorer: Scorer, gaps: set[str]) -> float:
-    return max(sum(float(w[j]) for j, f in enumerate(scorer.models[t].features) if f in gaps)
-               for t, w in scorer.importance.items())
+    return max(sum(w[f] for f in gaps if f in w) for w in importance(scorer).values())
 
 
 def expected_important(scorer: Scorer, gaps: set[str]) -> list[str]:
@@ -246,7 +258,8 @@ def test_held_products_column_must_be_a_list_of_names(client, record, value):
 
 
 def test_held_products_must_be_known_in_both_forms(client, record, generation):
-    known = generation.scorer.rules.products
+    scorer = generation.scorer  # products offered, and those held (core, never offered)
+    known = sorted(set(scorer.products).union(*scorer.held))
     message = f"unknown product 'Analytics'; known products: {', '.join(known)}"
     by_record = only_error(client.post("/v1/score", json={"features": [
         {**record, "held_products": ["Analytics"]}]}))
