@@ -143,6 +143,7 @@ class Scorer:
         self._masks: dict[str, np.ndarray] = {}
         self._plain_values: dict[str, np.ndarray] = {}  # feature -> JSON-ready values
         self._distinct_values: dict[str, tuple[str, ...]] = {}  # owners, segments
+        self._plans: dict[tuple[str, ...], tuple] = {}  # tasks -> `_missing_plan`
 
     # --- load-time passes -------------------------------------------------------------------
     def _products(self) -> list[str]:
@@ -443,28 +444,44 @@ class Scorer:
         """Per row: how many of the scoring models' features are missing (absent, null or an
         unknown category), the largest share of one model's importance they carry, that
         model, and the most important missing features (at most `MISSING_SHOWN`)."""
-        absent: dict[str, np.ndarray] = {}
-        weight: dict[str, float] = {}
+        names, ranked, sources = self._missing_plan(tuple(x))
+        gaps = np.zeros((n, len(names)), dtype=bool)
         share, worst = np.zeros(n), [None] * n
-        for task, xt in x.items():
-            features = self.models[task].model.features
-            gaps = np.isnan(xt)
-            task_share = gaps @ self.importance[task]
-            worse = task_share > share
-            worst = [task if w else t for w, t in zip(worse, worst, strict=True)]
-            share = np.maximum(share, task_share)
-            for j, f in enumerate(features):
-                if f != CANDIDATE:
-                    absent.setdefault(f, gaps[:, j])
-                    weight[f] = max(weight.get(f, 0.0), float(self.importance[task][j]))
-        names = sorted(absent, key=lambda f: (-weight[f], f))
-        gaps = (np.column_stack([absent[f] for f in names]) if names
-                else np.zeros((n, 0), dtype=bool))
-        ranked = [f for f in names if weight[f] > 0]
-        important = gaps[:, : len(ranked)]
+        for task, positions, columns in sources:
+            missing = np.isnan(x[task])
+            gaps[:, positions] = missing[:, columns]
+            task_share = missing @ self.importance[task]
+            if (task_share > share).any():
+                worst = [task if w else t for w, t in zip(task_share > share, worst,
+                                                          strict=True)]
+                share = np.maximum(share, task_share)
         shown = np.empty(n, dtype=object)
-        shown[:] = [[ranked[j] for j in np.flatnonzero(row)[:MISSING_SHOWN]] for row in important]
+        shown[:] = [[names[j] for j in np.flatnonzero(row)[:MISSING_SHOWN]]
+                    for row in gaps[:, :ranked]]
         return gaps.sum(axis=1), share, worst, shown
+
+    def _missing_plan(self, tasks: tuple[str, ...]
+                      ) -> tuple[list[str], int, list[tuple[str, list[int], list[int]]]]:
+        """The features of `tasks`' models, most important first (the first `ranked` have
+        any importance), and where each model's matrix holds them; once per set of tasks."""
+        if tasks not in self._plans:
+            weight: dict[str, float] = {}
+            for task in tasks:
+                for f, w in zip(self.models[task].model.features, self.importance[task],
+                                strict=True):
+                    if f != CANDIDATE:
+                        weight[f] = max(weight.get(f, 0.0), float(w))
+            names = sorted(weight, key=lambda f: (-weight[f], f))
+            at = {f: j for j, f in enumerate(names)}
+            sources, placed = [], set()
+            for task in tasks:
+                features = self.models[task].model.features
+                pairs = [(at[f], j) for j, f in enumerate(features)
+                         if f != CANDIDATE and f not in placed]
+                placed.update(features)
+                sources.append((task, [p for p, _ in pairs], [j for _, j in pairs]))
+            self._plans[tasks] = (names, sum(weight[f] > 0 for f in names), sources)
+        return self._plans[tasks]
 
     def _refuse_incomplete(self, missing: tuple, limit: float, where: str) -> None:
         counts, share, worst, shown = missing

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from features.build import feature_groups
 from features.catalogue import FeatureSpec, all_features
 from features.settings import Settings
+from serving.inputs import FeatureRule, InputError, InputRules
 from serving.scorer import CANDIDATE, Scorer
 from serving.state import Generation, load_generation
 from tests.serving.test_api import serve, snapshot_record
@@ -235,8 +236,6 @@ def test_missing_counts_on_stub_models_worked_by_hand():
                                                   ["segment", "tenure", "usage"]]
     cols, _ = scorer.score_records(records[1:2], ("churn", "cross-sell"), False)
     assert cols["missing_importance"].tolist() == [2 / 3]  # the worse of the two models
-    from serving.inputs import InputError
-
     with pytest.raises(InputError) as refused:
         scorer.score_records(records, ("churn",), False, max_missing=0.5)
     assert [p.loc for p in refused.value.all] == [("features", 1), ("features", 2)]
@@ -359,3 +358,42 @@ def test_an_owner_no_account_has_is_422_pointing_to_the_owners_route(client, gen
     assert owners == sorted({o for o in generation.scorer.cols["owner"] if o})
     for owner in owners:
         assert client.get("/v1/opportunities", params={"owner": owner}).status_code == 200
+
+
+def test_a_422_lists_twenty_problems_and_counts_the_rest(client, record):
+    bad = [{**record, "arr": "abc"}] * 25
+    detail = client.post("/v1/score", json={"features": bad}).json()["detail"]
+    assert [e["loc"] for e in detail[:20]] == [["body", "features", i, "arr"] for i in range(20)]
+    assert detail[20] == {"type": "more_errors", "loc": ["body"],
+                          "msg": "and 5 more problems like these"}
+
+
+# --- the quick path of small requests agrees with the full check ---------------------------------
+RULES = InputRules({"n": FeatureRule("n", "number"), "i": FeatureRule("i", "integer"),
+                    "c": FeatureRule("c", "category", ("a", "b"))}, ["core", "extra"])
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5),
+                   st.floats(-3, 3, allow_nan=False).map(lambda v: round(v * 2) / 4),
+                   st.sampled_from(["a", "b", "A", "1", "2.5", "x", ""]),
+                   st.lists(st.sampled_from(["a", "core", "extra", "zz"]), max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["n", "i", "c", "held_products"]), VALUES,
+                                max_size=4), min_size=1, max_size=3))
+def test_the_quick_check_accepts_only_what_the_full_check_accepts(records):
+    def full() -> bool:
+        try:
+            RULES._check({k: [r.get(k) for r in records] for r in records for k in r},
+                         len(records), lambda i, n: ("features", i, n), "error", True)
+            return True
+        except InputError:
+            return False
+
+    if RULES._plainly_valid(records):
+        assert full()
+    try:
+        RULES.check_records(records)
+        accepted = True
+    except InputError:
+        accepted = False
+    assert accepted == full()
