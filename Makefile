@@ -54,7 +54,7 @@ test-fast: install-spark ## tests without the slow marker (includes the Spark te
 	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
 
 lint: install ## ruff
-	$(BIN)/ruff check features training serving tests notebooks bench propensity_cli.py
+	$(BIN)/ruff check features training serving simulator tests notebooks bench propensity_cli.py
 
 bench: install-spark ## benchmarks: generation, feature build (three sizes), training (100k accounts), Spark vs DuckDB (1M)
 	$(BIN)/python -m bench.features $(BENCH_ARGS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -90,6 +91,19 @@ class Settings(BaseSettings):
     )
     reasons_per_direction: int = Field(
         3, description="Reasons shown per direction (raising and lowering a probability).", ge=1
+    )
+    unknown_categories: Literal["error", "missing"] = Field(
+        "error",
+        description="A categorical value the model never saw in POST /v1/score (e.g. segment "
+        "'Enterprise' where the data say 'enterprise'): 'error' refuses it with a 422 listing "
+        "the known values; 'missing' scores it as missing and says so in the item's warnings.",
+    )
+    max_missing_importance: float = Field(
+        0.5,
+        description="POST /v1/score by features refuses (422) a record whose missing features "
+        "carry more than this share of a model's importance (split gain); 1 turns it off.",
+        ge=0,
+        le=1,
     )
     # Spark (--engine spark; needs the `spark` extra and Java 17)
     spark_master: str = Field("local[*]", description="Spark master URL (spark.master).")

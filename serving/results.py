@@ -64,6 +64,21 @@ def items(cols: dict[str, np.ndarray], rows: list[int],
     return out
 
 
+def input_notes(out: list[dict], cols: dict[str, np.ndarray], warnings: list[list[str]]
+                ) -> list[dict]:
+    """Items scored from explicit features say how complete their input was (and what was
+    scored as missing), so a confident answer from an empty record cannot pass unnoticed."""
+    count = cols["missing_features"].tolist()
+    share = cols["missing_importance"].tolist()
+    for k, one in enumerate(out):
+        one["missing_features"] = count[k]
+        one["missing_importance"] = round(share[k], 4)
+        one["missing_important"] = cols["missing_important"][k]
+        if warnings[k]:
+            one["warnings"] = warnings[k]
+    return out
+
+
 def error_item(account_id: str, message: str) -> dict:
     return {"account_id": account_id, "error": message}
 

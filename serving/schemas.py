@@ -2,7 +2,8 @@
 
 Requests forbid unknown fields and non-finite numbers (a NaN from a CRM export must be an
 error, not a silent missing value). Feature values are numbers, text (categorical features),
-booleans or null (missing: LightGBM handles it).
+booleans or null (missing: LightGBM handles it); which of these a feature takes is the served
+models' business, checked in `serving.inputs` (a wrong value is a 422 at its path).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator, with_config
 from typing_extensions import TypedDict  # `extra_items` (PEP 728) on Python 3.11
+
+from serving.examples import score_request_examples
 
 Task = Literal["churn", "upsell", "cross-sell"]
 Kind = Literal["churn", "upsell", "cross_sell"]
@@ -26,25 +29,12 @@ class FeatureRecord(TypedDict, extra_items=FeatureValue):
     held_products: NotRequired[list[str] | None]
 
 
-EXAMPLE_FEATURES = {
-    "account_id": "CRM-0042", "segment": "mid-market", "arr": 48000.0, "seats": 40,
-    "days_to_renewal": 75, "active_users_30d": 12, "nps_last": 6, "tickets_open": 3,
-    "held_products": ["core"],
-}
-
-
 class ScoreRequest(BaseModel):
     """Accounts to score: by id (features from the newest snapshot) or by feature values."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [
-            {"account_ids": ["A0000001", "A0000002"]},
-            {"features": [EXAMPLE_FEATURES], "tasks": ["churn"], "reasons": False},
-            {"columns": ["account_id", "arr", "seats", "nps_last"],
-             "data": [["CRM-0042", 48000.0, 40, 6], ["CRM-0043", 12000.0, 8, None]],
-             "tasks": ["churn"], "reasons": False},
-        ]},
+        json_schema_extra=score_request_examples,  # from the catalogue: always accepted
     )
 
     account_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
@@ -53,9 +43,13 @@ class ScoreRequest(BaseModel):
     features: list[FeatureRecord] | None = Field(
         None,
         description="Feature values per account, named as in the feature catalogue (GET "
-        "/v1/models lists each model's features). Absent or null features are missing values. "
-        "Optional keys: `account_id` (echoed back) and `held_products` (products the account "
-        "holds, never offered as next best product).",
+        "/v1/models lists each model's features). Absent or null features are missing values; "
+        "a record missing too much of what the models rely on is refused (422). Numeric "
+        "features take numbers (or text holding a decimal number), integer features whole "
+        "numbers (true/false as 1/0), categorical features one of the values the model was "
+        "trained on; anything else is a 422 naming `features[i].<name>` and the expected type. "
+        "Optional keys: `account_id` (echoed back) and `held_products` (the names of products "
+        "the account holds, never offered as next best product).",
     )
     columns: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         None, description="Column-wise input, with `data`: the names of the values in each "
@@ -143,6 +137,20 @@ class AccountScore(BaseModel):
         None, description="Per model (churn, upsell, cross-sell): reasons both ways."
     )
     rank: int | None = Field(None, description="Position in the ranked list (lists only).")
+    missing_features: int | None = Field(
+        None, description="Scored from explicit features only: how many of the scoring "
+        "models' features had no value (absent, null, or an unknown category scored as "
+        "missing).")
+    missing_importance: float | None = Field(
+        None, description="Scored from explicit features only: the share of a model's "
+        "importance (split gain) carried by the missing features, the largest over the models "
+        "run. Above the `max_missing_importance` setting the record is refused (422).")
+    missing_important: list[str] | None = Field(
+        None, description="Scored from explicit features only: the missing features the "
+        "models rely on most (at most 5, most important first).")
+    warnings: list[str] | None = Field(
+        None, description="What was scored other than as given (an unknown category scored "
+        "as missing, when the `unknown_categories` setting allows it).")
 
 
 class ScoreResponse(BaseModel):
@@ -170,6 +178,12 @@ class SnapshotProblem(BaseModel):
     rule: str = Field(description="missing_feature, wrong_type, catalogue_version, empty or "
                       "accounts_drop", examples=["wrong_type"])
     detail: str
+
+
+class OwnersResponse(BaseModel):
+    as_of: str
+    owners: list[str] = Field(description="Every account manager of the served snapshot.")
+    segments: list[str] = Field(description="Every segment of the served snapshot.")
 
 
 class ModelInfo(BaseModel):

@@ -25,6 +25,14 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from serving.inputs import (
+    InputError,
+    InputRules,
+    Problem,
+    UnknownCategories,
+    importance_of,
+    rules_of,
+)
 from serving.registry import LoadedModel
 from serving.valuation import ValueModel, value_columns
 
@@ -37,17 +45,21 @@ CANDIDATE = "candidate_product"
 SPECIAL_KEYS = ("account_id", "held_products")  # record keys that are not model features
 BATCH_THREADS = 2  # LightGBM threads for whole-snapshot and large-batch passes
 SINGLE_ROW_LIMIT = 64  # up to this many rows a request predicts on one thread
+MISSING_SHOWN = 5  # missing features named per item, the most important first
 
 
-class UnknownFeatureError(ValueError):
+class UnknownFeatureError(InputError):
     """A feature record names columns no served model knows."""
 
     def __init__(self, problems: list[tuple[int, str]], where: str = "features"):
         self.problems = problems
         self.where = where
-        super().__init__("; ".join(f"{where}[{i}]: unknown feature {k!r}" if where == "columns"
-                                   else f"{where}[{i}].{k}: unknown feature"
-                                   for i, k in problems))
+        hint = "not a feature of any served model (see GET /v1/models)"
+        super().__init__([Problem(("columns", i) if where == "columns" else (where, i, k),
+                                  "unknown_feature", f"unknown feature {k!r}: {hint}")
+                          for i, k in problems])
+        self.args = ("; ".join(f"{where}[{i}]: unknown feature {k!r}" if where == "columns"
+                               else f"{where}[{i}].{k}: unknown feature" for i, k in problems),)
 
 
 class CursorError(ValueError):
@@ -103,7 +115,7 @@ class Scorer:
 
     def __init__(self, models: dict[str, LoadedModel], snapshot: pd.DataFrame,
                  book: pd.DataFrame, as_of: date, descriptions: dict[str, str],
-                 reasons_per_direction: int = 3):
+                 reasons_per_direction: int = 3, dtypes: dict[str, str] | None = None):
         self.models = models
         self.as_of = as_of
         self.descriptions = {**descriptions, CANDIDATE: "The product offered"}
@@ -112,11 +124,17 @@ class Scorer:
         self.ids = self.snapshot["account_id"].astype(str).to_numpy()
         self.row_of = {a: i for i, a in enumerate(self.ids)}
         self.known_features = sorted({f for m in models.values() for f in m.features} - {CANDIDATE})
+        self.importance = {task: importance_of(m.model, (CANDIDATE,))
+                           for task, m in models.items()}
         self._x = {task: m.model.matrix(self.snapshot) for task, m in models.items()}
         self.products = self._products()
         held = dict(zip(book["account_id"], book["products_held"], strict=True)) if len(
             book) else {}  # a dict: pandas Series.get costs ~10 µs an account
         self.held = [tuple(held.get(a, ())) for a in self.ids]
+        # products an account may hold: those offered, and those the book shows held (core)
+        self.rules = InputRules(
+            rules_of((m.model for m in models.values()), dtypes or {}, (CANDIDATE,)),
+            sorted(set(self.products).union(*self.held)))
         self.cols = self._score_all(book)
         self.table = pd.DataFrame(self.cols)
         self._order = {kind: self._ranking(value) for kind, (_, value) in KINDS.items()}
@@ -124,6 +142,8 @@ class Scorer:
         self._stop_warmup = threading.Event()
         self._masks: dict[str, np.ndarray] = {}
         self._plain_values: dict[str, np.ndarray] = {}  # feature -> JSON-ready values
+        self._distinct_values: dict[str, tuple[str, ...]] = {}  # owners, segments
+        self._plans: dict[tuple[str, ...], tuple] = {}  # tasks -> `_missing_plan`
 
     # --- load-time passes -------------------------------------------------------------------
     def _products(self) -> list[str]:
@@ -325,32 +345,43 @@ class Scorer:
                       round(float(contribution), 4))
 
     # --- explicit feature values (a CRM's own numbers) ---------------------------------------
-    def check_records(self, records: list[dict]) -> None:
-        """Unknown feature names are refused (a typo would silently become a missing value)."""
+    def check_records(self, records: list[dict], unknown: UnknownCategories = "error"
+                      ) -> list[list[str]]:
+        """Unknown feature names are refused (a typo would silently become a missing value),
+        then wrong values (`InputError`); returns each record's warnings (unknown categories
+        scored as missing when `unknown` is "missing")."""
         known = set(self.known_features) | set(SPECIAL_KEYS)
         problems = [(i, k) for i, r in enumerate(records) if not known.issuperset(r)
                     for k in r if k not in known]  # issuperset: the common case in C
         if problems:
             raise UnknownFeatureError(problems[:20])
+        return self.rules.check_records(records, unknown)
 
-    def check_columns(self, columns: list[str]) -> None:
-        """`check_records` for column-wise input (index -1: the `columns` list itself)."""
+    def check_columns(self, columns: list[str], data: list[list] | None = None,
+                      unknown: UnknownCategories = "error") -> list[list[str]]:
+        """`check_records` for column-wise input: names at `columns[j]`, values at
+        `data[i][j]`."""
         known = set(self.known_features) | set(SPECIAL_KEYS)
         problems = [(j, c) for j, c in enumerate(columns) if c not in known]
         if problems:
             raise UnknownFeatureError(problems[:20], where="columns")
+        return self.rules.check_columns(columns, data or [], unknown)
 
-    def score_records(self, records: list[dict], tasks: tuple[str, ...], with_reasons: bool
+    def score_records(self, records: list[dict], tasks: tuple[str, ...], with_reasons: bool,
+                      max_missing: float | None = None
                       ) -> tuple[dict[str, np.ndarray], list[dict] | None]:
-        """Score feature records: columns like `self.cols` and, if asked, reasons per row."""
+        """Score feature records: columns like `self.cols` (plus how much of each record was
+        missing) and, if asked, reasons per row. Records missing more than `max_missing` of
+        a model's importance are refused (`InputError`)."""
         def column(name: str) -> list:
             return [r.get(name) for r in records]
 
         return self._score_inputs(len(records), lambda m: m.matrix_from_records(records),
-                                  column, tasks, with_reasons)
+                                  column, tasks, with_reasons, max_missing, "features")
 
     def score_columns(self, columns: list[str], data: list[list], tasks: tuple[str, ...],
-                      with_reasons: bool) -> tuple[dict[str, np.ndarray], list[dict] | None]:
+                      with_reasons: bool, max_missing: float | None = None
+                      ) -> tuple[dict[str, np.ndarray], list[dict] | None]:
         """Score column-wise input (names + rows of values, like MLflow's dataframe_split):
         4-5x fewer bytes than records for a big batch, and no per-row dict look-ups."""
         position = {c: j for j, c in enumerate(columns)}
@@ -360,14 +391,18 @@ class Scorer:
             return [None] * len(data) if j is None else [row[j] for row in data]
 
         return self._score_inputs(len(data), lambda m: m.matrix_from_columns(columns, data),
-                                  column, tasks, with_reasons)
+                                  column, tasks, with_reasons, max_missing, "data")
 
     def _score_inputs(self, n: int, encode: Callable[[object], np.ndarray],
-                      column: Callable[[str], list], tasks: tuple[str, ...], with_reasons: bool
+                      column: Callable[[str], list], tasks: tuple[str, ...], with_reasons: bool,
+                      max_missing: float | None = None, where: str = "features"
                       ) -> tuple[dict[str, np.ndarray], list[dict] | None]:
         """The shared path of explicit inputs: `encode(model)` gives a model's matrix,
         `column(name)` the values given for a name (None where absent)."""
         x = {t: encode(m.model) for t, m in self.models.items() if t in tasks}
+        missing = self._missing(x, n)
+        if max_missing is not None:
+            self._refuse_incomplete(missing, max_missing, where)
         cols: dict[str, np.ndarray] = {
             "account_id": np.array([_text(v) for v in column("account_id")], dtype=object),
             "name": np.full(n, None, dtype=object),
@@ -381,6 +416,8 @@ class Scorer:
         cols["next_best_product"], cols["next_best_product_probability"] = self._next_best(
             x.get("cross-sell"), held)
         cols = self._value(cols)
+        cols["missing_features"], cols["missing_importance"], cols["missing_important"] = (
+            missing[0], missing[1], missing[3])
         if not with_reasons:
             return cols, None
         reasons: list[dict] = [{} for _ in range(n)]
@@ -401,6 +438,64 @@ class Scorer:
                 offered = task != "cross-sell" or products[i] is not None
                 reasons[i][task] = r if offered else None
         return cols, reasons
+
+    def _missing(self, x: dict[str, np.ndarray], n: int
+                 ) -> tuple[np.ndarray, np.ndarray, list[str | None], np.ndarray]:
+        """Per row: how many of the scoring models' features are missing (absent, null or an
+        unknown category), the largest share of one model's importance they carry, that
+        model, and the most important missing features (at most `MISSING_SHOWN`)."""
+        names, ranked, sources = self._missing_plan(tuple(x))
+        gaps = np.zeros((n, len(names)), dtype=bool)
+        share, worst = np.zeros(n), [None] * n
+        for task, positions, columns in sources:
+            missing = np.isnan(x[task])
+            gaps[:, positions] = missing[:, columns]
+            task_share = missing @ self.importance[task]
+            if (task_share > share).any():
+                worst = [task if w else t for w, t in zip(task_share > share, worst,
+                                                          strict=True)]
+                share = np.maximum(share, task_share)
+        shown = np.empty(n, dtype=object)
+        shown[:] = [[names[j] for j in np.flatnonzero(row)[:MISSING_SHOWN]]
+                    for row in gaps[:, :ranked]]
+        return gaps.sum(axis=1), share, worst, shown
+
+    def _missing_plan(self, tasks: tuple[str, ...]
+                      ) -> tuple[list[str], int, list[tuple[str, list[int], list[int]]]]:
+        """The features of `tasks`' models, most important first (the first `ranked` have
+        any importance), and where each model's matrix holds them; once per set of tasks."""
+        if tasks not in self._plans:
+            weight: dict[str, float] = {}
+            for task in tasks:
+                for f, w in zip(self.models[task].model.features, self.importance[task],
+                                strict=True):
+                    if f != CANDIDATE:
+                        weight[f] = max(weight.get(f, 0.0), float(w))
+            names = sorted(weight, key=lambda f: (-weight[f], f))
+            at = {f: j for j, f in enumerate(names)}
+            sources, placed = [], set()
+            for task in tasks:
+                features = self.models[task].model.features
+                pairs = [(at[f], j) for j, f in enumerate(features)
+                         if f != CANDIDATE and f not in placed]
+                placed.update(features)
+                sources.append((task, [p for p, _ in pairs], [j for _, j in pairs]))
+            self._plans[tasks] = (names, sum(weight[f] > 0 for f in names), sources)
+        return self._plans[tasks]
+
+    def _refuse_incomplete(self, missing: tuple, limit: float, where: str) -> None:
+        counts, share, worst, shown = missing
+        problems = [
+            Problem((where, int(i)), "too_many_missing",
+                    f"{where}[{i}]: the missing features carry {share[i]:.0%} of the "
+                    f"{worst[i]} model's importance (at most {limit:.0%} may be missing; "
+                    f"{counts[i]} features missing, the most important: "
+                    f"{', '.join(shown[i])}); send them, or null only where truly unknown",
+                    {"missing_importance": round(float(share[i]), 4), "limit": limit,
+                     "model": worst[i], "missing_important": shown[i]})
+            for i in np.flatnonzero(share > limit + 1e-9)]  # shares sum to 1 up to rounding
+        if problems:
+            raise InputError(problems)
 
     # --- ranked lists -----------------------------------------------------------------------
     def page(self, kind: str, owner: str | None, segment: str | None, limit: int,
@@ -435,10 +530,17 @@ class Scorer:
         return mask
 
     def owners(self) -> list[str]:
-        return sorted({o for o in self.cols["owner"] if isinstance(o, str)})
+        return list(self._distinct("owner"))
 
     def segments(self) -> list[str]:
-        return sorted({s for s in self.cols["segment"] if isinstance(s, str)})
+        return list(self._distinct("segment"))
+
+    def _distinct(self, column: str) -> tuple[str, ...]:
+        """The column's values, once per scorer (the list filters check against them)."""
+        if column not in self._distinct_values:
+            self._distinct_values[column] = tuple(sorted(
+                {v for v in self.cols[column] if isinstance(v, str)}))
+        return self._distinct_values[column]
 
     def versions(self) -> dict[str, str | None]:
         return {task: m.version for task, m in self.models.items()}

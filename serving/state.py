@@ -82,9 +82,10 @@ def load_generation(settings: Settings) -> Generation:
     except ContractError as exc:
         raise LoadError(f"raw data in {settings.raw_dir} break the contract: {exc}") from exc
     book = account_book(tables, as_of)
-    descriptions = {f.name: f.description for f in all_features(feature_groups(
-        settings.feature_spec()))}
-    scorer = Scorer(models, snapshot, book, as_of, descriptions, settings.reasons_per_direction)
+    catalogue = all_features(feature_groups(settings.feature_spec()))
+    descriptions = {f.name: f.description for f in catalogue}
+    scorer = Scorer(models, snapshot, book, as_of, descriptions, settings.reasons_per_direction,
+                    dtypes={f.name: f.dtype for f in catalogue})
     kpis = kpi_strip(tables, as_of, settings.gross_margin)
     seconds = time.perf_counter() - started
     log.info("loaded %d accounts of %s with models %s in %.1f s", len(scorer.ids), as_of,

@@ -6,12 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from serving.deps import JSON, CurrentGeneration, ReadKey, single_query_values
 from serving.responses import INVALID_QUERY, UNAUTHORIZED, UNAVAILABLE
 from serving.results import item, to_csv
-from serving.schemas import Kind, OpportunityPage
+from serving.schemas import Kind, OpportunityPage, OwnersResponse
 from serving.scorer import KINDS, CursorError, Scorer
 
 router = APIRouter(prefix="/v1", tags=["opportunities"],
@@ -41,6 +42,7 @@ async def opportunities(
         description="csv: the same as `Accept: text/csv` (for download links)")] = None,
 ) -> Response:
     scorer = generation.scorer
+    check_filters(scorer, owner, segment)
     try:
         items, next_cursor, total = await run_in_threadpool(
             ranked_items, scorer, kind, owner, segment, limit, cursor, reasons)
@@ -53,6 +55,33 @@ async def opportunities(
     return JSON({"kind": kind, "as_of": scorer.as_of.isoformat(),
                  "model_versions": scorer.versions(), "total": total,
                  "next_cursor": next_cursor, "items": items})
+
+
+@router.get("/owners", response_model=OwnersResponse,
+            summary="Account managers of the served snapshot (values of the `owner` filter)",
+            responses={**UNAUTHORIZED, **UNAVAILABLE})
+async def owners(_key: ReadKey, generation: CurrentGeneration) -> JSON:
+    scorer = generation.scorer
+    return JSON({"as_of": scorer.as_of.isoformat(), "owners": scorer.owners(),
+                 "segments": scorer.segments()})
+
+
+def check_filters(scorer: Scorer, owner: str | None, segment: str | None) -> None:
+    """A filter value no account has is a 422 naming the valid ones (a wrong case would
+    otherwise answer an empty list that looks like "nothing to do")."""
+    errors = []
+    if segment is not None and segment not in scorer.segments():
+        errors.append({"type": "unknown_segment", "loc": ("query", "segment"),
+                       "input": segment[:40], "ctx": {"known": scorer.segments()},
+                       "msg": f"no account has segment {segment[:40]!r}; segments: "
+                              f"{', '.join(scorer.segments())}"})
+    if owner is not None and owner not in scorer.owners():
+        errors.append({"type": "unknown_owner", "loc": ("query", "owner"),
+                       "input": owner[:40],
+                       "msg": f"no account has owner {owner[:40]!r}; GET /v1/owners lists "
+                              f"the {len(scorer.owners())} owners"})
+    if errors:
+        raise RequestValidationError(errors)
 
 
 def ranked_items(scorer: Scorer, kind: str, owner: str | None, segment: str | None, limit: int,

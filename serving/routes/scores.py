@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from features.settings import Settings
 from serving.deps import (
     JSON,
     CurrentGeneration,
@@ -14,6 +15,7 @@ from serving.deps import (
     ReadKey,
     single_query_values,
 )
+from serving.inputs import InputError
 from serving.responses import (
     FORBIDDEN_COOKIE,
     INVALID,
@@ -23,9 +25,9 @@ from serving.responses import (
     UNAUTHORIZED,
     UNAVAILABLE,
 )
-from serving.results import error_item, item, items
+from serving.results import error_item, input_notes, item, items
 from serving.schemas import AccountScore, ScoreRequest, ScoreResponse, Task
-from serving.scorer import SINGLE_ROW_LIMIT, Scorer, UnknownFeatureError
+from serving.scorer import SINGLE_ROW_LIMIT, Scorer
 
 router = APIRouter(prefix="/v1", tags=["scoring"], route_class=FastJSONRoute,
                    dependencies=[Depends(single_query_values)])
@@ -47,37 +49,35 @@ async def score(body: ScoreRequest, _key: ReadKey, generation: CurrentGeneration
                                   "message": f"{body.size()} accounts; at most {limit} per call"})
     scorer = generation.scorer
     tasks = tuple(dict.fromkeys(body.tasks))
+    settings = request.app.state.settings
     if body.size() > SINGLE_ROW_LIMIT:
-        results = await run_in_threadpool(_score, scorer, body, tasks)
+        results = await run_in_threadpool(_score, scorer, body, tasks, settings)
     else:
-        results = _score(scorer, body, tasks)
+        results = _score(scorer, body, tasks, settings)
     request.app.state.metrics.scored.labels(
         "ids" if body.account_ids is not None else "features").inc(len(results))
     return JSON({"as_of": scorer.as_of.isoformat(), "model_versions": scorer.versions(),
                  "horizon_days": _horizon(scorer), "results": results})
 
 
-def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...]) -> list[dict]:
+def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...], settings: Settings
+           ) -> list[dict]:
     if body.account_ids is not None:
         return by_ids(scorer, body.account_ids, body.reasons, tasks)
-    try:
+    unknown, limit = settings.unknown_categories, settings.max_missing_importance
+    try:  # names, then values, then completeness: each a 422 in FastAPI's own shape
         if body.columns is not None:
-            scorer.check_columns(body.columns)
+            warnings = scorer.check_columns(body.columns, body.data or [], unknown)
+            cols, reasons = scorer.score_columns(body.columns, body.data or [], tasks,
+                                                 body.reasons, limit)
         else:
-            scorer.check_records(body.features or [])
-    except UnknownFeatureError as exc:
-        raise HTTPException(422, [  # the shape of FastAPI's own 422s: one entry per field
-            {"type": "unknown_feature",
-             "loc": ["body", "columns", i] if exc.where == "columns" else
-                    ["body", "features", i, key],
-             "msg": f"unknown feature {key!r}: not a feature of any served model (see GET "
-                    "/v1/models)"}
-            for i, key in exc.problems]) from exc
-    if body.columns is not None:
-        cols, reasons = scorer.score_columns(body.columns, body.data or [], tasks, body.reasons)
-    else:
-        cols, reasons = scorer.score_records(body.features or [], tasks, body.reasons)
-    return items(cols, list(range(len(cols["arr"]))), reasons or None)
+            warnings = scorer.check_records(body.features or [], unknown)
+            cols, reasons = scorer.score_records(body.features or [], tasks, body.reasons,
+                                                 limit)
+    except InputError as exc:
+        raise HTTPException(422, exc.errors()) from exc
+    return input_notes(items(cols, list(range(len(cols["arr"]))), reasons or None), cols,
+                       warnings)
 
 
 def by_ids(scorer: Scorer, account_ids: list[str], with_reasons: bool,

