@@ -123,13 +123,14 @@ def build_with_progress(settings: Settings, dates: list[date]):
     from rich.progress import Progress
 
     from features.build import SnapshotError
-    from features.pipeline import build_snapshots
+    from features.pipeline import build_snapshots, open_validated
     from features.sources import ContractError
 
     try:
+        tables = open_validated(settings)  # before the bar: errors print alone, not under it
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("building snapshots", total=len(dates))
-            return build_snapshots(settings, dates, lambda _: progress.advance(task))
+            return build_snapshots(settings, dates, lambda _: progress.advance(task), tables)
     except ContractError as exc:
         fail_contract(settings, exc)
     except SnapshotError as exc:

@@ -52,14 +52,16 @@ def table_rows(tables: RawTables) -> dict[str, int | None]:
 def build_snapshots(
     settings: Settings, dates: list[date],
     on_built: Callable[[BuiltSnapshot], None] | None = None,
+    tables: RawTables | None = None,
 ) -> tuple[list[BuiltSnapshot], str]:
-    """Validate the raw data and every date first, then build and store each snapshot;
-    returns what was built and the catalogue version. ``on_built`` hears of each snapshot."""
+    """Validate the raw data (unless ``tables`` are validated already) and every date first,
+    then build and store each snapshot; returns what was built and the catalogue version.
+    ``on_built`` hears of each snapshot."""
     from features.build import SnapshotError, build_grid, check_as_of, feature_groups
     from features.catalogue import catalogue_version
     from features.store import FeatureStore
 
-    tables = open_validated(settings)
+    tables = tables or open_validated(settings)
     for day in dates:
         check_as_of(tables.extracted_at, day)
     spec = settings.feature_spec()

@@ -154,6 +154,8 @@ def open_raw(raw_dir: Path, con: duckdb.DuckDBPyConnection | None = None) -> Raw
     Typed views are created by :func:`features.validation.load_tables` once the data pass
     validation; use that function unless you are the validator.
     """
+    import duckdb
+
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ContractError([f"raw data directory {raw_dir} does not exist"])

@@ -94,6 +94,8 @@ def load_tables(raw_dir: Path, con: duckdb.DuckDBPyConnection | None = None) -> 
 
 def validate(raw: RawTables) -> list[Violation]:
     """Every contract violation of the ``src_<table>`` views of ``raw``, in a stable order."""
+    import duckdb
+
     violations: list[Violation] = []
     for table in TABLES.values():
         try:

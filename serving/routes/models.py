@@ -10,7 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from features import audit
 from serving.deps import JSON, AdminKey, ReadKey
-from serving.responses import AUTH_UNAVAILABLE, FORBIDDEN_ADMIN, RELOAD_REFUSED, UNAUTHORIZED
+from serving.responses import (
+    AUTH_UNAVAILABLE,
+    FORBIDDEN_ADMIN,
+    INVALID_QUERY,
+    RELOAD_REFUSED,
+    UNAUTHORIZED,
+)
 from serving.schemas import ModelsResponse, ReloadResponse
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -46,7 +52,7 @@ def models(request: Request, _key: ReadKey) -> JSON:
 
 @router.post("/admin/reload", response_model=ReloadResponse,
              summary="Switch to the current champions and the newest snapshot",
-             responses={**UNAUTHORIZED, **FORBIDDEN_ADMIN, **RELOAD_REFUSED})
+             responses={**UNAUTHORIZED, **FORBIDDEN_ADMIN, **RELOAD_REFUSED, **INVALID_QUERY})
 async def reload(
     request: Request, _key: AdminKey,
     force: Annotated[bool, Query(description="Accept a snapshot with far fewer accounts than "
