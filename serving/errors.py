@@ -46,6 +46,18 @@ def excerpt(value: Any) -> Any:
     return orjson.loads(text) if len(text) <= EXCERPT_CHARS else cut(text)
 
 
+CONTEXT_ITEMS = 20
+
+
+def context_value(value: Any) -> Any:
+    """A ``ctx`` value: the service's own words about the rule (expected type, known values,
+    the most important missing features), so a list stays a list, of at most CONTEXT_ITEMS
+    items each cut like an input."""
+    if isinstance(value, list | tuple):
+        return [excerpt(item) for item in value[:CONTEXT_ITEMS]]
+    return excerpt(value)
+
+
 def safe_error(error: dict) -> dict:
     """One validation error with its input, location and message cut to size."""
     out: dict[str, Any] = {
@@ -56,7 +68,7 @@ def safe_error(error: dict) -> dict:
     if "input" in error:
         out["input"] = excerpt(error["input"])
     if error.get("ctx"):
-        out["ctx"] = {key: excerpt(value) for key, value in jsonable_encoder(
+        out["ctx"] = {key: context_value(value) for key, value in jsonable_encoder(
             error["ctx"], custom_encoder={Exception: str}).items()}
     return out
 

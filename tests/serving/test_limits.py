@@ -232,3 +232,13 @@ def test_short_inputs_are_still_shown_whole(client):
     assert errors["tasks"]["input"] == "retention"
     assert errors["tasks"]["ctx"] == {"expected": "'churn', 'upsell' or 'cross-sell'"}
     assert errors["reasons"]["input"] == [1, 2]
+
+
+def test_a_rule_context_stays_a_list_cut_to_its_first_items():
+    from serving.errors import CONTEXT_ITEMS, safe_error
+
+    known = [f"value-{i}" for i in range(100)] + ["x" * 1000]
+    error = safe_error({"type": "unknown_category", "loc": ["body"], "msg": "m",
+                        "ctx": {"known": known, "note": "y" * 1000}})
+    assert error["ctx"]["known"] == known[:CONTEXT_ITEMS]
+    assert error["ctx"]["note"] == "y" * 80 + "…"
