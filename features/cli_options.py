@@ -44,10 +44,12 @@ def date_option(*names: str, help: str) -> typer.models.OptionInfo:  # noqa: A00
 
 
 def load_settings(data_dir: Path | None = None) -> Settings:
-    """Settings from env / TOML, with the command line's --data-dir on top."""
+    """The features layer's settings from env / TOML, with the command line's --data-dir on
+    top (training and serving commands load their own: ``TrainingSettings``,
+    ``ServingSettings``)."""
     from features.settings import Settings
 
-    return Settings(data_dir=data_dir) if data_dir else Settings()
+    return Settings.load(data_dir)
 
 
 def contract_failure(raw_dir: Path | str, exc: Exception) -> list[str]:
