@@ -122,3 +122,26 @@ def test_each_command_reads_the_shared_file(config, tmp_path):
     assert f"no API keys in {tmp_path / 'keys.json'}" in keys.output.replace("\n", "")
     described = runner.invoke(app, ["features", "describe"])
     assert described.exit_code == 0, described.output
+
+
+@pytest.mark.parametrize("setting, environment, exported", [
+    (None, None, False),                                  # the embedded store
+    (None, "http://mlflow.internal:5000", False),         # the user's variable
+    ("sqlite:////srv/mlflow.db", "http://mlflow.internal:5000", False),  # the setting first
+    (None, "sqlite:////elsewhere/mlflow.db", True),       # exported by this process: not counted
+])
+def test_training_and_serving_resolve_one_store(config, tmp_path, monkeypatch, setting,
+                                                environment, exported):
+    """Serving used to take a URI this process had exported (training's) as the user's."""
+    from features import tracking_store
+
+    config("")
+    monkeypatch.setattr(tracking_store, "_SET_HERE", {environment} if exported else set())
+    if environment:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", environment)
+    expected = setting or (None if exported else environment) or (
+        f"sqlite:///{tmp_path.resolve()}/book/mlflow/mlflow.db")
+    book = tmp_path / "book"
+    training = TrainingSettings(data_dir=book, mlflow_tracking_uri=setting)
+    serving = ServingSettings(data_dir=book, mlflow_tracking_uri=setting)
+    assert training.tracking_uri == serving.tracking_uri == expected
