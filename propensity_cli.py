@@ -67,12 +67,12 @@ def demo(
 
     from features.build import month_starts
     from features.cli import build_with_progress, print_kpis
-    from features.cli_options import out
+    from features.cli_options import out, settings_of
     from features.pipeline import compute_and_store_kpis
     from simulator.generator import default_start
     from training.settings import TrainingSettings
 
-    settings = TrainingSettings.load(data_dir)  # the base's settings and training's
+    settings = settings_of(TrainingSettings, data_dir)  # the base's settings and training's
     start = default_start(months)
     generate_cmd(accounts=accounts, months=months, seed=seed, start=start, out_dir=None,
                  data_dir=settings.data_dir)

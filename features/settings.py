@@ -46,7 +46,8 @@ FILE_KEYS = frozenset({
 })
 
 
-def _config_file() -> Path:
+def config_file() -> Path:
+    """The TOML file every package's settings read (it need not exist)."""
     return Path(os.environ.get("PROPENSITY_CONFIG", "propensity.toml"))
 
 
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, SharedTomlSource(settings_cls, _config_file()))
+        return (init_settings, env_settings, SharedTomlSource(settings_cls, config_file()))
 
     @classmethod
     def load(cls, data_dir: Path | None = None) -> Self:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from features.cli_options import DataDir, console, date_option, fail, out
+from features.cli_options import DataDir, console, date_option, fail, out, settings_of
 
 
 def score_cmd(
@@ -34,7 +34,7 @@ def score_cmd(
     from serving.batch import ENGINES, BatchError
     from serving.settings import ServingSettings
 
-    settings = ServingSettings.load(data_dir)
+    settings = settings_of(ServingSettings, data_dir)
     if engine not in ENGINES:
         fail(f"--engine {engine!r}: choose duckdb or spark", 2)
     if engine == "duckdb" and (raw or features):

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table as RichTable
 
 from features import audit
-from features.cli_options import DataDir, console, fail, out
+from features.cli_options import DataDir, console, fail, out, settings_of
 from serving.keys import KEY_PREFIX, SHOWN_CHARS, KeyStore, KeyStoreError
 
 if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
@@ -32,7 +32,7 @@ def load_settings(data_dir: Path | None) -> ServingSettings:
     """Serving's settings from env / TOML, with the command line's --data-dir on top."""
     from serving.settings import ServingSettings
 
-    return ServingSettings.load(data_dir)
+    return settings_of(ServingSettings, data_dir)
 
 
 # A whole key where a name belongs (`keys revoke prop_...` pasted by mistake) is never logged.

@@ -145,3 +145,22 @@ def test_training_and_serving_resolve_one_store(config, tmp_path, monkeypatch, s
     training = TrainingSettings(data_dir=book, mlflow_tracking_uri=setting)
     serving = ServingSettings(data_dir=book, mlflow_tracking_uri=setting)
     assert training.tracking_uri == serving.tracking_uri == expected
+
+
+def test_a_bad_setting_is_one_line_per_problem_not_a_traceback(config):
+    from propensity_cli import app
+
+    config('horizon_day = 60\nmax_batch_accounts = "many"\n')
+    runner = CliRunner()
+    for command in (["keys", "list"], ["models", "list"], ["features", "describe"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "Traceback" not in result.output
+    lines = runner.invoke(app, ["keys", "list"]).output.replace("\n", " ")
+    assert "error: setting max_batch_accounts: Input should be a valid integer" in lines
+    assert "error: setting horizon_day: no such setting (from PROPENSITY_* or " in lines
+    config("horizon_days = \n")
+    broken = runner.invoke(app, ["models", "list"])
+    assert broken.exit_code == 2
+    assert "propensity.toml: not valid TOML (Invalid value (at line 1, column 16))" in \
+        broken.output.replace("\n", "")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table as RichTable
 
-from features.cli_options import DataDir, console, contract_failure, fail, out
+from features.cli_options import DataDir, console, contract_failure, fail, out, settings_of
 
 if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
     from training.settings import TrainingSettings
@@ -29,7 +29,7 @@ def load_settings(data_dir: Path | None = None) -> TrainingSettings:
     """Training's settings from env / TOML, with the command line's --data-dir on top."""
     from training.settings import TrainingSettings
 
-    return TrainingSettings.load(data_dir)
+    return settings_of(TrainingSettings, data_dir)
 
 
 def reference_for(ctx: typer.Context, settings):
