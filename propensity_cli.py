@@ -8,7 +8,7 @@ Heavy imports happen inside command bodies so ``--help`` is fast.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from serving.cli import serve_cmd
 from serving.keys_cli import keys_app
 from simulator.cli import generate_cmd
 from training.cli import models_app, train_app
+
+if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
+    from training.settings import TrainingSettings
 
 app = typer.Typer(
     help="propensity: churn and upsell propensity for key-account management.",
@@ -64,11 +67,12 @@ def demo(
 
     from features.build import month_starts
     from features.cli import build_with_progress, print_kpis
-    from features.cli_options import load_settings, out
+    from features.cli_options import out, settings_of
     from features.pipeline import compute_and_store_kpis
     from simulator.generator import default_start
+    from training.settings import TrainingSettings
 
-    settings = load_settings(data_dir)
+    settings = settings_of(TrainingSettings, data_dir)  # the base's settings and training's
     start = default_start(months)
     generate_cmd(accounts=accounts, months=months, seed=seed, start=start, out_dir=None,
                  data_dir=settings.data_dir)
@@ -88,7 +92,7 @@ def demo(
     _train_all(settings)
 
 
-def _train_all(settings) -> None:
+def _train_all(settings: TrainingSettings) -> None:
     """Train, log and register each task's model; one line per model."""
     from rich.table import Table
 

@@ -84,9 +84,9 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[dict, float]:
 
 # --- phases (each in its own process) ------------------------------------------------------
 def _settings(book: Path, models: Path, driver_memory: str):
-    from features.settings import Settings
+    from serving.settings import ServingSettings  # the base's settings and serving's
 
-    return Settings(
+    return ServingSettings(
         data_dir=book, mlflow_tracking_uri=f"sqlite:///{models / 'mlflow' / 'mlflow.db'}",
         spark_master="local[2]",
         spark_conf={"spark.driver.memory": driver_memory, "spark.ui.enabled": "false"},
@@ -112,9 +112,9 @@ def phase(name: str, book: Path, models: Path, months: int, args) -> dict:
         from features.spark.build import build_and_store
         from features.spark.session import spark_session
 
-        spark = spark_session(settings)
-        built, _, _ = build_and_store(spark, settings, [as_of],
-                                      out_uri=str(book / "features_spark"))
+        spark = spark_session(settings.spark_master, settings.spark_conf)
+        built, _, _ = build_and_store(spark, settings.feature_spec(), [as_of],
+                                      str(settings.raw_dir), str(book / "features_spark"))
         accounts = built[0][1]
     elif name == "score_duckdb":
         from serving.batch import score_duckdb
@@ -124,7 +124,7 @@ def phase(name: str, book: Path, models: Path, months: int, args) -> dict:
         from features.spark.session import spark_session
         from serving.batch import score_spark
 
-        spark = spark_session(settings)
+        spark = spark_session(settings.spark_master, settings.spark_conf)
         accounts = score_spark(spark, settings, as_of, str(book / "scores_spark"), args.reasons,
                                features_uri=str(book / "features_spark")).accounts
     return {"seconds": time.perf_counter() - began, "accounts": accounts}

@@ -10,13 +10,15 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
     from features.settings import Settings
+
+S = TypeVar("S", bound="Settings")
 
 console = Console(stderr=True)
 # Piped output (CI logs, files) gets room for the tables instead of 80 columns.
@@ -44,10 +46,35 @@ def date_option(*names: str, help: str) -> typer.models.OptionInfo:  # noqa: A00
 
 
 def load_settings(data_dir: Path | None = None) -> Settings:
-    """Settings from env / TOML, with the command line's --data-dir on top."""
+    """The features layer's settings (training and serving commands load their own,
+    ``TrainingSettings`` and ``ServingSettings``, with ``settings_of``)."""
     from features.settings import Settings
 
-    return Settings(data_dir=data_dir) if data_dir else Settings()
+    return settings_of(Settings, data_dir)
+
+
+def settings_of(cls: type[S], data_dir: Path | None = None) -> S:
+    """``cls`` from env / TOML with the command line's --data-dir on top; a bad setting is one
+    ``error:`` line per problem naming the key (exit 2), not a traceback."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from features.settings import config_file
+
+    try:
+        return cls.load(data_dir)
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"{config_file()}: not valid TOML ({exc})", 2)
+    except ValidationError as exc:
+        fail([f"setting {'.'.join(map(str, e['loc']))}: {_problem(e)} (from PROPENSITY_* or "
+              f"{config_file()})" for e in exc.errors()], 2)
+
+
+def _problem(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        return "no such setting"
+    return error["msg"]
 
 
 def contract_failure(raw_dir: Path | str, exc: Exception) -> list[str]:

@@ -95,8 +95,10 @@ def build_snapshots_spark(
     from features.spark.build import build_and_store
     from features.spark.session import spark_session
 
-    spark = spark_session(settings)
-    built, version, target = build_and_store(spark, settings, dates, raw, out_uri)
+    spark = spark_session(settings.spark_master, settings.spark_conf)
+    built, version, target = build_and_store(spark, settings.feature_spec(), dates,
+                                             raw or str(settings.raw_dir),
+                                             out_uri or str(settings.features_dir))
     return [BuiltSnapshot(*row) for row in built], version, target
 
 

@@ -1,15 +1,22 @@
-"""Settings: one object holding where data lives and the choices that shape features.
+"""Settings: the sources every package reads, and the settings of the features layer.
 
 Values come from, in order of precedence: keyword arguments, ``PROPENSITY_*`` environment
 variables, an optional TOML file (``PROPENSITY_CONFIG`` or ``propensity.toml`` in the working
 directory), then the defaults below. Created in entrypoints and passed down; never at import.
+
+Each package owns its settings: ``Settings`` here (the data directory and its layout, the
+feature catalogue's shape, DuckDB, Spark, the MLflow store, the audit log), and two subclasses
+over the same sources, ``training.settings.TrainingSettings`` and
+``serving.settings.ServingSettings``. One TOML file holds the keys of all three: a class takes
+its own keys from it and leaves the ones another package owns (``FILE_KEYS``), while a key that
+no package owns (a typo) is still refused, naming the key.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Self
 
 from pydantic import Field
 from pydantic_settings import (
@@ -20,14 +27,46 @@ from pydantic_settings import (
 )
 
 from features.catalogue import DEFAULT_EVENT_TYPES, FeatureSpec
+from features.tracking_store import tracking_uri
+
+#: Every key of the shared TOML file, whichever package reads it. Serving and training may not
+#: import each other, so their keys are named here; tests/test_layers.py pins this set to the
+#: union of the three classes' fields.
+FILE_KEYS = frozenset({
+    # features (this module)
+    "data_dir", "seed", "windows_days", "event_types", "gross_margin", "build_workers",
+    "duckdb_threads", "duckdb_memory_limit", "mlflow_tracking_uri", "audit_log_path",
+    "spark_master", "spark_conf",
+    # training (training/settings.py)
+    "horizon_days", "upsell_min_growth", "promotion_max_ece_increase",
+    # serving (serving/settings.py)
+    "auth_enabled", "api_keys_path", "max_batch_accounts", "max_body_bytes",
+    "trust_forwarded_proto", "model_uris", "reload_max_account_drop", "reasons_per_direction",
+    "unknown_categories", "max_missing_importance",
+})
 
 
-def _config_file() -> Path:
+def config_file() -> Path:
+    """The TOML file every package's settings read (it need not exist)."""
     return Path(os.environ.get("PROPENSITY_CONFIG", "propensity.toml"))
 
 
+class SharedTomlSource(TomlConfigSettingsSource):
+    """The shared TOML file, without the keys another package owns; unknown keys stay (and are
+    refused by ``extra="forbid"``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path):
+        self._own = set(settings_cls.model_fields)
+        super().__init__(settings_cls, toml_file=toml_file)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        return {k: v for k, v in data.items() if k in self._own or k not in FILE_KEYS}
+
+
 class Settings(BaseSettings):
-    """Everything environment- or experiment-dependent that the pipeline reads."""
+    """The shared base, and what the features layer reads: where data live, the catalogue's
+    shape, the engines, and the stores both training and serving use."""
 
     model_config = SettingsConfigDict(env_prefix="PROPENSITY_", extra="forbid")
 
@@ -36,74 +75,25 @@ class Settings(BaseSettings):
     windows_days: tuple[int, ...] = Field(
         (7, 30, 90, 180), description="Look-back windows of windowed features, in days."
     )
-    horizon_days: int = Field(90, description="Label horizon for churn and upsell.", gt=0)
-    upsell_min_growth: float = Field(0.10, description="ARR growth share that counts as upsell.")
-    gross_margin: float = Field(
-        0.80, description="Gross margin used for customer lifetime value.", gt=0, le=1
-    )
     event_types: tuple[str, ...] = Field(
         DEFAULT_EVENT_TYPES, description="Usage event types counted one by one as features."
+    )
+    gross_margin: float = Field(
+        0.80, description="Gross margin used for customer lifetime value.", gt=0, le=1
     )
     build_workers: int | None = Field(
         None, description="Snapshots of a grid built at once (default: one per core).", ge=1
     )
+    duckdb_threads: int | None = Field(None, description="DuckDB threads (default: all cores).")
+    duckdb_memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'.")
     mlflow_tracking_uri: str | None = Field(
         None,
         description="MLflow tracking server or store; default: MLFLOW_TRACKING_URI, else a "
         "SQLite store in <data_dir>/mlflow/.",
     )
-    promotion_max_ece_increase: float = Field(
-        0.01, description="How much worse (ECE) a challenger may calibrate and still be promoted."
-    )
-    duckdb_threads: int | None = Field(None, description="DuckDB threads (default: all cores).")
-    duckdb_memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'.")
-    # Serving (propensity serve)
-    auth_enabled: bool = Field(
-        True, description="Require API keys; turn off only for local development."
-    )
-    api_keys_path: Path | None = Field(
-        None, description="Hashed API keys file (default: <data_dir>/api_keys.json)."
-    )
     audit_log_path: Path | None = Field(
         None, description="Append-only log of admin actions, JSON lines "
         "(default: <data_dir>/audit.log)."
-    )
-    max_batch_accounts: int = Field(
-        10_000, description="Most accounts one POST /v1/score may carry.", ge=1
-    )
-    max_body_bytes: int | None = Field(
-        None, description="Largest request body in bytes; larger ones get 413 unread (default: "
-        "max_batch_accounts x 4 KiB + 64 KiB, the largest legal column-wise batch).", ge=1,
-    )
-    trust_forwarded_proto: bool = Field(
-        False, description="Behind a TLS-terminating proxy: take the scheme from its "
-        "X-Forwarded-Proto header (Secure cookie, same-origin check of the sign-in form). "
-        "Only when every request comes through that proxy.",
-    )
-    model_uris: dict[str, str] = Field(
-        default_factory=dict,
-        description="Explicit model URI per task (churn, upsell, cross-sell) instead of the "
-        "registry's champion, e.g. {churn = 'models:/propensity-churn/3'}.",
-    )
-    reload_max_account_drop: float = Field(
-        0.5, description="Largest share of the serving accounts a new snapshot may lose at "
-        "reload; a bigger drop is refused unless the admin reloads with force=true.", ge=0, le=1
-    )
-    reasons_per_direction: int = Field(
-        3, description="Reasons shown per direction (raising and lowering a probability).", ge=1
-    )
-    unknown_categories: Literal["error", "missing"] = Field(
-        "error",
-        description="A categorical value the model never saw in POST /v1/score (e.g. segment "
-        "'Enterprise' where the data say 'enterprise'): 'error' refuses it with a 422 listing "
-        "the known values; 'missing' scores it as missing and says so in the item's warnings.",
-    )
-    max_missing_importance: float = Field(
-        0.5,
-        description="POST /v1/score by features refuses (422) a record whose missing features "
-        "carry more than this share of a model's importance (split gain); 1 turns it off.",
-        ge=0,
-        le=1,
     )
     # Spark (--engine spark; needs the `spark` extra and Java 17)
     spark_master: str = Field("local[*]", description="Spark master URL (spark.master).")
@@ -120,8 +110,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
-        return (init_settings, env_settings, toml)
+        return (init_settings, env_settings, SharedTomlSource(settings_cls, config_file()))
+
+    @classmethod
+    def load(cls, data_dir: Path | None = None) -> Self:
+        """From env / TOML, with a command line's --data-dir on top."""
+        return cls(data_dir=data_dir) if data_dir else cls()
 
     def feature_spec(self) -> FeatureSpec:
         return FeatureSpec(
@@ -146,13 +140,9 @@ class Settings(BaseSettings):
         return self.data_dir / "mlflow"
 
     @property
-    def default_tracking_uri(self) -> str:
-        """The embedded MLflow store: SQLite in the data directory."""
-        return f"sqlite:///{self.mlflow_dir.resolve() / 'mlflow.db'}"
-
-    @property
-    def keys_path(self) -> Path:
-        return self.api_keys_path or self.data_dir / "api_keys.json"
+    def tracking_uri(self) -> str:
+        """The MLflow store training writes to and serving reads from (``tracking_uri``)."""
+        return tracking_uri(self.mlflow_tracking_uri, self.mlflow_dir)
 
     @property
     def audit_path(self) -> Path:

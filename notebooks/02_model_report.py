@@ -35,15 +35,15 @@ from mlflow.exceptions import MlflowException
 
 from features.build import feature_groups
 from features.catalogue import all_features
-from features.settings import Settings
 from features.store import FeatureStore
+from training.settings import TrainingSettings
 from training.tasks import CHALLENGER, CHAMPION, TASKS, registered_name
 from training.tracking import configure
 
-settings = Settings()
+settings = TrainingSettings()
 OUT = Path(os.environ.get("NOTEBOOK_OUTPUT_DIR", "notebook-output"))
 OUT.mkdir(parents=True, exist_ok=True)
-print("tracking store:", configure(settings))
+print("tracking store:", configure(settings.tracking_uri, settings.mlflow_dir))
 client = MlflowClient()
 DESCRIPTIONS = {f.name: f.description for f in all_features(feature_groups())}
 

@@ -17,12 +17,12 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from features.settings import Settings
 from serving import errors
 from serving.auth import Authenticator
 from serving.limits import BodyLimitMiddleware, body_limit
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.routes import health, models, opportunities, page, scores
+from serving.settings import ServingSettings
 from serving.state import Loader, StateHolder, load_generation
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ Every error body is JSON: `{"detail": {"error": "<code>", "message": "<what to d
 DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc files, served from the fastapi-offline package
 
 
-def create_app(settings: Settings, loader: Loader = load_generation,
+def create_app(settings: ServingSettings, loader: Loader = load_generation,
                load_on_start: bool = True) -> FastAPI:
     holder = StateHolder(settings, loader)
     auth = Authenticator.from_settings(settings)
@@ -65,7 +65,8 @@ def create_app(settings: Settings, loader: Loader = load_generation,
     app.state.auth = auth
     app.state.metrics = Metrics(lambda: holder.current)
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_body_bytes,
+                                                                settings.max_batch_accounts))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
     for module in (health, scores, opportunities, models, page):
         app.include_router(module.router)

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from features.settings import Settings
 from serving.keys import SCOPES, KeyEntry, KeyStore, KeyStoreError
+from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Authenticator:
         self.trust_forwarded_proto = trust_forwarded_proto
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Authenticator:
+    def from_settings(cls, settings: ServingSettings) -> Authenticator:
         return cls(KeyStore(settings.keys_path), enabled=settings.auth_enabled,
                    trust_forwarded_proto=settings.trust_forwarded_proto)
 

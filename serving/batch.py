@@ -30,9 +30,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.settings import Settings
 from features.store import replace_dir_atomic
 from serving.registry import REQUIRED_TASKS, LoadedModel, load_models
+from serving.settings import ServingSettings
 from serving.valuation import ValueModel, value_accounts
 
 if TYPE_CHECKING:
@@ -74,12 +74,12 @@ class BatchResult:
 
 
 # --- shared: models, reasons, output --------------------------------------------------------
-def served_models(settings: Settings) -> dict[str, LoadedModel]:
+def served_models(settings: ServingSettings) -> dict[str, LoadedModel]:
     """The champions (or settings' URIs); churn and upsell are required, cross-sell optional."""
     from serving.registry import TrackingStoreError
 
     try:
-        models, errors = load_models(settings)
+        models, errors = load_models(settings.tracking_uri, settings.model_uris)
     except TrackingStoreError as exc:
         raise BatchError(str(exc)) from exc
     absent = [t for t in REQUIRED_TASKS if t not in models]
@@ -88,7 +88,7 @@ def served_models(settings: Settings) -> dict[str, LoadedModel]:
     return models
 
 
-def feature_descriptions(settings: Settings) -> dict[str, str]:
+def feature_descriptions(settings: ServingSettings) -> dict[str, str]:
     from features.build import feature_groups
     from features.catalogue import all_features
 
@@ -154,7 +154,7 @@ def partition(out: str, as_of: date) -> str:
 
 
 # --- DuckDB: one machine, the API's scorer ----------------------------------------------------
-def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3,
+def score_duckdb(settings: ServingSettings, as_of: date, out: str, reasons: int = 3,
                  slice_rows: int = 200_000) -> BatchResult:
     """Score the stored snapshot of ``as_of`` and write ``<out>/as_of=.../part-0.parquet``.
 
@@ -185,7 +185,7 @@ def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3,
                        {t: m.version for t, m in models.items()})
 
 
-def read_snapshot(settings: Settings, as_of: date) -> pd.DataFrame:
+def read_snapshot(settings: ServingSettings, as_of: date) -> pd.DataFrame:
     from features.store import FeatureStore
 
     store = FeatureStore(settings.features_dir)
@@ -200,7 +200,7 @@ def read_snapshot(settings: Settings, as_of: date) -> pd.DataFrame:
 
 def scored_frame(models: dict[str, LoadedModel], snapshot: pd.DataFrame, book: pd.DataFrame,
                  as_of: date, reasons: int, descriptions: dict[str, str],
-                 settings: Settings) -> pd.DataFrame:
+                 settings: ServingSettings) -> pd.DataFrame:
     """Accounts of ``snapshot`` scored by the API's Scorer, valued, with described reasons."""
     from serving.scorer import Scorer
 
@@ -243,7 +243,7 @@ def write_local_partition(out: Path, as_of: date, write, note: str) -> Path:
 
 
 # --- Spark: MLflow's Spark UDF ---------------------------------------------------------------
-def score_spark(spark: SparkSession, settings: Settings, as_of: date, out: str,
+def score_spark(spark: SparkSession, settings: ServingSettings, as_of: date, out: str,
                 reasons: int = 3, raw_uri: str | None = None,
                 features_uri: str | None = None) -> BatchResult:
     """Score the snapshot of ``as_of`` on Spark and write ``<out>/as_of=.../`` (Parquet parts)."""
@@ -267,7 +267,7 @@ def spark_snapshot(spark: SparkSession, features_uri: str, as_of: date) -> DataF
     return spark.read.parquet(folder)
 
 
-def spark_scored(spark: SparkSession, settings: Settings, models: dict[str, LoadedModel],
+def spark_scored(spark: SparkSession, settings: ServingSettings, models: dict[str, LoadedModel],
                  snapshot: DataFrame, as_of: date, reasons: int,
                  raw_uri: str | None) -> DataFrame:
     """Scores, valuation and reasons as a Spark DataFrame in OUTPUT_SCHEMA's columns."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from features.cli_options import DataDir, console, date_option, fail, load_settings, out
+from features.cli_options import DataDir, console, date_option, fail, out, settings_of
 
 
 def score_cmd(
@@ -32,8 +32,9 @@ def score_cmd(
     import logging
 
     from serving.batch import ENGINES, BatchError
+    from serving.settings import ServingSettings
 
-    settings = load_settings(data_dir)
+    settings = settings_of(ServingSettings, data_dir)
     if engine not in ENGINES:
         fail(f"--engine {engine!r}: choose duckdb or spark", 2)
     if engine == "duckdb" and (raw or features):
@@ -61,7 +62,7 @@ def _run(settings, engine: str, day: date, out_dir: str, reasons: int, raw, feat
         from features.spark.session import spark_session
 
         try:
-            spark = spark_session(settings)
+            spark = spark_session(settings.spark_master, settings.spark_conf)
         except RuntimeError as exc:  # the extra is not installed
             raise BatchError(str(exc)) from exc
         return score_spark(spark, settings, day, out_dir, reasons, raw, features)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from features.cli_options import DataDir, fail, load_settings
+from features.cli_options import DataDir, fail, settings_of
 
 
 def serve_cmd(
@@ -27,8 +27,9 @@ def serve_cmd(
 
     from serving.app import create_app
     from serving.keys import KeyStoreError
+    from serving.settings import ServingSettings
 
-    settings = load_settings(data_dir)
+    settings = settings_of(ServingSettings, data_dir)
     if no_auth:
         settings = settings.model_copy(update={"auth_enabled": False})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "

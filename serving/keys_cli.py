@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table as RichTable
 
 from features import audit
-from features.cli_options import DataDir, console, fail, load_settings, out
-from features.settings import Settings
+from features.cli_options import DataDir, console, fail, out, settings_of
 from serving.keys import KEY_PREFIX, SHOWN_CHARS, KeyStore, KeyStoreError
+
+if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
+    from serving.settings import ServingSettings
 
 keys_app = typer.Typer(
     help="API keys for the scoring API: read (scores, lists) or admin (reload).",
@@ -25,15 +28,18 @@ class ScopeChoice(StrEnum):
     admin = "admin"
 
 
-def _store(settings: Settings) -> KeyStore:
-    return KeyStore(settings.keys_path)
+def load_settings(data_dir: Path | None) -> ServingSettings:
+    """Serving's settings from env / TOML, with the command line's --data-dir on top."""
+    from serving.settings import ServingSettings
+
+    return settings_of(ServingSettings, data_dir)
 
 
 # A whole key where a name belongs (`keys revoke prop_...` pasted by mistake) is never logged.
 KEY_SHAPED = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{43}}")
 
 
-def _audit(settings: Settings, action: audit.Action, name: str, error: str | None,
+def _audit(audit_path: Path, action: audit.Action, name: str, error: str | None,
            detail: str = "") -> None:
     """One audit line for a key command: the key's name, never the key."""
     def shown(key: str) -> str:
@@ -41,7 +47,7 @@ def _audit(settings: Settings, action: audit.Action, name: str, error: str | Non
 
     name = KEY_SHAPED.sub(lambda m: shown(m.group()), name)
     text = KEY_SHAPED.sub(lambda m: shown(m.group()), error or detail)
-    audit.record(settings.audit_path, action, error is None, key_name=name,
+    audit.record(audit_path, action, error is None, key_name=name,
                  actor=audit.cli_actor(), detail=text)
 
 
@@ -55,13 +61,13 @@ def create_cmd(
 ) -> None:
     """Create a key and print it once (only its SHA-256 digest is stored)."""
     settings = load_settings(data_dir)
-    store = _store(settings)
+    store = KeyStore(settings.keys_path)
     try:
         key = store.create(name, scope.value)
     except KeyStoreError as exc:
-        _audit(settings, "key_create", name, str(exc))
+        _audit(settings.audit_path, "key_create", name, str(exc))
         fail(str(exc))
-    _audit(settings, "key_create", name, None, f"scope {scope.value}")
+    _audit(settings.audit_path, "key_create", name, None, f"scope {scope.value}")
     # The key alone on stdout, so `KEY=$(propensity keys create ...)` works; the note on stderr.
     typer.echo(key)
     console.print(
@@ -74,7 +80,7 @@ def create_cmd(
 @keys_app.command("list")
 def list_cmd(data_dir: DataDir = None) -> None:
     """List keys: name, scope, creation time and the key's first characters (not the key)."""
-    store = _store(load_settings(data_dir))
+    store = KeyStore(load_settings(data_dir).keys_path)
     try:
         entries = store.list()
     except KeyStoreError as exc:
@@ -98,12 +104,12 @@ def revoke_cmd(
 ) -> None:
     """Revoke a key; a running API refuses it from its next request on."""
     settings = load_settings(data_dir)
-    store = _store(settings)
+    store = KeyStore(settings.keys_path)
     try:
         entry = store.revoke(name)
     except KeyStoreError as exc:
-        _audit(settings, "key_revoke", name, str(exc))
+        _audit(settings.audit_path, "key_revoke", name, str(exc))
         fail(str(exc))
-    _audit(settings, "key_revoke", name, None, f"scope {entry.scope}")
+    _audit(settings.audit_path, "key_revoke", name, None, f"scope {entry.scope}")
     out.print(f"revoked key {entry.name} ({entry.prefix}..., scope {entry.scope})",
               highlight=False, soft_wrap=True)

@@ -24,19 +24,17 @@ import orjson
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.settings import Settings
-
 BYTES_PER_ACCOUNT = 4096
 BODY_OVERHEAD_BYTES = 64 * 1024
 SETTING = "max_body_bytes"
 HOW_TO_FIT = "send big batches column-wise (columns + data) or split them"
 
 
-def body_limit(settings: Settings) -> int:
+def body_limit(max_body_bytes: int | None, max_batch_accounts: int) -> int:
     """The largest request body accepted: the setting, or the size of the largest legal batch."""
-    if settings.max_body_bytes is not None:
-        return settings.max_body_bytes
-    return settings.max_batch_accounts * BYTES_PER_ACCOUNT + BODY_OVERHEAD_BYTES
+    if max_body_bytes is not None:
+        return max_body_bytes
+    return max_batch_accounts * BYTES_PER_ACCOUNT + BODY_OVERHEAD_BYTES
 
 
 def too_large_detail(limit: int, size: int | None = None) -> dict[str, str]:

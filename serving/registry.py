@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from features.settings import Settings
+from features.tracking_store import use_store
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +58,13 @@ class LoadedModel:
         return list(self.model.features)
 
 
-def tracking_uri(settings: Settings) -> str:
-    """Settings, then MLFLOW_TRACKING_URI, then the embedded SQLite store."""
-    return (settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-            or settings.default_tracking_uri)
-
-
 def registered_name(task: str) -> str:
     return f"propensity-{task}"
 
 
-def model_uri(task: str, settings: Settings) -> str:
-    """The explicit URI of `settings.model_uris`, else the registry's champion."""
-    return settings.model_uris.get(task) or f"models:/{registered_name(task)}@{CHAMPION}"
+def model_uri(task: str, model_uris: Mapping[str, str]) -> str:
+    """The explicit URI of `model_uris` (the setting), else the registry's champion."""
+    return model_uris.get(task) or f"models:/{registered_name(task)}@{CHAMPION}"
 
 
 def check_tracking_store(uri: str) -> None:
@@ -94,15 +89,13 @@ def check_tracking_store(uri: str) -> None:
         raise TrackingStoreError(reason, reason) from exc
 
 
-def load_model(task: str, settings: Settings) -> LoadedModel:
-    """Load one task's model; `ModelLoadError` says which and why."""
+def load_model(task: str, uri: str, tracking_uri: str) -> LoadedModel:
+    """Load one task's model from ``uri`` (resolving an alias in the store at
+    ``tracking_uri``); `ModelLoadError` says which and why."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    mlflow.set_tracking_uri(tracking_uri(settings))
-    mlflow.set_registry_uri(tracking_uri(settings))
-    uri = model_uri(task, settings)
+    use_store(tracking_uri)
     version = run_id = None
     try:
         if uri.startswith("models:/") and "@" in uri:
@@ -113,7 +106,7 @@ def load_model(task: str, settings: Settings) -> LoadedModel:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 raise ModelLoadError(
-                    f"{task}: no model {name} with alias {alias} in {tracking_uri(settings)}: "
+                    f"{task}: no model {name} with alias {alias} in {tracking_uri}: "
                     f"train one with `propensity train {task}`") from exc
             version, run_id = str(found.version), found.run_id
             uri = f"models:/{name}/{version}"
@@ -130,15 +123,18 @@ def load_model(task: str, settings: Settings) -> LoadedModel:
     return LoadedModel(task=task, uri=uri, version=version, run_id=run_id, model=model)
 
 
-def load_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, str]]:
-    """Every task's model that loads, and an error per task that did not."""
+def load_models(tracking_uri: str, model_uris: Mapping[str, str]
+                ) -> tuple[dict[str, LoadedModel], dict[str, str]]:
+    """Every task's model that loads, and an error per task that did not. ``tracking_uri`` is
+    ``Settings.tracking_uri``; ``model_uris`` the explicit URIs that replace champions."""
     loaded: dict[str, LoadedModel] = {}
     errors: dict[str, str] = {}
-    if any(model_uri(t, settings).startswith(("models:/", "runs:/")) for t in TASKS):
-        check_tracking_store(tracking_uri(settings))  # before MLflow could create one
+    uris = {task: model_uri(task, model_uris) for task in TASKS}
+    if any(uri.startswith(("models:/", "runs:/")) for uri in uris.values()):
+        check_tracking_store(tracking_uri)  # before MLflow could create one
     for task in TASKS:
         try:
-            loaded[task] = load_model(task, settings)
+            loaded[task] = load_model(task, uris[task], tracking_uri)
         except ModelLoadError as exc:
             errors[task] = str(exc)
             log.warning("model not loaded: %s", exc)

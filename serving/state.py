@@ -17,9 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from features.settings import Settings
 from serving.registry import REQUIRED_TASKS, TrackingStoreError, load_models
 from serving.scorer import Scorer
+from serving.settings import ServingSettings
 from serving.snapshot_check import Problem, SnapshotRefused, check_accounts_drop, table_name
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,10 @@ class Generation:
     load_seconds: float = 0.0
 
 
-Loader = Callable[[Settings], Generation]
+Loader = Callable[[ServingSettings], Generation]
 
 
-def load_generation(settings: Settings) -> Generation:
+def load_generation(settings: ServingSettings) -> Generation:
     """Champions from the registry (or settings' URIs), the newest snapshot, the book of
     accounts at that date, every account scored, and the KPI strip."""
     from features.book import account_book
@@ -59,7 +59,7 @@ def load_generation(settings: Settings) -> Generation:
 
     started = time.perf_counter()
     try:
-        models, missing = load_models(settings)
+        models, missing = load_models(settings.tracking_uri, settings.model_uris)
     except TrackingStoreError as exc:  # no store: no model of any task
         raise LoadError(str(exc), {t: f"{t}: no model ({exc.reason}): train one with "
                                    f"`propensity train {t}`" for t in REQUIRED_TASKS}) from exc
@@ -125,7 +125,7 @@ def _number(value) -> float | None:
 class StateHolder:
     """The current generation, swapped atomically; at most one reload at a time."""
 
-    def __init__(self, settings: Settings, loader: Loader = load_generation,
+    def __init__(self, settings: ServingSettings, loader: Loader = load_generation,
                  warm_reasons: bool = True):
         self.settings = settings
         self.loader = loader

@@ -54,6 +54,6 @@ def start_spark():
     require_spark()
     from features.spark.session import spark_session
 
-    spark = spark_session(spark_test_settings(), app_name="propensity-tests")
+    spark = spark_session("local[2]", TEST_CONF, app_name="propensity-tests")
     spark.sparkContext.setLogLevel("ERROR")
     return spark

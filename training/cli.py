@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table as RichTable
 
-from features.cli_options import DataDir, console, contract_failure, fail, load_settings, out
+from features.cli_options import DataDir, console, contract_failure, fail, out, settings_of
+
+if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
+    from training.settings import TrainingSettings
 
 train_app = typer.Typer(help="Train churn, upsell and cross-sell models (tracked in MLflow).",
                         no_args_is_help=True)
@@ -20,6 +23,13 @@ models_app = typer.Typer(help="Registered models: list them, promote a version."
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (automation).")]
 SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10", "recall_at_10",
          "value_capture_at_10")
+
+
+def load_settings(data_dir: Path | None = None) -> TrainingSettings:
+    """Training's settings from env / TOML, with the command line's --data-dir on top."""
+    from training.settings import TrainingSettings
+
+    return settings_of(TrainingSettings, data_dir)
 
 
 def reference_for(ctx: typer.Context, settings):
@@ -243,14 +253,14 @@ def models_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Registered versions, their aliases and test metrics."""
     from training.registry_listing import local_store_file, read_versions
     from training.tasks import TASKS, registered_name
-    from training.tracking import configure, list_versions, tracking_uri
+    from training.tracking import configure, list_versions
 
     settings = load_settings(data_dir)
     names = [registered_name(t) for t in TASKS]
-    db = local_store_file(tracking_uri(settings))  # the embedded store: read without MLflow
+    db = local_store_file(settings.tracking_uri)  # the embedded store: read without MLflow
     rows = read_versions(db, names) if db else None
     if rows is None:
-        configure(settings)
+        configure(settings.tracking_uri, settings.mlflow_dir)
         rows = list_versions(names)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
@@ -277,7 +287,7 @@ def models_promote(
     from training.tracking import configure, promote
 
     settings = load_settings(data_dir)
-    configure(settings)
+    configure(settings.tracking_uri, settings.mlflow_dir)
     try:
         promote(name, version)
     except MlflowException as exc:

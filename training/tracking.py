@@ -2,58 +2,40 @@
 
 The embedded default is a SQLite store and an artifact folder inside the data directory; a
 ``MLFLOW_TRACKING_URI`` (or ``mlflow_tracking_uri`` in the settings) points at a real server
-instead, with no code change. Aliases only (no registry stages): ``champion`` is what serving
-loads, ``challenger`` a registered version that did not beat it.
+instead, with no code change (``features.tracking_store`` holds that rule for training and
+serving alike; training creates the embedded store's folder, serving never does). Aliases only
+(no registry stages): ``champion`` is what serving loads, ``challenger`` a registered version
+that did not beat it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.settings import Settings
+from features.tracking_store import embedded_uri, use_store
 from training.tasks import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 
 
-def configure(settings: Settings) -> str:
-    """Point MLflow at the configured store (never at the working directory); returns the URI."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    import mlflow
-
-    uri = tracking_uri(settings)
-    if uri == settings.default_tracking_uri:
-        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    _SET_HERE.add(uri)
+def configure(uri: str, mlflow_dir: Path) -> str:
+    """Point MLflow at ``uri`` (``Settings.tracking_uri``; never the working directory),
+    creating the folder of the embedded store; returns the URI."""
+    if uri == embedded_uri(mlflow_dir):
+        mlflow_dir.mkdir(parents=True, exist_ok=True)
+    use_store(uri)
     return uri
-
-
-def tracking_uri(settings: Settings) -> str:
-    """The store's URI (no MLflow import): the settings' URI, else MLFLOW_TRACKING_URI unless
-    this process exported it, else the embedded SQLite store in the data directory."""
-    external = os.environ.get("MLFLOW_TRACKING_URI")
-    if external in _SET_HERE:  # mlflow.set_tracking_uri exports it: not the user's choice
-        external = None
-    return settings.mlflow_tracking_uri or external or settings.default_tracking_uri
-
-
-#: URIs this process set itself (MLflow copies them into MLFLOW_TRACKING_URI).
-_SET_HERE: set[str] = set()
 
 
 def is_local_store(uri: str) -> bool:
     return uri.startswith("sqlite:")
 
 
-def experiment_id(name: str, settings: Settings, uri: str) -> str:
-    """The experiment ``name``, created with its artifacts in the data directory when local."""
+def experiment_id(name: str, uri: str, mlflow_dir: Path) -> str:
+    """The experiment ``name``, created with its artifacts in ``mlflow_dir`` when local."""
     import mlflow
 
     found = mlflow.get_experiment_by_name(name)
@@ -61,7 +43,7 @@ def experiment_id(name: str, settings: Settings, uri: str) -> str:
         return found.experiment_id
     location = None
     if is_local_store(uri):
-        location = (settings.mlflow_dir.resolve() / "artifacts" / name).as_uri()
+        location = (mlflow_dir.resolve() / "artifacts" / name).as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from features.build import feature_groups
-from features.catalogue import ACCOUNT_ID, AS_OF, catalogue_version
-from features.settings import Settings
+from features.catalogue import ACCOUNT_ID, AS_OF, FeatureSpec, catalogue_version
 from features.store import FeatureStore
+from training.settings import TrainingSettings
 from training.tasks import registered_name
 
 log = logging.getLogger(__name__)
@@ -74,18 +74,18 @@ class TrainResult:
         }
 
 
-def _dataset(task: str, tables, store: FeatureStore, dates: list[date], settings: Settings,
-             product: str | None, renewal_only: bool) -> pd.DataFrame:
+def _dataset(task: str, tables, store: FeatureStore, dates: list[date], horizon_days: int,
+             upsell_min_growth: float, product: str | None, renewal_only: bool) -> pd.DataFrame:
     from training.dataset import build_dataset
 
     kwargs: dict = {}
     if task == "upsell":
-        kwargs["min_growth"] = settings.upsell_min_growth
+        kwargs["min_growth"] = upsell_min_growth
     if task == "churn" and renewal_only:
         kwargs["renewal_only"] = True
     if task == "cross-sell":
         kwargs["product"] = product
-    return build_dataset(task, tables, store, dates, settings.horizon_days, **kwargs)
+    return build_dataset(task, tables, store, dates, horizon_days, **kwargs)
 
 
 def _check_labels(name: str, frame: pd.DataFrame) -> None:
@@ -99,9 +99,9 @@ def _check_labels(name: str, frame: pd.DataFrame) -> None:
         )
 
 
-def feature_list(frame: pd.DataFrame, settings: Settings) -> list[str]:
+def feature_list(frame: pd.DataFrame, spec: FeatureSpec) -> list[str]:
     """The catalogue's feature columns present in the dataset (+ the candidate product)."""
-    names = [f.name for g in feature_groups(settings.feature_spec()) for f in g.features]
+    names = [f.name for g in feature_groups(spec) for f in g.features]
     extra = ["candidate_product"] if "candidate_product" in frame.columns else []
     return [n for n in names if n in frame.columns] + extra
 
@@ -150,7 +150,7 @@ def check_catalogue_versions(store: FeatureStore, dates: list[date], catalogue: 
             "`propensity features build`")
 
 
-def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Settings, *,
+def fit_and_score(task: str, tables, store: FeatureStore, split, settings: TrainingSettings, *,
                   product: str | None, renewal_only: bool, say: Progress,
                   reference: Reference | None = None) -> Fitted:
     """Datasets of one split, LightGBM + calibration, both baselines, test metrics (and the
@@ -163,12 +163,13 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Setti
     say(f"building the {task} dataset ({len(split.train)} train, {len(split.validation)} "
         f"validation, {len(split.test)} test dates)")
     parts = {
-        part: _dataset(task, tables, store, getattr(split, part), settings, product, renewal_only)
+        part: _dataset(task, tables, store, getattr(split, part), settings.horizon_days,
+                       settings.upsell_min_growth, product, renewal_only)
         for part in ("train", "validation", "test")
     }
     for part, frame in parts.items():
         _check_labels(part, frame)
-    features = feature_list(parts["train"], settings)
+    features = feature_list(parts["train"], settings.feature_spec())
     schema = models.FeatureSchema.infer(parts["train"], features)
     frames = {part: models.to_model_frame(f, schema) for part, f in parts.items()}
     y = {part: f["label"].to_numpy() for part, f in parts.items()}
@@ -212,7 +213,7 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Setti
 
 def train(
     task: str,
-    settings: Settings,
+    settings: TrainingSettings,
     *,
     product: str | None = None,
     renewal_only: bool = False,
@@ -254,7 +255,7 @@ def train(
     test = parts["test"]
     y_test = test["label"].to_numpy()
 
-    uri = configure(settings)
+    uri = configure(settings.tracking_uri, settings.mlflow_dir)
     champion = champion_version(name)
     champion_metrics = _champion_on_window(champion, test[features], y_test)
 
@@ -265,7 +266,7 @@ def train(
     }
     rows = {part: len(f) for part, f in parts.items()}
     say("logging the run and registering the model")
-    mlflow.set_experiment(experiment_id=experiment_id(name, settings, uri))
+    mlflow.set_experiment(experiment_id=experiment_id(name, uri, settings.mlflow_dir))
     with mlflow.start_run(run_name=f"{task} {window['test']}") as run:
         mlflow.set_tags({"task": task, "git_commit": git_commit(),
                          "catalogue_version": version_tag})
@@ -308,7 +309,7 @@ def train(
 
 def backtest(
     task: str,
-    settings: Settings,
+    settings: TrainingSettings,
     n_cutoffs: int = 3,
     *,
     product: str | None = None,

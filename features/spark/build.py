@@ -46,8 +46,6 @@ from features.spark.uris import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from features.settings import Settings
-
 log = logging.getLogger(__name__)
 
 SPARK_TYPES: dict[str, str] = {
@@ -208,12 +206,13 @@ def write_remote(
 
 def build_and_store(
     spark: SparkSession,
-    settings: Settings,
+    spec: FeatureSpec,
     dates: list[date],
-    raw_uri: str | None = None,
-    out_uri: str | None = None,
+    raw_uri: str,
+    out_uri: str,
 ) -> tuple[list[tuple[date, int, int, float]], str, str]:
-    """Build and store the snapshots of ``dates`` on Spark.
+    """Build the snapshots of ``dates`` from the raw tables at ``raw_uri`` and store them
+    under ``out_uri`` on Spark.
 
     Returns ``[(as_of, accounts, features, seconds)]``, the catalogue version and where the
     snapshots went. Every date is checked before anything is written.
@@ -224,13 +223,12 @@ def build_and_store(
     from features.catalogue import catalogue_version
     from features.store import FeatureStore
 
-    raw = register_raw(spark, raw_uri or str(settings.raw_dir))
+    raw = register_raw(spark, raw_uri)
     for as_of in dates:
         check_as_of(raw.extracted_at, as_of)
-    spec = settings.feature_spec()
     groups = feature_groups(spec)
     version = catalogue_version(groups)
-    out = out_uri or str(settings.features_dir)
+    out = out_uri
     n_features = len(all_features(groups))
     built = []
     if dates:

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from features.settings import Settings
 from serving.deps import (
     JSON,
     CurrentGeneration,
@@ -28,6 +27,7 @@ from serving.responses import (
 from serving.results import error_item, input_notes, item, items
 from serving.schemas import AccountScore, ScoreRequest, ScoreResponse, Task
 from serving.scorer import SINGLE_ROW_LIMIT, Scorer
+from serving.settings import ServingSettings
 
 router = APIRouter(prefix="/v1", tags=["scoring"], route_class=FastJSONRoute,
                    dependencies=[Depends(single_query_values)])
@@ -60,8 +60,8 @@ async def score(body: ScoreRequest, _key: ReadKey, generation: CurrentGeneration
                  "horizon_days": _horizon(scorer), "results": results})
 
 
-def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...], settings: Settings
-           ) -> list[dict]:
+def _score(scorer: Scorer, body: ScoreRequest, tasks: tuple[str, ...],
+           settings: ServingSettings) -> list[dict]:
     if body.account_ids is not None:
         return by_ids(scorer, body.account_ids, body.reasons, tasks)
     unknown, limit = settings.unknown_categories, settings.max_missing_importance

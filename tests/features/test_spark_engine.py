@@ -124,8 +124,8 @@ def test_generated_grid_matches_duckdb_through_the_store(spark, generated, tmp_p
     from tests.spark_session import spark_test_settings
 
     settings = spark_test_settings(data_dir=generated)
-    built, version, out = build_and_store(spark, settings, list(GRID),
-                                          out_uri=str(tmp_path / "spark"))
+    built, version, out = build_and_store(spark, settings.feature_spec(), list(GRID),
+                                          str(settings.raw_dir), str(tmp_path / "spark"))
     assert [b[0] for b in built] == list(GRID)
     assert version == catalogue_version(feature_groups(settings.feature_spec()))
     tables = load_tables(generated / "raw")

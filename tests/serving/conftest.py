@@ -15,7 +15,7 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from features.settings import Settings
+from serving.settings import ServingSettings
 
 ACCOUNTS, MONTHS, START, SEED = 300, 16, "2024-01-01", 5
 
@@ -52,10 +52,10 @@ def served_data(tmp_path_factory, mlflow_template_db) -> Path:
 
 
 @pytest.fixture()
-def served_settings(served_data, monkeypatch) -> Settings:
+def served_settings(served_data, monkeypatch) -> ServingSettings:
     """Settings on the shared book with auth off (auth tests turn it on with their own keys)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return Settings(data_dir=served_data, auth_enabled=False)
+    return ServingSettings(data_dir=served_data, auth_enabled=False)
 
 
 @pytest.fixture(autouse=True)

@@ -20,11 +20,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from features.settings import Settings
 from serving.app import create_app
 from serving.keys import KeyStore
 from serving.results import CSV_COLUMNS
 from serving.scorer import CANDIDATE, KINDS
+from serving.settings import ServingSettings
 from serving.state import Generation, LoadError, load_generation
 from serving.valuation import RISK_TIERS
 
@@ -38,10 +38,10 @@ def generation(served_data) -> Generation:
     """The real loader's generation of the shared book (champions via MLflow), loaded once."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(Settings(data_dir=served_data, auth_enabled=False))
+        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
-def serve(generation: Generation, settings: Settings):
+def serve(generation: Generation, settings: ServingSettings):
     """A started app (lifespan run) serving `generation`; use as a context manager."""
     app = create_app(settings, loader=lambda _settings: generation, load_on_start=False)
     ok, error = app.state.holder.reload()
@@ -51,7 +51,7 @@ def serve(generation: Generation, settings: Settings):
 
 @pytest.fixture()
 def client(generation, served_data):
-    with serve(generation, Settings(data_dir=served_data, auth_enabled=False)) as c:
+    with serve(generation, ServingSettings(data_dir=served_data, auth_enabled=False)) as c:
         yield c
 
 
@@ -77,7 +77,7 @@ def snapshot_record(generation: Generation, row: int) -> dict:
 
 # --- health and readiness ---------------------------------------------------------------------
 def test_healthz_answers_and_readyz_is_503_until_the_first_load(generation, served_data):
-    app = create_app(Settings(data_dir=served_data, auth_enabled=False),
+    app = create_app(ServingSettings(data_dir=served_data, auth_enabled=False),
                      loader=lambda _settings: generation, load_on_start=False)
     with TestClient(app) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
@@ -97,7 +97,7 @@ def test_readyz_reports_a_failed_first_load(served_data):
     def broken(_settings):
         raise LoadError("no feature snapshot in /nowhere")
 
-    app = create_app(Settings(data_dir=served_data, auth_enabled=False), loader=broken,
+    app = create_app(ServingSettings(data_dir=served_data, auth_enabled=False), loader=broken,
                      load_on_start=False)
     with TestClient(app) as client:
         app.state.holder.reload()
@@ -505,7 +505,7 @@ def test_a_query_parameter_given_twice_is_422(client, generation):
 
 
 def test_more_accounts_than_the_maximum_is_413(generation, served_data):
-    settings = Settings(data_dir=served_data, auth_enabled=False, max_batch_accounts=5)
+    settings = ServingSettings(data_dir=served_data, auth_enabled=False, max_batch_accounts=5)
     ids = [str(a) for a in generation.scorer.ids[:6]]
     with serve(generation, settings) as client:
         assert client.post("/v1/score", json={"account_ids": ids[:5]}).status_code == 200
@@ -522,7 +522,7 @@ def keyed(generation, served_data, tmp_path: Path):
     path = tmp_path / "keys.json"
     store = KeyStore(path)
     keys = {"read": store.create("crm", "read"), "admin": store.create("ops", "admin")}
-    settings = Settings(data_dir=served_data, auth_enabled=True, api_keys_path=path)
+    settings = ServingSettings(data_dir=served_data, auth_enabled=True, api_keys_path=path)
     with serve(generation, settings) as client:
         yield client, keys
 

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features import audit
-from features.settings import Settings
 from serving.app import create_app
 from serving.keys import KeyStore
+from serving.settings import ServingSettings
 from serving.state import Generation, LoadError, load_generation
 
 
@@ -19,7 +19,7 @@ from serving.state import Generation, LoadError, load_generation
 def generation(served_data) -> Generation:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(Settings(data_dir=served_data, auth_enabled=False))
+        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
 class Loader:
@@ -28,7 +28,7 @@ class Loader:
     def __init__(self, generation: Generation):
         self.generation, self.fail = generation, None
 
-    def __call__(self, _settings: Settings) -> Generation:
+    def __call__(self, _settings: ServingSettings) -> Generation:
         if self.fail:
             raise LoadError(self.fail)
         return self.generation
@@ -39,7 +39,7 @@ def test_each_reload_appends_one_line_with_the_key_name_and_outcome(
     store = KeyStore(tmp_path / "keys.json")
     admin = store.create("ops-admin", "admin")
     read = store.create("crm", "read")
-    settings = Settings(data_dir=served_data, auth_enabled=True,
+    settings = ServingSettings(data_dir=served_data, auth_enabled=True,
                         api_keys_path=tmp_path / "keys.json")
     assert settings.audit_path == audit_log_in_tmp
     loader = Loader(generation)
@@ -65,7 +65,7 @@ def test_each_reload_appends_one_line_with_the_key_name_and_outcome(
 
 def test_with_auth_off_a_reload_is_logged_without_a_key_name(generation, served_data,
                                                              audit_log_in_tmp):
-    app = create_app(Settings(data_dir=served_data, auth_enabled=False),
+    app = create_app(ServingSettings(data_dir=served_data, auth_enabled=False),
                      loader=Loader(generation), load_on_start=False)
     with TestClient(app) as client:
         assert client.post("/v1/admin/reload").status_code == 200

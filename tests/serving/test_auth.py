@@ -9,7 +9,6 @@ import pytest
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
-from features.settings import Settings
 from serving.auth import (
     COOKIE_NAME,
     Authenticator,
@@ -19,6 +18,7 @@ from serving.auth import (
     require,
 )
 from serving.keys import KeyEntry, KeyStore, KeyStoreError
+from serving.settings import ServingSettings
 
 NO_KEY = {
     "detail": {
@@ -174,7 +174,7 @@ def test_with_no_keys_the_401_says_how_to_create_one(store):
 
 def test_auth_off_allows_every_request_and_says_so(tmp_path):
     (tmp_path / "api_keys.json").write_text("{corrupt")  # not even read when auth is off
-    auth = Authenticator.from_settings(Settings(data_dir=tmp_path, auth_enabled=False))
+    auth = Authenticator.from_settings(ServingSettings(data_dir=tmp_path, auth_enabled=False))
     assert auth.enabled is False
     assert "authentication is OFF" in auth.describe()
     client = TestClient(make_app(auth))
@@ -186,10 +186,10 @@ def test_auth_off_allows_every_request_and_says_so(tmp_path):
 
 def test_settings_choose_the_keys_file(tmp_path):
     custom = tmp_path / "secrets" / "keys.json"
-    assert Authenticator.from_settings(Settings(data_dir=tmp_path)).store.path == (
+    assert Authenticator.from_settings(ServingSettings(data_dir=tmp_path)).store.path == (
         tmp_path / "api_keys.json"
     )
-    auth = Authenticator.from_settings(Settings(data_dir=tmp_path, api_keys_path=custom))
+    auth = Authenticator.from_settings(ServingSettings(data_dir=tmp_path, api_keys_path=custom))
     assert (auth.enabled, auth.store.path) == (True, custom)
 
 

@@ -12,18 +12,18 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from features.settings import Settings
 from propensity_cli import app
 from serving.batch import OUTPUT_SCHEMA, SCORING_FILE, describe_reasons
+from serving.settings import ServingSettings
 from tests.spark_session import spark_test_settings, start_spark
 
 AS_OF = date(2025, 5, 1)  # the newest snapshot of the served book (tests/serving/conftest.py)
 PROBABILITIES = ("churn_probability", "upsell_probability", "next_best_product_probability")
 
 
-def settings_for(data) -> Settings:
+def settings_for(data) -> ServingSettings:
     tracking = f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
-    return Settings(data_dir=data, mlflow_tracking_uri=tracking)
+    return ServingSettings(data_dir=data, mlflow_tracking_uri=tracking)
 
 
 def read_partition(folder) -> pd.DataFrame:

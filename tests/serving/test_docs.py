@@ -11,12 +11,12 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from features.settings import Settings
 from serving.app import create_app
 from serving.deps import FastJSONRoute, required_scope
 from serving.keys import KeyStore
 from serving.responses import ErrorBody, ValidationErrorBody
 from serving.schemas import ReloadResponse
+from serving.settings import ServingSettings
 from serving.state import LoadError
 
 MODELS = {"ErrorBody": ErrorBody, "ValidationErrorBody": ValidationErrorBody,
@@ -25,7 +25,7 @@ ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
 ANY_URL = re.compile(r"""(?:https?:)?//[a-z0-9.-]+""", re.IGNORECASE)
 
 
-def no_models(_settings: Settings):
+def no_models(_settings: ServingSettings):
     raise LoadError("no models in this test")
 
 
@@ -33,7 +33,7 @@ def no_models(_settings: Settings):
 def app(tmp_path: Path):
     store = KeyStore(tmp_path / "keys.json")
     store.create("crm", "read")
-    return create_app(Settings(data_dir=tmp_path, api_keys_path=store.path,
+    return create_app(ServingSettings(data_dir=tmp_path, api_keys_path=store.path,
                                max_body_bytes=1000), loader=no_models, load_on_start=False)
 
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.settings import Settings
 from serving.app import create_app
 from serving.scorer import Scorer
+from serving.settings import ServingSettings
 from serving.state import Generation, load_generation
 
 PAYLOADS = ['=HYPERLINK("http://evil","x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
@@ -29,7 +29,7 @@ def hostile(served_data) -> Generation:
     """The shared book's models and snapshot with names and owners set to the payloads."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        real = load_generation(Settings(data_dir=served_data, auth_enabled=False)).scorer
+        real = load_generation(ServingSettings(data_dir=served_data, auth_enabled=False)).scorer
     ids = list(real.ids)
     names = PAYLOADS + HTML
     book = pd.DataFrame({
@@ -45,7 +45,7 @@ def hostile(served_data) -> Generation:
 
 @pytest.fixture()
 def client(hostile, served_data):
-    app = create_app(Settings(data_dir=served_data, auth_enabled=False),
+    app = create_app(ServingSettings(data_dir=served_data, auth_enabled=False),
                      loader=lambda _settings: hostile, load_on_start=False)
     ok, error = app.state.holder.reload()
     assert ok, error

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from features.build import feature_groups
 from features.catalogue import FeatureSpec, all_features
-from features.settings import Settings
 from serving.inputs import FeatureRule, InputError, InputRules
 from serving.scorer import CANDIDATE, Scorer
+from serving.settings import ServingSettings
 from serving.state import Generation, load_generation
 from tests.serving.test_api import serve, snapshot_record
 from tests.serving.test_scorer import make_scorer
@@ -31,12 +31,12 @@ CATALOGUE_TYPES = {f.name: f.dtype for f in all_features(feature_groups(FeatureS
 def generation(served_data) -> Generation:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(Settings(data_dir=served_data, auth_enabled=False))
+        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
 @pytest.fixture(scope="module")
 def client(generation, served_data):
-    with serve(generation, Settings(data_dir=served_data, auth_enabled=False)) as c:
+    with serve(generation, ServingSettings(data_dir=served_data, auth_enabled=False)) as c:
         yield c
 
 
@@ -144,7 +144,8 @@ def test_an_unknown_category_is_422_listing_the_known_values(client, record):
 
 def test_unknown_categories_may_be_scored_as_missing_with_a_warning(generation, served_data,
                                                                     record):
-    settings_ = Settings(data_dir=served_data, auth_enabled=False, unknown_categories="missing")
+    settings_ = ServingSettings(data_dir=served_data, auth_enabled=False,
+                                unknown_categories="missing")
     with serve(generation, settings_) as client:
         response = client.post("/v1/score", json={"features": [
             {**record, "segment": "Enterprise"}, {**record, "segment": None}], "reasons": False})
@@ -191,7 +192,8 @@ def test_every_explicit_answer_says_how_much_was_missing(client, generation, rec
 
 
 def test_the_missing_share_limit_is_a_setting(generation, served_data):
-    settings_ = Settings(data_dir=served_data, auth_enabled=False, max_missing_importance=1.0)
+    settings_ = ServingSettings(data_dir=served_data, auth_enabled=False,
+                                max_missing_importance=1.0)
     with serve(generation, settings_) as client:
         response = client.post("/v1/score", json={"features": [{}], "reasons": False})
     assert response.status_code == 200

@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 
 from features.build import feature_groups
 from features.catalogue import all_features
-from features.settings import Settings
 from serving.app import create_app
 from serving.keys import KeyStore
 from serving.limits import BODY_OVERHEAD_BYTES, BYTES_PER_ACCOUNT, body_limit
+from serving.settings import ServingSettings
 from serving.state import Generation, load_generation
 
 CHUNK = b"x" * 65536
@@ -67,7 +67,7 @@ def keyed_app(tmp_path: Path):
     requests may get as far as scoring)."""
     store = KeyStore(tmp_path / "keys.json")
     keys = {"read": store.create("crm", "read"), "admin": store.create("ops", "admin")}
-    settings = Settings(data_dir=tmp_path, api_keys_path=store.path, max_body_bytes=LIMIT)
+    settings = ServingSettings(data_dir=tmp_path, api_keys_path=store.path, max_body_bytes=LIMIT)
     return create_app(settings, loader=lambda _s: None, load_on_start=False), keys
 
 
@@ -135,22 +135,24 @@ def test_the_default_limit_fits_the_largest_legal_column_wise_batch():
     """One column-wise row of every catalogue feature at its widest JSON value fits in
     BYTES_PER_ACCOUNT, and the `columns` list of every name in the overhead, so a full batch of
     `max_batch_accounts` such rows is under the default limit."""
-    features = all_features(feature_groups(Settings().feature_spec()))
+    features = all_features(feature_groups(ServingSettings().feature_spec()))
     columns = [f.name for f in features] + ["account_id", "held_products"]
     row = [("x" * 64 if f.dtype == "string" else -1.7976931348623157e308) for f in features]
     row += ["A" * 200, ["core", "analytics", "automation", "integrations"]]
     assert len(json.dumps(row)) + 2 <= BYTES_PER_ACCOUNT  # ", " between rows
     assert len(json.dumps({"columns": columns, "tasks": ["churn", "upsell", "cross-sell"],
                            "reasons": False, "data": []})) <= BODY_OVERHEAD_BYTES
-    assert body_limit(Settings()) == 10_000 * 4096 + 65536 == 41_025_536
-    assert body_limit(Settings(max_batch_accounts=100)) == 100 * 4096 + 65536
-    assert body_limit(Settings(max_body_bytes=5000)) == 5000
+    defaults = ServingSettings()
+    assert body_limit(defaults.max_body_bytes, defaults.max_batch_accounts) \
+        == 10_000 * 4096 + 65536 == 41_025_536
+    assert body_limit(None, 100) == 100 * 4096 + 65536
+    assert body_limit(5000, 100) == 5000
 
 
 def test_a_full_batch_at_the_default_limit_is_not_refused_for_its_size(tmp_path):
     """max_batch_accounts widest rows pass the body limit (and reach validation: 422 here, as
     the app has no models to know the features by)."""
-    settings = Settings(data_dir=tmp_path, auth_enabled=False, max_batch_accounts=50)
+    settings = ServingSettings(data_dir=tmp_path, auth_enabled=False, max_batch_accounts=50)
     app = create_app(settings, loader=lambda _s: None, load_on_start=False)
     features = all_features(feature_groups(settings.feature_spec()))
     row = [("x" * 64 if f.dtype == "string" else -1.7976931348623157e308) for f in features]
@@ -161,7 +163,7 @@ def test_a_full_batch_at_the_default_limit_is_not_refused_for_its_size(tmp_path)
         response = client.post("/v1/score", content=body,
                                headers={"content-type": "application/json"})
         assert response.status_code == 503  # past the limit and the key; no models loaded
-        over = client.post("/v1/score", content=b" " * (body_limit(settings) + 1),
+        over = client.post("/v1/score", content=b" " * (body_limit(None, 50) + 1),
                            headers={"content-type": "application/json"})
         assert over.status_code == 413
 
@@ -171,12 +173,12 @@ def test_a_full_batch_at_the_default_limit_is_not_refused_for_its_size(tmp_path)
 def generation(served_data) -> Generation:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(Settings(data_dir=served_data, auth_enabled=False))
+        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
 @pytest.fixture()
 def client(generation, served_data):
-    app = create_app(Settings(data_dir=served_data, auth_enabled=False),
+    app = create_app(ServingSettings(data_dir=served_data, auth_enabled=False),
                      loader=lambda _s: generation, load_on_start=False)
     assert app.state.holder.reload() == (True, None)
     with TestClient(app) as c:

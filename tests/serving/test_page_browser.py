@@ -27,9 +27,9 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 import pytest
 
-from features.settings import Settings
 from serving.auth import COOKIE_NAME
 from serving.keys import KeyStore
+from serving.settings import ServingSettings
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -114,7 +114,7 @@ def live(chromium, served_data, tmp_path_factory) -> Iterator[Live]:
 
     keys = tmp_path_factory.mktemp("page-keys") / "keys.json"
     key = KeyStore(keys).create("account-manager", "read")
-    settings = Settings(data_dir=served_data, api_keys_path=keys)
+    settings = ServingSettings(data_dir=served_data, api_keys_path=keys)
     assert settings.auth_enabled
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -25,9 +25,10 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from features.settings import Settings
+from features.tracking_store import embedded_uri
 from serving.app import create_app
 from serving.scorer import Scorer
+from serving.settings import ServingSettings
 from serving.state import Generation, LoadError, load_generation
 
 LOAD_SECONDS = 0.3  # a stub reload takes this long, so requests overlap every reload
@@ -40,7 +41,7 @@ def generations(served_data) -> tuple[Generation, Generation]:
     from features.store import FeatureStore
     from features.validation import load_tables
 
-    settings = Settings(data_dir=served_data, auth_enabled=False)
+    settings = ServingSettings(data_dir=served_data, auth_enabled=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         newest = load_generation(settings)
@@ -53,8 +54,8 @@ def generations(served_data) -> tuple[Generation, Generation]:
 
 
 @pytest.fixture()
-def settings(served_data) -> Settings:
-    return Settings(data_dir=served_data, auth_enabled=False)
+def settings(served_data) -> ServingSettings:
+    return ServingSettings(data_dir=served_data, auth_enabled=False)
 
 
 class Alternating:
@@ -64,7 +65,7 @@ class Alternating:
         self.cycle = cycle
         self.calls = 0
 
-    def __call__(self, _settings: Settings) -> Generation:
+    def __call__(self, _settings: ServingSettings) -> Generation:
         generation = self.cycle[self.calls % len(self.cycle)]
         self.calls += 1
         time.sleep(LOAD_SECONDS)
@@ -250,7 +251,7 @@ class FailingSecond:
     def __init__(self, generation: Generation, error: Exception):
         self.generation, self.error, self.calls = generation, error, 0
 
-    def __call__(self, _settings: Settings) -> Generation:
+    def __call__(self, _settings: ServingSettings) -> Generation:
         self.calls += 1
         if self.calls == 2:
             raise self.error
@@ -292,7 +293,7 @@ def test_a_missing_snapshot_at_reload_keeps_the_old_generation(served_data, tmp_
     data = tmp_path / "book"
     for part in ("raw", "features", "mlflow"):
         shutil.copytree(served_data / part, data / part, symlinks=True)
-    app = create_app(Settings(data_dir=data, auth_enabled=False), load_on_start=False)
+    app = create_app(ServingSettings(data_dir=data, auth_enabled=False), load_on_start=False)
     with TestClient(app) as client:
         assert client.post("/v1/admin/reload").status_code == 200
         as_of = client.get("/v1/models").json()["as_of"]
@@ -347,7 +348,7 @@ def test_a_snapshot_that_breaks_a_rule_is_refused_and_the_old_generation_serves(
     names table, column and rule, and the served scores do not move."""
     data = tmp_path / "book"
     copy_book(served_data, data)
-    app = create_app(Settings(data_dir=data, auth_enabled=False), load_on_start=False)
+    app = create_app(ServingSettings(data_dir=data, auth_enabled=False), load_on_start=False)
     with TestClient(app) as client:
         assert client.post("/v1/admin/reload").status_code == 200
         before = client.get("/v1/models").json()
@@ -419,8 +420,8 @@ def test_serving_never_creates_a_tracking_store(served_data, tmp_path: Path):
     data = tmp_path / "book"
     for part in ("raw", "features"):
         shutil.copytree(served_data / part, data / part, symlinks=True)
-    settings = Settings(data_dir=data, auth_enabled=False)
-    uri = settings.default_tracking_uri
+    settings = ServingSettings(data_dir=data, auth_enabled=False)
+    uri = embedded_uri(settings.mlflow_dir)
     app = create_app(settings, load_on_start=False)
     with TestClient(app) as client:
         failed = client.post("/v1/admin/reload")
@@ -440,7 +441,7 @@ def test_serving_never_creates_a_tracking_store(served_data, tmp_path: Path):
 def test_a_store_moved_away_while_serving_is_named_on_reload(served_data, tmp_path: Path):
     data = tmp_path / "book"
     copy_book(served_data, data)
-    settings = Settings(data_dir=data, auth_enabled=False)
+    settings = ServingSettings(data_dir=data, auth_enabled=False)
     app = create_app(settings, load_on_start=False)
     with TestClient(app) as client:
         assert client.post("/v1/admin/reload").status_code == 200
@@ -448,14 +449,14 @@ def test_a_store_moved_away_while_serving_is_named_on_reload(served_data, tmp_pa
         failed = client.post("/v1/admin/reload")
         assert failed.status_code == 503
         assert failed.json()["error"].startswith(
-            f"LoadError: the MLflow tracking store at {settings.default_tracking_uri} does not "
+            f"LoadError: the MLflow tracking store at {embedded_uri(settings.mlflow_dir)} does not "
             "exist: ")
         assert client.get("/readyz").status_code == 200  # the old generation serves
         assert not (data / "mlflow" / "mlflow.db").exists()
         (data / "mlflow" / "mlflow.db").write_bytes(b"not a database")
         unreadable = client.post("/v1/admin/reload").json()["error"]
         assert unreadable.startswith(f"LoadError: the MLflow tracking store at "
-                                     f"{settings.default_tracking_uri} cannot be read (")
+                                     f"{embedded_uri(settings.mlflow_dir)} cannot be read (")
 
 
 def test_serve_before_any_model_is_trained_says_what_to_train(served_data, mlflow_data_dir,
@@ -465,9 +466,9 @@ def test_serve_before_any_model_is_trained_says_what_to_train(served_data, mlflo
     data = mlflow_data_dir
     for part in ("raw", "features"):
         shutil.copytree(served_data / part, data / part, symlinks=True)
-    settings = Settings(data_dir=data, auth_enabled=False)
+    settings = ServingSettings(data_dir=data, auth_enabled=False)
     app = create_app(settings, load_on_start=False)
-    uri = settings.default_tracking_uri
+    uri = embedded_uri(settings.mlflow_dir)
     with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="serving.state"):
         assert client.post("/v1/admin/reload").status_code == 503
         ready = client.get("/readyz")

@@ -16,10 +16,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from features.settings import Settings
 from serving.app import create_app
 from serving.auth import Authenticator
 from serving.keys import KeyStore
+from serving.settings import ServingSettings
 from serving.state import Generation, load_generation
 
 EXAMPLES_PER_OPERATION = 30
@@ -51,7 +51,8 @@ CONFIG = schemathesis.Config.from_dict({"operations": [
 ]})
 
 # The loader ignores these settings (it serves SERVED); they set the 413 limit.
-app = create_app(Settings(data_dir=Path("unused"), auth_enabled=False, max_batch_accounts=50),
+app = create_app(ServingSettings(data_dir=Path("unused"), auth_enabled=False,
+                                 max_batch_accounts=50),
                  loader=lambda _settings: SERVED[-1], load_on_start=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
 
@@ -62,7 +63,7 @@ def served_book(served_data, tmp_path_factory) -> None:
     on with one admin key (so schemathesis also checks that routes refuse bad keys)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        SERVED.append(load_generation(Settings(data_dir=served_data, auth_enabled=False)))
+        SERVED.append(load_generation(ServingSettings(data_dir=served_data, auth_enabled=False)))
     assert app.state.holder.reload() == (True, None)
     store = KeyStore(tmp_path_factory.mktemp("schemathesis-keys") / "keys.json")
     KEYS["admin"] = store.create("schemathesis", "admin")

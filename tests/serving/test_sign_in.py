@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from features.settings import Settings
 from serving.app import create_app
 from serving.auth import COOKIE_NAME
 from serving.keys import KeyStore
+from serving.settings import ServingSettings
 from serving.state import LoadError
 
 
-def no_models(_settings: Settings):
+def no_models(_settings: ServingSettings):
     raise LoadError("no models in this test")
 
 
@@ -24,7 +24,7 @@ def page_client(tmp_path: Path, base_url: str = "http://testserver", **settings
                 ) -> tuple[TestClient, dict[str, str]]:
     store = KeyStore(tmp_path / "keys.json")
     keys = {"read": store.create("am", "read"), "admin": store.create("ops", "admin")}
-    app = create_app(Settings(data_dir=tmp_path, api_keys_path=store.path, **settings),
+    app = create_app(ServingSettings(data_dir=tmp_path, api_keys_path=store.path, **settings),
                      loader=no_models, load_on_start=False)
     return TestClient(app, base_url=base_url, follow_redirects=False), keys
 

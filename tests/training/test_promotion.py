@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.settings import Settings
+from features.tracking_store import embedded_uri
 from training.tasks import CHALLENGER, CHAMPION, registered_name
 from training.tracking import champion_version, configure, decide, list_versions, promote
 
@@ -40,7 +40,7 @@ def test_equal_auc_is_not_promoted():
 def registry(mlflow_data_dir):
     from mlflow import MlflowClient
 
-    uri = configure(Settings(data_dir=mlflow_data_dir))
+    uri = configure(embedded_uri(mlflow_data_dir / "mlflow"), mlflow_data_dir / "mlflow")
     assert uri == f"sqlite:///{mlflow_data_dir.resolve() / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient()
     name = registered_name("churn")

@@ -5,17 +5,17 @@ from __future__ import annotations
 import math
 import sqlite3
 
-from features.settings import Settings
 from training.registry_listing import local_store_file, read_versions
+from training.settings import TrainingSettings
 from training.tasks import CHALLENGER, CHAMPION, registered_name
-from training.tracking import configure, list_versions, tracking_uri
+from training.tracking import configure, list_versions
 
 
 def test_the_sqlite_read_equals_mlflows_answer(mlflow_data_dir):
     from mlflow import MlflowClient
 
-    settings = Settings(data_dir=mlflow_data_dir)
-    configure(settings)
+    settings = TrainingSettings(data_dir=mlflow_data_dir)
+    configure(settings.tracking_uri, settings.mlflow_dir)
     client = MlflowClient()
     experiment = client.create_experiment("listing")
     churn, upsell = registered_name("churn"), registered_name("upsell")
@@ -40,7 +40,7 @@ def test_the_sqlite_read_equals_mlflows_answer(mlflow_data_dir):
     client.set_registered_model_alias(upsell, CHAMPION, "1")
     names = [churn, upsell, registered_name("cross-sell")]  # cross-sell: never registered
 
-    db = local_store_file(tracking_uri(settings))
+    db = local_store_file(settings.tracking_uri)
     assert db == (mlflow_data_dir / "mlflow" / "mlflow.db").resolve()
     fast, reference = read_versions(db, names), list_versions(names)
     assert [(r["name"], r["version"], r["aliases"]) for r in fast] == [

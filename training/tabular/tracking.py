@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.settings import Settings
+from training.settings import TrainingSettings
 from training.train import Progress, TrainingError
 
 
@@ -40,7 +40,7 @@ def default_name(path: Path) -> str:
 def train_table(
     path: Path,
     label: str,
-    settings: Settings,
+    settings: TrainingSettings,
     *,
     id_col: str | None = None,
     time_col: str | None = None,
@@ -70,8 +70,8 @@ def train_table(
         raise TrainingError(f"table {Path(path).name}: {exc}") from exc
     summary = result.summary()
     name = name or default_name(path)
-    uri = configure(settings)
-    mlflow.set_experiment(experiment_id=experiment_id(name, settings, uri))
+    uri = configure(settings.tracking_uri, settings.mlflow_dir)
+    mlflow.set_experiment(experiment_id=experiment_id(name, uri, settings.mlflow_dir))
     chosen = result.candidates[result.chosen]
     new = {"roc_auc": result.calibrated_metrics["roc_auc"].mean,
            "ece": result.calibrated_metrics["ece"].mean}
