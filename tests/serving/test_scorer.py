@@ -16,8 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serving.ranking import CursorError
+from serving.reasons import Reason
 from serving.registry import LoadedModel
-from serving.scorer import CursorError, Reason, Scorer, UnknownFeatureError
+from serving.scorer import Scorer
+from serving.scoring import UnknownFeatureError
 
 AS_OF = date(2025, 3, 1)
 PRODUCTS = ["analytics", "core", "support"]
