@@ -43,6 +43,8 @@ from serving.valuation import ValueModel, value_accounts
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
+    from serving.scorer import Scorer
+
 log = logging.getLogger(__name__)
 
 ENGINES = ("duckdb", "spark")
@@ -206,13 +208,14 @@ def scored_frame(models: dict[str, LoadedModel], snapshot: pd.DataFrame, book: p
     return frame
 
 
-def snapshot_reasons(scorer, task: str, chunk: int = 50_000) -> list[str | None]:
+def snapshot_reasons(scorer: Scorer, task: str, chunk: int = 50_000) -> list[str | None]:
     """Every account's reasons cell for ``task``, in chunks: the contributions of one chunk
-    exist at a time."""
+    exist at a time (and no account values are gathered: the file does not show them)."""
     found: list[str | None] = []
     for start in range(0, len(scorer.ids), chunk):
         rows = list(range(start, min(start + chunk, len(scorer.ids))))
-        found.extend(reasons_cell(r[task]) for r in scorer.reasons(rows, (task,)))
+        found.extend(reasons_cell(r[task])
+                     for r in scorer.reasons(rows, (task,), values=False))
     return found
 
 

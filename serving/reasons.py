@@ -134,8 +134,10 @@ class SnapshotReasons:
         self._plain_values: dict[str, np.ndarray] = {}  # feature -> JSON-ready values
         self._stop = threading.Event()
 
-    def of(self, rows: list[int], tasks: Iterable[str]) -> list[dict[str, dict | None]]:
-        """Reasons of snapshot rows per task (None where cross-sell offers nothing)."""
+    def of(self, rows: list[int], tasks: Iterable[str], values: bool = True
+           ) -> list[dict[str, dict | None]]:
+        """Reasons of snapshot rows per task (None where cross-sell offers nothing); without
+        `values` the account's values are left out (None), as batch files do."""
         out: list[dict[str, dict | None]] = [{} for _ in rows]
         for task in tasks:
             if task not in self.models:
@@ -143,7 +145,7 @@ class SnapshotReasons:
             mask = self.explainable(task)
             self.fill(task, sorted({r for r in rows if mask[r] and not self.top[task].done[r]}))
             for i, r in enumerate(rows):
-                out[i][task] = self._stored(task, r) if mask[r] else None
+                out[i][task] = self._stored(task, r, values) if mask[r] else None
         return out
 
     def explainable(self, task: str) -> np.ndarray:
@@ -162,10 +164,11 @@ class SnapshotReasons:
             contrib = model.contributions_matrix(x, self.threads(len(rows)))
             self.top[task].fill(rows, contrib[:, : len(model.features)])
 
-    def _stored(self, task: str, row: int) -> dict[str, list[Reason]]:
+    def _stored(self, task: str, row: int, values: bool = True) -> dict[str, list[Reason]]:
         top = self.top[task]
         return labelled(self.models[task].model.features, top.idx[row], top.val[row],
-                        lambda feature: self.value(row, feature), self.labels)
+                        (lambda feature: self.value(row, feature)) if values else _none,
+                        self.labels)
 
     def value(self, row: int, feature: str) -> object:
         """The account's value of a feature, as the API shows it beside the reason."""
@@ -223,6 +226,10 @@ def with_products(model, x: np.ndarray, products: np.ndarray, levels: list[str])
     x = x.copy()
     x[:, j] = [levels.index(p) if p in levels else np.nan for p in products]
     return x
+
+
+def _none(_feature: str) -> None:
+    return None
 
 
 def plain(value: object) -> object:

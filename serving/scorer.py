@@ -65,9 +65,10 @@ class Scorer:
     def rows_for(self, account_ids: list[str]) -> list[int | None]:
         return [self.row_of.get(a) for a in account_ids]
 
-    def reasons(self, rows: list[int], tasks: tuple[str, ...]) -> list[dict[str, dict]]:
+    def reasons(self, rows: list[int], tasks: tuple[str, ...], values: bool = True
+                ) -> list[dict[str, dict]]:
         """Reasons of snapshot rows per task (`serving.reasons.SnapshotReasons.of`)."""
-        return self.explained.of(rows, tasks)
+        return self.explained.of(rows, tasks, values)
 
     def start_warmup(self, chunk: int = 256) -> threading.Thread:
         """Explain every account in the background, the head of each ranked list first."""

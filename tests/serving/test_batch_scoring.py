@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,19 @@ def test_reasons_get_plain_language_labels():
     }
     assert describe_reasons(None, {}) is None
     assert describe_reasons(float("nan"), {}) is None
+
+
+def test_spark_refuses_a_model_whose_reasons_have_no_directions():
+    """A model logged before the reasons rule gives the k largest by size: not the API's."""
+    from serving.batch import BatchError, check_reasons_rule
+
+    new = SimpleNamespace(model=SimpleNamespace(reason_directions=("raising", "lowering")),
+                          uri="models:/propensity-upsell/2")
+    old = SimpleNamespace(model=SimpleNamespace(), uri="models:/propensity-churn/1")
+    check_reasons_rule({"upsell": new})
+    with pytest.raises(BatchError, match=r"model churn \(models:/propensity-churn/1\) was "
+                                         r"logged before reasons had directions"):
+        check_reasons_rule({"churn": old, "upsell": new})
 
 
 # --- DuckDB engine ------------------------------------------------------------------------------
