@@ -22,6 +22,9 @@ from typing import Literal
 #: The key of every snapshot row, and so of the feature table, datasets and scores.
 ACCOUNT_ID = "account_id"
 AS_OF = "as_of"
+#: The cross-sell model's one input that is not a snapshot column: the product offered
+#: (training pairs each account with candidate products; serving sets the product it offers).
+CANDIDATE_PRODUCT = "candidate_product"
 
 FeatureType = Literal["float64", "int64", "string"]
 SQL_TYPES: dict[str, str] = {"float64": "DOUBLE", "int64": "BIGINT", "string": "VARCHAR"}

@@ -47,7 +47,7 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info(auth.describe())
+        log.info(auth.check_key_store())
         task = None
         if load_on_start:
             task = asyncio.create_task(asyncio.to_thread(_first_load, holder))

@@ -82,9 +82,9 @@ class Authenticator:
         return cls(KeyStore(settings.keys_path), enabled=settings.auth_enabled,
                    trust_forwarded_proto=settings.trust_forwarded_proto)
 
-    def describe(self) -> str:
-        """One line for the start-up log. Raises KeyStoreError if the keys file is unusable,
-        so a broken file stops the app at start-up rather than at the first request."""
+    def check_key_store(self) -> str:
+        """Raise KeyStoreError if the keys file is unusable, so that a broken file stops the
+        app at start-up rather than at the first request; else the start-up log's line."""
         if not self.enabled:
             return ("authentication is OFF (auth_enabled=false): every request is allowed; "
                     "use this for local development only")

@@ -5,9 +5,10 @@ Two engines, one output. ``duckdb`` (one machine) scores the stored snapshot wit
 :class:`serving.scorer.Scorer` the API uses. ``spark`` scores through MLflow's Spark UDF
 (``mlflow.pyfunc.spark_udf``): churn and upsell with their reasons, cross-sell on one row per
 (account, product not held) and the best per account, then the valuation in ``mapInPandas``
-(:mod:`serving.valuation`, the same row-wise arithmetic). The top reasons are the model's own
-(``params={"reasons": k}``: the k largest contributions by size), labelled in plain language by
-the feature catalogue, in both engines.
+(:mod:`serving.valuation`, the same row-wise arithmetic). Reasons are the API's: the k
+strongest contributions raising and the k strongest lowering each probability
+(:func:`serving.reasons.strongest`; on Spark the model's own ``params={"reasons": k}``, a copy
+of that rule pinned by a test), labelled in plain language by the feature catalogue.
 
 A partition is replaced whole: written beside the final folder, then swapped in by renames, so
 an import never reads half a run. ``_scoring.json`` in the folder names the models used.
@@ -30,32 +31,31 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.catalogue import CANDIDATE_PRODUCT
 from features.store import replace_dir_atomic
-from serving.registry import REQUIRED_TASKS, LoadedModel, load_models
+from serving.reasons import DIRECTIONS, Reason, as_dicts, descriptions, reason
+from serving.registry import CROSS_SELL, REQUIRED_TASKS, LoadedModel, load_models
+from serving.row import REASON_COLUMNS, ROW
+from serving.scoring import value_models
 from serving.settings import ServingSettings
 from serving.valuation import ValueModel, value_accounts
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
+    from serving.scorer import Scorer
+
 log = logging.getLogger(__name__)
 
 ENGINES = ("duckdb", "spark")
-CANDIDATE = "candidate_product"
 PART = "part-0.parquet"
 SCORING_FILE = "_scoring.json"
-REASON_TASKS = {"churn": "churn_reasons", "upsell": "upsell_reasons",
-                "cross-sell": "cross_sell_reasons"}
-#: The output, in column order: what a CRM import maps.
+#: The output, in column order: what a CRM import maps. The scored-account row
+#: (`serving.row.ROW`) with the snapshot date after the id, then each model's reasons as JSON.
 OUTPUT_SCHEMA = pa.schema([
-    ("account_id", pa.string()), ("as_of", pa.date32()), ("name", pa.string()),
-    ("owner", pa.string()), ("segment", pa.string()), ("arr", pa.float64()),
-    ("churn_probability", pa.float64()), ("risk_tier", pa.string()),
-    ("arr_at_risk", pa.float64()), ("upsell_probability", pa.float64()),
-    ("expected_expansion", pa.float64()), ("next_best_product", pa.string()),
-    ("next_best_product_probability", pa.float64()), ("expected_cross_sell_arr", pa.float64()),
-    ("play", pa.string()), ("churn_reasons", pa.string()), ("upsell_reasons", pa.string()),
-    ("cross_sell_reasons", pa.string()),
+    (ROW[0].name, pa.string()), ("as_of", pa.date32()),
+    *[(c.name, pa.string() if c.kind == "text" else pa.float64()) for c in ROW[1:]],
+    *[(column, pa.string()) for column in REASON_COLUMNS.values()],
 ])
 SPARK_TYPES = {pa.string(): "string", pa.date32(): "date", pa.float64(): "double"}
 
@@ -92,39 +92,35 @@ def feature_descriptions(settings: ServingSettings) -> dict[str, str]:
     from features.build import feature_groups
     from features.catalogue import all_features
 
-    found = all_features(feature_groups(settings.feature_spec()))
-    return {**{f.name: f.description for f in found}, CANDIDATE: "The product offered"}
+    return descriptions(all_features(feature_groups(settings.feature_spec())))
 
 
-def describe_reasons(reasons: object, descriptions: dict[str, str]) -> str | None:
-    """The pyfunc's reasons JSON (feature, contribution) with a plain-language description;
-    contributions (log-odds) rounded to 4 decimals. None stays None."""
-    if reasons is None or (isinstance(reasons, float) and np.isnan(reasons)):
+def reasons_cell(found: dict[str, list[Reason]] | None) -> str | None:
+    """A reasons column's cell: the API's reasons of one model as JSON, ``{"raising": [...],
+    "lowering": [...]}`` of {feature, description, contribution} (the account's values are
+    not repeated: the file holds scores, not features). None stays None."""
+    return None if found is None else json.dumps(as_dicts(found, with_value=False))
+
+
+def describe_reasons(raw: object, labels: dict[str, str]) -> str | None:
+    """The model wrapper's reasons JSON (``{"raising"|"lowering": [{feature, contribution}]}``)
+    as a reasons cell: labelled, contributions (log-odds) rounded to 4 decimals."""
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
         return None
-    return json.dumps([
-        {"feature": r["feature"], "description": descriptions.get(r["feature"], r["feature"]),
-         "contribution": round(float(r["contribution"]), 4)}
-        for r in json.loads(str(reasons))
-    ])
+    given = json.loads(str(raw))
+    return reasons_cell({
+        direction: [reason(r["feature"], r["contribution"], None, labels)
+                    for r in given.get(direction, [])]
+        for direction in DIRECTIONS})
 
 
 def finish(frame: pd.DataFrame, upsell: ValueModel, cross: ValueModel,
-           descriptions: dict[str, str]) -> pd.DataFrame:
-    """Valuation and described reasons on scored rows (both engines; Spark per batch)."""
-    return described(value_accounts(frame, upsell, cross), descriptions)
-
-
-def described(frame: pd.DataFrame, descriptions: dict[str, str]) -> pd.DataFrame:
-    for column in REASON_TASKS.values():
-        frame[column] = [describe_reasons(r, descriptions) for r in frame[column]]
+           labels: dict[str, str]) -> pd.DataFrame:
+    """Valuation and labelled reasons on rows the model wrapper scored (Spark, per batch)."""
+    frame = value_accounts(frame, upsell, cross)
+    for column in REASON_COLUMNS.values():
+        frame[column] = [describe_reasons(r, labels) for r in frame[column]]
     return frame
-
-
-def value_models(models: dict[str, LoadedModel]) -> tuple[ValueModel, ValueModel]:
-    def meta(task: str) -> dict:
-        return models[task].meta if task in models else {}
-
-    return ValueModel.from_meta(meta("upsell")), ValueModel.from_meta(meta("cross-sell"))
 
 
 def to_output_table(frame: pd.DataFrame) -> pa.Table:
@@ -172,10 +168,10 @@ def score_duckdb(settings: ServingSettings, as_of: date, out: str, reasons: int 
     models = served_models(settings)
     snapshot = read_snapshot(settings, as_of)
     book = account_book(load_tables(settings.raw_dir), as_of)
-    descriptions = feature_descriptions(settings)
+    labels = feature_descriptions(settings)
     table = pa.concat_tables([
         to_output_table(scored_frame(models, snapshot.iloc[start:start + slice_rows], book,
-                                     as_of, reasons, descriptions, settings))
+                                     as_of, reasons, labels))
         for start in range(0, len(snapshot), slice_rows)
     ]).sort_by("account_id")
     path = write_local_partition(
@@ -199,37 +195,28 @@ def read_snapshot(settings: ServingSettings, as_of: date) -> pd.DataFrame:
 
 
 def scored_frame(models: dict[str, LoadedModel], snapshot: pd.DataFrame, book: pd.DataFrame,
-                 as_of: date, reasons: int, descriptions: dict[str, str],
-                 settings: ServingSettings) -> pd.DataFrame:
-    """Accounts of ``snapshot`` scored by the API's Scorer, valued, with described reasons."""
+                 as_of: date, reasons: int, labels: dict[str, str]) -> pd.DataFrame:
+    """Accounts of ``snapshot`` scored, valued and explained by the API's Scorer."""
     from serving.scorer import Scorer
 
-    snapshot = snapshot.reset_index(drop=True)
-    scorer = Scorer(models, snapshot, book, as_of, {}, settings.reasons_per_direction)
+    scorer = Scorer(models, snapshot.reset_index(drop=True), book, as_of, labels, reasons)
     frame = pd.DataFrame({c: scorer.cols[c] for c in scorer.cols})
     frame["as_of"] = as_of
-    offered = frame["next_best_product"]
-    for task, column in REASON_TASKS.items():
-        frame[column] = None
-        if task not in models or reasons <= 0:
-            continue
-        rows = snapshot if task != "cross-sell" else snapshot.assign(**{CANDIDATE: offered})
-        found = model_reasons(models[task], rows, reasons, descriptions)
-        frame[column] = found.where(offered.notna(), None) if task == "cross-sell" else found
+    for task, column in REASON_COLUMNS.items():
+        frame[column] = snapshot_reasons(scorer, task) if task in models and reasons > 0 \
+            else None
     return frame
 
 
-def model_reasons(model: LoadedModel, rows: pd.DataFrame, k: int,
-                  descriptions: dict[str, str], chunk: int = 50_000) -> pd.Series:
-    """The model's own top-k reasons per row, described; in chunks, so that the model's
-    frame and contributions exist for one chunk at a time."""
-    found = []
-    for start in range(0, len(rows), chunk):
-        part = rows.iloc[start:start + chunk]
-        raw = model.model.predict(None, part, params={"reasons": k})["reasons"]
-        found.append(pd.Series([describe_reasons(r, descriptions) for r in raw],
-                               index=part.index, dtype=object))
-    return pd.concat(found) if found else pd.Series([], dtype=object)
+def snapshot_reasons(scorer: Scorer, task: str, chunk: int = 50_000) -> list[str | None]:
+    """Every account's reasons cell for ``task``, in chunks: the contributions of one chunk
+    exist at a time (and no account values are gathered: the file does not show them)."""
+    found: list[str | None] = []
+    for start in range(0, len(scorer.ids), chunk):
+        rows = list(range(start, min(start + chunk, len(scorer.ids))))
+        found.extend(reasons_cell(r[task])
+                     for r in scorer.reasons(rows, (task,), values=False))
+    return found
 
 
 def write_local_partition(out: Path, as_of: date, write, note: str) -> Path:
@@ -249,12 +236,25 @@ def score_spark(spark: SparkSession, settings: ServingSettings, as_of: date, out
     """Score the snapshot of ``as_of`` on Spark and write ``<out>/as_of=.../`` (Parquet parts)."""
     began = time.perf_counter()
     models = served_models(settings)
+    if reasons > 0:
+        check_reasons_rule(models)
     snapshot = spark_snapshot(spark, features_uri or str(settings.features_dir), as_of)
     scored = spark_scored(spark, settings, models, snapshot, as_of, reasons, raw_uri)
     final = write_spark_partition(spark, scored, out, as_of, scoring_note(as_of, "spark", models))
     accounts = spark.read.parquet(final).count()
     return BatchResult(as_of, final, accounts, time.perf_counter() - began,
                        {t: m.version for t, m in models.items()})
+
+
+def check_reasons_rule(models: dict[str, LoadedModel]) -> None:
+    """On Spark the reasons are the model wrapper's own: refuse a model logged before its
+    reasons had directions (it would give the k largest by size, not the API's)."""
+    old = [f"{task} ({m.uri})" for task, m in models.items()
+           if tuple(getattr(m.model, "reason_directions", ())) != DIRECTIONS]
+    if old:
+        raise BatchError(f"model {', '.join(old)} was logged before reasons had directions "
+                         "(raising, lowering): retrain it with `propensity train`, score with "
+                         "--engine duckdb, or pass --reasons 0")
 
 
 def spark_snapshot(spark: SparkSession, features_uri: str, as_of: date) -> DataFrame:
@@ -282,17 +282,17 @@ def spark_scored(spark: SparkSession, settings: ServingSettings, models: dict[st
     book = spark.sql(to_spark_sql(book_sql(Cutoff(as_of)))).select("account_id", "name",
                                                                       "owner")
     held = spark.sql(to_spark_sql(holdings_sql(Cutoff(as_of)))).withColumnRenamed(
-        "product", CANDIDATE)
+        "product", CANDIDATE_PRODUCT)
     snapshot = spread(spark, snapshot)
     # Next best product first: its candidate rows then come from the snapshot alone, not from
     # a plan that already holds the churn and upsell UDFs (which would run twice).
-    frame = with_next_best(spark, snapshot, held, models.get("cross-sell"))
+    frame = with_next_best(spark, snapshot, held, models.get(CROSS_SELL))
     frame = frame.withColumn("as_of", F.lit(as_of))
     for task in ("churn", "upsell"):
         frame = with_udf_scores(spark, frame, models[task], f"{task}_probability",
-                                REASON_TASKS[task], reasons)
-    frame = with_udf_scores(spark, frame, models.get("cross-sell"), None,
-                            REASON_TASKS["cross-sell"], reasons, offered="next_best_product")
+                                REASON_COLUMNS[task], reasons)
+    frame = with_udf_scores(spark, frame, models.get(CROSS_SELL), None,
+                            REASON_COLUMNS[CROSS_SELL], reasons, offered="next_best_product")
     frame = frame.join(book, "account_id", "left")
     return valued(frame, models, feature_descriptions(settings))
 
@@ -347,7 +347,7 @@ def with_udf_scores(spark: SparkSession, frame: DataFrame, model: LoadedModel | 
         udf = model_udf(spark, model, "double")
         return frame.withColumn(probability, udf(model_input(frame, model))) \
             .withColumn(reasons_column, F.lit(None).cast("string"))
-    overrides = {CANDIDATE: F.col(offered)} if offered else None
+    overrides = {CANDIDATE_PRODUCT: F.col(offered)} if offered else None
     scored = reason_udf(spark, model, reasons)(model_input(frame, model, overrides))
     frame = frame.withColumn("_scored", scored)
     if probability is not None:
@@ -365,33 +365,35 @@ def with_next_best(spark: SparkSession, frame: DataFrame, held: DataFrame,
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    products = list(model.model.schema["categorical"].get(CANDIDATE, [])) if model else []
+    products = list(model.model.schema["categorical"].get(CANDIDATE_PRODUCT, [])) if model else []
     if not products:
         return frame.withColumn("next_best_product", F.lit(None).cast("string")) \
             .withColumn("next_best_product_probability", F.lit(None).cast("double"))
     udf = model_udf(spark, model, "double")
-    offers = spark.createDataFrame(list(enumerate(products)), f"_rank int, {CANDIDATE} string")
-    needed = ["account_id", *[f for f in model.features if f in frame.columns and f != CANDIDATE]]
+    offers = spark.createDataFrame(list(enumerate(products)),
+                                   f"_rank int, {CANDIDATE_PRODUCT} string")
+    needed = ["account_id", *[f for f in model.features
+                              if f in frame.columns and f != CANDIDATE_PRODUCT]]
     candidates = frame.select(*[F.col(f"`{c}`") for c in needed]).crossJoin(
-        F.broadcast(offers)).join(held, ["account_id", CANDIDATE], "left_anti")
-    scored = candidates.select("account_id", CANDIDATE, "_rank",
+        F.broadcast(offers)).join(held, ["account_id", CANDIDATE_PRODUCT], "left_anti")
+    scored = candidates.select("account_id", CANDIDATE_PRODUCT, "_rank",
                                udf(model_input(candidates, model)).alias("_p"))
     order = Window.partitionBy("account_id").orderBy(F.col("_p").desc(), F.col("_rank"))
     best = scored.withColumn("_n", F.row_number().over(order)).where("_n = 1").select(
-        "account_id", F.col(CANDIDATE).alias("next_best_product"),
+        "account_id", F.col(CANDIDATE_PRODUCT).alias("next_best_product"),
         F.col("_p").alias("next_best_product_probability"))
     return frame.join(best, "account_id", "left")
 
 
 def valued(frame: DataFrame, models: dict[str, LoadedModel],
-           descriptions: dict[str, str]) -> DataFrame:
+           labels: dict[str, str]) -> DataFrame:
     """Valuation and described reasons in ``mapInPandas``; OUTPUT_SCHEMA's columns and types."""
     from pyspark.sql import functions as F
 
     upsell, cross = value_models(models)
     inputs = ["account_id", "as_of", "name", "owner", "segment", "arr", "churn_probability",
               "upsell_probability", "next_best_product", "next_best_product_probability",
-              *REASON_TASKS.values()]
+              *REASON_COLUMNS.values()]
     typed = frame.select(*[
         (F.col(f"`{c}`") if c in frame.columns else F.lit(None))
         .cast(SPARK_TYPES[OUTPUT_SCHEMA.field(c).type]).alias(c) for c in inputs])
@@ -400,7 +402,7 @@ def valued(frame: DataFrame, models: dict[str, LoadedModel],
 
     def batches(parts: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for part in parts:
-            yield finish(part, upsell, cross, descriptions)[names]
+            yield finish(part, upsell, cross, labels)[names]
 
     return typed.mapInPandas(batches, ddl)
 

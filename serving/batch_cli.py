@@ -18,7 +18,8 @@ def score_cmd(
         help="duckdb (one machine) or spark (settings.spark_master; needs the spark extra).")
     ] = "duckdb",
     reasons: Annotated[int, typer.Option(
-        help="Top reasons per model and account (0: none, faster).", min=0, max=20)] = 3,
+        help="Reasons per model and account: the k strongest raising and the k strongest "
+        "lowering the probability (0: none, faster).", min=0, max=20)] = 3,
     raw: Annotated[str | None, typer.Option(
         "--raw", help="Spark only: folder of the raw Parquet tables (default <data-dir>/raw).")
     ] = None,

@@ -36,7 +36,7 @@ def serve_cmd(
                         "%(message)s")
     try:
         app = create_app(settings)
-        app.state.auth.describe()
+        app.state.auth.check_key_store()
     except KeyStoreError as exc:
         fail(str(exc))
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-Proto from any local client;

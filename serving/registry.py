@@ -20,7 +20,8 @@ from features.tracking_store import use_store
 log = logging.getLogger(__name__)
 
 #: The model tasks and their registry names (a contract test pins these to training's).
-TASKS = ("churn", "upsell", "cross-sell")
+CROSS_SELL = "cross-sell"  # the task's one spelling in code (serving.ranking names its list)
+TASKS = ("churn", "upsell", CROSS_SELL)
 REQUIRED_TASKS = ("churn", "upsell")  # cross-sell is optional: no next-best-product without it
 CHAMPION = "champion"
 FAST_PATH = ("matrix", "matrix_from_records", "matrix_from_columns", "probability_matrix",

@@ -13,16 +13,11 @@ import math
 import numpy as np
 
 from features.csv_safe import safe_row
-from serving.scorer import Reason
+from serving.reasons import DIRECTIONS, as_dicts
+from serving.row import NAMES, NUMBERS, PROBABILITIES, TEXT
 from serving.valuation import PLAYS
 
-TEXT = ("account_id", "name", "owner", "segment", "risk_tier", "next_best_product", "play")
-NUMBERS = ("arr", "churn_probability", "upsell_probability", "arr_at_risk",
-           "expected_expansion", "next_best_product_probability", "expected_cross_sell_arr")
-PROBABILITIES = ("churn_probability", "upsell_probability", "next_best_product_probability")
-CSV_COLUMNS = ("rank", *TEXT[:4], "arr", "churn_probability", "risk_tier", "arr_at_risk",
-               "upsell_probability", "expected_expansion", "next_best_product",
-               "next_best_product_probability", "expected_cross_sell_arr", "play", "reasons")
+CSV_COLUMNS = ("rank", *NAMES, "reasons")
 
 
 def item(cols: dict[str, np.ndarray], i: int, reasons: dict | None = None,
@@ -35,7 +30,7 @@ def item(cols: dict[str, np.ndarray], i: int, reasons: dict | None = None,
     out["play_detail"] = PLAYS.get(out["play"]) if out["play"] else None
     out["error"] = None
     if reasons is not None:
-        out["reasons"] = {task: _reason_set(r) for task, r in reasons.items() if r is not None}
+        out["reasons"] = {task: as_dicts(r) for task, r in reasons.items() if r is not None}
     if rank is not None:
         out["rank"] = rank
     return out
@@ -58,7 +53,7 @@ def items(cols: dict[str, np.ndarray], rows: list[int],
         one["play_detail"] = PLAYS.get(one["play"]) if one["play"] else None
         one["error"] = None
         if reasons is not None and reasons[k] is not None:
-            one["reasons"] = {task: _reason_set(r) for task, r in reasons[k].items()
+            one["reasons"] = {task: as_dicts(r) for task, r in reasons[k].items()
                               if r is not None}
         out.append(one)
     return out
@@ -83,12 +78,6 @@ def error_item(account_id: str, message: str) -> dict:
     return {"account_id": account_id, "error": message}
 
 
-def _reason_set(reasons: dict[str, list[Reason]]) -> dict:
-    return {direction: [{"feature": r.feature, "description": r.description, "value": r.value,
-                         "contribution": r.contribution} for r in items]  # asdict deep-copies
-            for direction, items in reasons.items()}
-
-
 def to_csv(items: list[dict], reasons_task: str) -> str:
     """Ranked items as CSV; reasons flattened to "feature (+0.42); ..." for spreadsheets, text
     cells that a spreadsheet would run as a formula neutralised (`features.csv_safe`)."""
@@ -100,7 +89,7 @@ def to_csv(items: list[dict], reasons_task: str) -> str:
         reasons = (row.get("reasons") or {}).get(reasons_task) or {}
         flat["reasons"] = "; ".join(
             f"{r['feature']} ({r['contribution']:+.2f})"
-            for direction in ("raising", "lowering") for r in reasons.get(direction, [])
+            for direction in DIRECTIONS for r in reasons.get(direction, [])
         )
         writer.writerow(safe_row(flat))
     return buffer.getvalue()

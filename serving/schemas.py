@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator, with_config
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator, with_config
 from typing_extensions import TypedDict  # `extra_items` (PEP 728) on Python 3.11
 
 from serving.examples import score_request_examples
+from serving.ranking import KINDS
+from serving.registry import TASKS
+from serving.row import ROW, Column
 
-Task = Literal["churn", "upsell", "cross-sell"]
-Kind = Literal["churn", "upsell", "cross_sell"]
+#: A model: "churn", "upsell", "cross-sell".
+Task = Literal[TASKS]  # type: ignore[valid-type]
+#: A ranked list: "churn", "upsell", "cross_sell" (`serving.ranking.KINDS`).
+Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
 FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | bool | str | list[str] | None
 
 
@@ -60,7 +65,7 @@ class ScoreRequest(BaseModel):
         None, description="Rows of values in the order of `columns`."
     )
     tasks: list[Task] = Field(
-        default_factory=lambda: ["churn", "upsell", "cross-sell"],
+        default_factory=lambda: list(TASKS),
         description="Models to run on feature values; by id (scores are precomputed), the "
         "models whose reasons are added.",
         min_length=1,
@@ -110,47 +115,40 @@ class ReasonSet(BaseModel):
     lowering: list[Reason] = Field(description="Strongest reasons the probability is lower.")
 
 
-class AccountScore(BaseModel):
-    """One account's scores, money at stake and next step; `error` set when it failed."""
+def _row_field(column: Column) -> tuple[object, object]:
+    """A `serving.row` column as an optional pydantic field."""
+    kind = Literal[column.values] if column.values else (  # type: ignore[valid-type]
+        str if column.kind == "text" else float)
+    return kind | None, Field(None, description=column.description)
 
-    account_id: str | None = None
-    error: str | None = Field(None, description="Why this item has no scores (e.g. unknown id).")
-    name: str | None = None
-    owner: str | None = None
-    segment: str | None = None
-    arr: float | None = Field(None, description="Annual recurring revenue at as_of.")
-    churn_probability: float | None = Field(None, description="P(churn within the horizon).")
-    upsell_probability: float | None = Field(None, description="P(expansion within the horizon).")
-    risk_tier: Literal["high", "medium", "low"] | None = None
-    arr_at_risk: float | None = Field(None, description="ARR x churn probability.")
-    expected_expansion: float | None = Field(
-        None, description="Upsell probability x ARR x the segment's typical expansion share."
-    )
-    next_best_product: str | None = Field(None, description="Likeliest product not yet held.")
-    next_best_product_probability: float | None = None
-    expected_cross_sell_arr: float | None = Field(
-        None, description="Next-best-product probability x that product's typical new ARR."
-    )
-    play: Literal["retention", "nurture", "expansion", "cross-sell"] | None = None
-    play_detail: str | None = None
-    reasons: dict[str, ReasonSet] | None = Field(
-        None, description="Per model (churn, upsell, cross-sell): reasons both ways."
-    )
-    rank: int | None = Field(None, description="Position in the ranked list (lists only).")
-    missing_features: int | None = Field(
+
+#: One account's scores, money at stake and next step; `error` set when it failed. The scored
+#: columns come from `serving.row.ROW`, followed by what only the API adds.
+AccountScore = create_model(
+    "AccountScore",
+    __doc__="One account's scores, money at stake and next step; `error` set when it failed.",
+    account_id=(str | None, None),
+    error=(str | None, Field(None, description="Why this item has no scores (e.g. unknown id).")),
+    **{c.name: _row_field(c) for c in ROW if c.name != "account_id"},
+    play_detail=(str | None, None),
+    reasons=(dict[str, ReasonSet] | None, Field(
+        None, description="Per model (churn, upsell, cross-sell): reasons both ways.")),
+    rank=(int | None, Field(None, description="Position in the ranked list (lists only).")),
+    missing_features=(int | None, Field(
         None, description="Scored from explicit features only: how many of the scoring "
         "models' features had no value (absent, null, or an unknown category scored as "
-        "missing).")
-    missing_importance: float | None = Field(
+        "missing).")),
+    missing_importance=(float | None, Field(
         None, description="Scored from explicit features only: the share of a model's "
         "importance (split gain) carried by the missing features, the largest over the models "
-        "run. Above the `max_missing_importance` setting the record is refused (422).")
-    missing_important: list[str] | None = Field(
+        "run. Above the `max_missing_importance` setting the record is refused (422).")),
+    missing_important=(list[str] | None, Field(
         None, description="Scored from explicit features only: the missing features the "
-        "models rely on most (at most 5, most important first).")
-    warnings: list[str] | None = Field(
+        "models rely on most (at most 5, most important first).")),
+    warnings=(list[str] | None, Field(
         None, description="What was scored other than as given (an unknown category scored "
-        "as missing, when the `unknown_categories` setting allows it).")
+        "as missing, when the `unknown_categories` setting allows it).")),
+)
 
 
 class ScoreResponse(BaseModel):

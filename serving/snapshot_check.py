@@ -15,8 +15,10 @@ from datetime import date
 
 import pandas as pd
 
+from features.catalogue import CANDIDATE_PRODUCT
+
 #: Columns a model takes that the scorer supplies itself (not read from the snapshot).
-SUPPLIED = frozenset({"candidate_product"})
+SUPPLIED = frozenset({CANDIDATE_PRODUCT})
 
 
 @dataclass(frozen=True)

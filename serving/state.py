@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
+from serving.reasons import descriptions
 from serving.registry import REQUIRED_TASKS, TrackingStoreError, load_models
 from serving.scorer import Scorer
 from serving.settings import ServingSettings
@@ -83,8 +84,8 @@ def load_generation(settings: ServingSettings) -> Generation:
         raise LoadError(f"raw data in {settings.raw_dir} break the contract: {exc}") from exc
     book = account_book(tables, as_of)
     catalogue = all_features(feature_groups(settings.feature_spec()))
-    descriptions = {f.name: f.description for f in catalogue}
-    scorer = Scorer(models, snapshot, book, as_of, descriptions, settings.reasons_per_direction,
+    scorer = Scorer(models, snapshot, book, as_of, descriptions(catalogue),
+                    settings.reasons_per_direction,
                     dtypes={f.name: f.dtype for f in catalogue})
     kpis = kpi_strip(tables, as_of, settings.gross_margin)
     seconds = time.perf_counter() - started

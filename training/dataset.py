@@ -12,7 +12,7 @@ from datetime import date
 
 import pandas as pd
 
-from features.catalogue import ACCOUNT_ID, AS_OF
+from features.catalogue import ACCOUNT_ID, AS_OF, CANDIDATE_PRODUCT
 from features.sources import RawTables
 from features.store import FeatureStore
 from training.labels import (
@@ -26,7 +26,6 @@ from training.labels import (
 
 log = logging.getLogger(__name__)
 
-CANDIDATE_PRODUCT = "candidate_product"
 ADDED_COLUMNS = (LABEL, VALUE, ARR_AT_AS_OF)
 
 

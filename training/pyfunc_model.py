@@ -74,18 +74,32 @@ def _as_category(s: pd.Series, levels: list[str]) -> pd.Categorical:
     return pd.Categorical(text, categories=levels)
 
 
+REASON_DIRECTIONS = ("raising", "lowering")
+
+
 def top_reasons(contrib: np.ndarray, features: list[str], k: int) -> list[str]:
-    """Per row, the k largest contributions by size (signed, log-odds) as a JSON list."""
+    """Per row, the k largest positive contributions (log-odds), largest first, and the k
+    most negative, most negative first (ties keep feature order), as JSON
+    `{"raising": [{feature, contribution}], "lowering": [...]}`.
+
+    The reasons rule of `serving.reasons.strongest` (what the API shows), repeated because this
+    file may not import the project; a test pins the two."""
     values = contrib[:, : len(features)]  # the last column is the bias
-    order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :k]
+    up = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    down = np.argsort(values, axis=1, kind="stable")[:, :k]
     return [
-        json.dumps([{"feature": features[j], "contribution": float(row[j])} for j in idx])
-        for row, idx in zip(values, order, strict=True)
+        json.dumps({
+            "raising": [{"feature": features[j], "contribution": float(row[j])}
+                        for j in ups if row[j] > 0],
+            "lowering": [{"feature": features[j], "contribution": float(row[j])}
+                         for j in downs if row[j] < 0],
+        })
+        for row, ups, downs in zip(values, up, down, strict=True)
     ]
 
 
 class PropensityModel(mlflow.pyfunc.PythonModel):
-    """Calibrated probabilities, and on request the top-k reasons per row.
+    """Calibrated probabilities, and on request the k strongest reasons each way per row.
 
     Besides `predict` (DataFrames, what `mlflow models serve` and `spark_udf` call), a numpy
     path for a server that scores one row in well under a millisecond: `matrix` /
@@ -93,6 +107,8 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
     is what LightGBM saw), `probability_matrix` and `contributions_matrix` score them with a
     chosen thread count. Pandas on one-row frames costs ~10 ms; this path ~0.1 ms.
     """
+
+    reason_directions = REASON_DIRECTIONS  # what `params={"reasons": k}` gives (batch checks)
 
     def load_context(self, context) -> None:
         artifacts = context.artifacts
@@ -169,7 +185,7 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
         self, context, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
         """`model_input`: a DataFrame of features (extra columns ignored, absent ones missing).
-        `params={"reasons": k}` adds column `reasons` (JSON list of {feature, contribution})."""
+        `params={"reasons": k}` adds column `reasons` (JSON, see `top_reasons`)."""
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         if not set(self.features) & set(model_input.columns):

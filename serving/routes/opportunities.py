@@ -10,10 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from serving.deps import JSON, CurrentGeneration, ReadKey, single_query_values
+from serving.ranking import KINDS, CursorError, ranked_items
 from serving.responses import INVALID_QUERY, UNAUTHORIZED, UNAVAILABLE
-from serving.results import item, to_csv
+from serving.results import to_csv
 from serving.schemas import Kind, OpportunityPage, OwnersResponse
-from serving.scorer import KINDS, CursorError, Scorer
+from serving.scorer import Scorer
 
 router = APIRouter(prefix="/v1", tags=["opportunities"],
                    dependencies=[Depends(single_query_values)])
@@ -83,13 +84,3 @@ def check_filters(scorer: Scorer, owner: str | None, segment: str | None) -> Non
     if errors:
         raise RequestValidationError(errors)
 
-
-def ranked_items(scorer: Scorer, kind: str, owner: str | None, segment: str | None, limit: int,
-                 cursor: str | None, with_reasons: bool) -> tuple[list[dict], str | None, int]:
-    """A page's items with the list model's reasons (computed once, then cached)."""
-    page = scorer.page(kind, owner, segment, limit, cursor)
-    task = KINDS[kind][0]
-    explained = scorer.reasons(page.rows, (task,)) if with_reasons else [None] * len(page.rows)
-    items = [item(scorer.cols, r, e, rank)
-             for r, e, rank in zip(page.rows, explained, page.ranks, strict=True)]
-    return items, page.next_cursor, page.total

@@ -20,25 +20,25 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.templating import Jinja2Templates
 
 from serving.auth import AuthError, credentials, foreign_origin, login_cookie, logout_cookie
-from serving.routes.opportunities import ranked_items
+from serving.ranking import CROSS_SELL_LIST, KINDS, CursorError, ranked_items
 from serving.schemas import Kind
-from serving.scorer import KINDS, CursorError, Scorer
+from serving.scorer import Scorer
 from serving.valuation import PLAYS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
 PAGE_SIZE = 25
 KIND_LABELS = {"churn": "Accounts to save", "upsell": "Accounts to grow",
-               "cross_sell": "Cross-sell"}
+               CROSS_SELL_LIST: "Cross-sell"}
 KIND_RANKING = {  # what an account manager reads under the tabs: how the list is ordered
     "churn": {"value": "ARR at risk", "formula": "ARR × churn probability",
               "total": "Total ARR at risk"},
     "upsell": {"value": "Expected expansion",
                "formula": "upsell probability × ARR × the segment's typical uplift",
                "total": "Total expected expansion"},
-    "cross_sell": {"value": "Expected cross-sell ARR",
-                   "formula": "probability of the next best product × its typical new ARR",
-                   "total": "Total expected cross-sell ARR"},
+    CROSS_SELL_LIST: {"value": "Expected cross-sell ARR",
+                      "formula": "probability of the next best product × its typical new ARR",
+                      "total": "Total expected cross-sell ARR"},
 }
 
 

@@ -15,6 +15,7 @@ from serving.deps import (
     single_query_values,
 )
 from serving.inputs import InputError
+from serving.registry import TASKS
 from serving.responses import (
     FORBIDDEN_COOKIE,
     INVALID,
@@ -26,12 +27,13 @@ from serving.responses import (
 )
 from serving.results import error_item, input_notes, item, items
 from serving.schemas import AccountScore, ScoreRequest, ScoreResponse, Task
-from serving.scorer import SINGLE_ROW_LIMIT, Scorer
+from serving.scorer import Scorer
+from serving.scoring import SINGLE_ROW_LIMIT
 from serving.settings import ServingSettings
 
 router = APIRouter(prefix="/v1", tags=["scoring"], route_class=FastJSONRoute,
                    dependencies=[Depends(single_query_values)])
-ALL_TASKS: tuple[Task, ...] = ("churn", "upsell", "cross-sell")
+ALL_TASKS: tuple[Task, ...] = TASKS
 
 
 @router.post(

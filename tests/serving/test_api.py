@@ -20,10 +20,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from features.catalogue import CANDIDATE_PRODUCT as CANDIDATE
 from serving.app import create_app
 from serving.keys import KeyStore
+from serving.ranking import KINDS
 from serving.results import CSV_COLUMNS
-from serving.scorer import CANDIDATE, KINDS
 from serving.settings import ServingSettings
 from serving.state import Generation, LoadError, load_generation
 from serving.valuation import RISK_TIERS

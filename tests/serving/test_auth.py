@@ -169,14 +169,14 @@ def test_with_no_keys_the_401_says_how_to_create_one(store):
         "no API keys exist on this server yet; "
         "create one with: propensity keys create NAME --scope read"
     )
-    assert "propensity keys create" in Authenticator(store).describe()
+    assert "propensity keys create" in Authenticator(store).check_key_store()
 
 
 def test_auth_off_allows_every_request_and_says_so(tmp_path):
     (tmp_path / "api_keys.json").write_text("{corrupt")  # not even read when auth is off
     auth = Authenticator.from_settings(ServingSettings(data_dir=tmp_path, auth_enabled=False))
     assert auth.enabled is False
-    assert "authentication is OFF" in auth.describe()
+    assert "authentication is OFF" in auth.check_key_store()
     client = TestClient(make_app(auth))
     assert client.get("/v1/things").json() == {"caller": None}
     r = client.post("/v1/admin/reload", headers=bearer("prop_wrong"))
@@ -193,12 +193,12 @@ def test_settings_choose_the_keys_file(tmp_path):
     assert (auth.enabled, auth.store.path) == (True, custom)
 
 
-def test_describe_counts_keys_and_fails_on_a_corrupt_file(store, keys):
+def test_the_key_store_check_counts_keys_and_fails_on_a_corrupt_file(store, keys):
     auth = Authenticator(store)
-    assert auth.describe() == f"authentication is on: 2 API key(s) in {store.path}"
+    assert auth.check_key_store() == f"authentication is on: 2 API key(s) in {store.path}"
     store.path.write_text("{corrupt")
     with pytest.raises(KeyStoreError, match="not valid JSON"):
-        auth.describe()
+        auth.check_key_store()
 
 
 def test_a_corrupt_keys_file_refuses_requests_with_503(client, keys, store, caplog):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -43,14 +44,27 @@ def duck_run(served_data, tmp_path_factory):
 
 # --- plain functions --------------------------------------------------------------------------
 def test_reasons_get_plain_language_labels():
-    raw = json.dumps([{"feature": "seats", "contribution": 0.123456},
-                      {"feature": "unknown_x", "contribution": -2.0}])
-    assert json.loads(describe_reasons(raw, {"seats": "Paid seats"})) == [
-        {"feature": "seats", "description": "Paid seats", "contribution": 0.1235},
-        {"feature": "unknown_x", "description": "unknown_x", "contribution": -2.0},
-    ]
+    raw = json.dumps({"raising": [{"feature": "seats", "contribution": 0.123456}],
+                      "lowering": [{"feature": "unknown_x", "contribution": -2.0}]})
+    assert json.loads(describe_reasons(raw, {"seats": "Paid seats"})) == {
+        "raising": [{"feature": "seats", "description": "Paid seats", "contribution": 0.1235}],
+        "lowering": [{"feature": "unknown_x", "description": "unknown_x", "contribution": -2.0}],
+    }
     assert describe_reasons(None, {}) is None
     assert describe_reasons(float("nan"), {}) is None
+
+
+def test_spark_refuses_a_model_whose_reasons_have_no_directions():
+    """A model logged before the reasons rule gives the k largest by size: not the API's."""
+    from serving.batch import BatchError, check_reasons_rule
+
+    new = SimpleNamespace(model=SimpleNamespace(reason_directions=("raising", "lowering")),
+                          uri="models:/propensity-upsell/2")
+    old = SimpleNamespace(model=SimpleNamespace(), uri="models:/propensity-churn/1")
+    check_reasons_rule({"upsell": new})
+    with pytest.raises(BatchError, match=r"model churn \(models:/propensity-churn/1\) was "
+                                         r"logged before reasons had directions"):
+        check_reasons_rule({"churn": old, "upsell": new})
 
 
 # --- DuckDB engine ------------------------------------------------------------------------------
@@ -103,8 +117,41 @@ def test_duckdb_scores_are_the_models_own(duck_run, served_data):
         assert left.isna().equals(right.isna()), column
         assert left.dropna().tolist() == right.dropna().tolist(), column
     churn_reasons = json.loads(scores["churn_reasons"].iloc[0])
-    assert len(churn_reasons) == 3 and all(r["description"] for r in churn_reasons)
+    assert set(churn_reasons) == {"raising", "lowering"}
+    assert 0 < len(churn_reasons["raising"]) + len(churn_reasons["lowering"]) <= 6
+    assert all(r["description"] for found in churn_reasons.values() for r in found)
     assert scores["cross_sell_reasons"].isna().equals(scores["next_best_product"].isna())
+
+
+@pytest.mark.slow
+def test_a_batch_file_gives_the_apis_reasons(duck_run, served_data, monkeypatch):
+    """The same account and models: the reasons of the batch file are those of
+    GET /v1/accounts/{id}, raising and lowering, for every model (the API adds the values)."""
+    from serving.state import load_generation
+    from tests.serving.test_api import serve
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = ServingSettings(data_dir=served_data, auth_enabled=False)
+    generation = load_generation(settings)
+    assert generation.scorer.k == 3  # the batch default
+    _, out = duck_run
+    scores = read_partition(out / f"as_of={AS_OF}").set_index("account_id")
+    offered = scores["next_best_product"].dropna().index
+    accounts = sorted({*scores.index[:12], *offered[:12]})
+    with serve(generation, settings) as client:
+        for account in accounts:
+            body = client.get(f"/v1/accounts/{account}").json()
+            for task, column in (("churn", "churn_reasons"), ("upsell", "upsell_reasons"),
+                                 ("cross-sell", "cross_sell_reasons")):
+                api = body["reasons"].get(task)
+                cell = scores.loc[account, column]
+                if api is None:
+                    assert cell is None, (account, task)
+                    continue
+                without_values = {d: [{k: r[k] for k in ("feature", "description",
+                                                         "contribution")} for r in found]
+                                  for d, found in api.items()}
+                assert json.loads(cell) == without_values, (account, task)
 
 
 @pytest.mark.slow
@@ -119,17 +166,24 @@ def test_scoring_in_slices_writes_the_same_scores(duck_run, served_data, tmp_pat
 
 @pytest.mark.slow
 def test_reasons_computed_in_chunks_are_those_of_the_whole_frame(served_data):
+    from features.book import account_book
     from features.store import FeatureStore
-    from serving.batch import model_reasons, served_models
+    from features.validation import load_tables
+    from serving.batch import served_models, snapshot_reasons
+    from serving.scorer import Scorer
 
-    churn = served_models(settings_for(served_data))["churn"]
+    models = served_models(settings_for(served_data))
     snapshot = FeatureStore(served_data / "features").read(AS_OF)
-    whole = model_reasons(churn, snapshot, 2, {"arr": "ARR"})
-    chunked = model_reasons(churn, snapshot, 2, {"arr": "ARR"}, chunk=64)
+    book = account_book(load_tables(served_data / "raw"), AS_OF)
+
+    def scorer() -> Scorer:
+        return Scorer(models, snapshot, book, AS_OF, {"arr": "ARR"}, 2)
+
+    whole = snapshot_reasons(scorer(), "churn")
+    chunked = snapshot_reasons(scorer(), "churn", chunk=64)
     assert len(snapshot) > 3 * 64
-    assert chunked.index.equals(snapshot.index)
-    assert chunked.tolist() == whole.tolist()
-    assert all(len(json.loads(r)) == 2 for r in whole)
+    assert chunked == whole and len(whole) == len(snapshot)
+    assert all(len(json.loads(r)["raising"]) <= 2 for r in whole)
 
 
 @pytest.mark.slow
@@ -183,8 +237,11 @@ def test_spark_engine_gives_the_same_scores(duck_run, served_data, tmp_path, mon
         elif column.endswith("_reasons"):
             for a, b in zip(left.dropna(), right.dropna(), strict=True):
                 a, b = json.loads(a), json.loads(b)
-                assert [r["feature"] for r in a] == [r["feature"] for r in b], column
-                np.testing.assert_allclose([r["contribution"] for r in a],
-                                           [r["contribution"] for r in b], atol=1.01e-4)
+                for direction in ("raising", "lowering"):
+                    assert [r["feature"] for r in a[direction]] == [
+                        r["feature"] for r in b[direction]], column
+                    np.testing.assert_allclose([r["contribution"] for r in a[direction]],
+                                               [r["contribution"] for r in b[direction]],
+                                               atol=1.01e-4)
         else:
             assert left.dropna().tolist() == right.dropna().tolist(), column

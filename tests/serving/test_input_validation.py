@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import feature_groups
+from features.catalogue import CANDIDATE_PRODUCT as CANDIDATE
 from features.catalogue import FeatureSpec, all_features
 from serving.inputs import FeatureRule, InputError, InputRules
-from serving.scorer import CANDIDATE, Scorer
+from serving.scorer import Scorer
 from serving.settings import ServingSettings
 from serving.state import Generation, load_generation
 from tests.serving.test_api import serve, snapshot_record

@@ -104,7 +104,7 @@ def wait_ready(base: str) -> None:
 def expectations(generation: Generation, ids: list[str]) -> dict:
     """What a request answered from this generation must say."""
     scorer = generation.scorer
-    order, _ = scorer._order["churn"]
+    order, _ = scorer.ranking.order["churn"]
     return {
         "churn": {a: round(float(scorer.cols["churn_probability"][scorer.row_of[a]]), 6)
                   for a in ids},

@@ -16,8 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serving.ranking import CursorError
+from serving.reasons import Reason, strongest
 from serving.registry import LoadedModel
-from serving.scorer import CursorError, Reason, Scorer, UnknownFeatureError
+from serving.scorer import Scorer
+from serving.scoring import UnknownFeatureError
 
 AS_OF = date(2025, 3, 1)
 PRODUCTS = ["analytics", "core", "support"]
@@ -564,3 +567,14 @@ def test_a_stopped_warmup_does_no_more_work(scorer):
     scorer.stop_warmup()
     scorer.start_warmup(chunk=1).join(timeout=30)
     assert churn.contrib_rows == [] and scorer.warmed() == 0.0
+
+
+def test_the_reasons_rule_is_the_strongest_each_way():
+    """k largest positive contributions, largest first; k most negative, most negative first;
+    a direction with fewer than k is padded with -1 (no feature)."""
+    contrib = np.array([[0.1, -0.5, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0], [0.2, 0.2, -0.1, -0.1]])
+    idx, val = strongest(contrib, 2)
+    assert idx.tolist() == [[[2, 0], [1, -1]], [[-1, -1], [-1, -1]], [[0, 1], [2, 3]]]
+    assert val.tolist() == [[[0.3, 0.1], [-0.5, 0.0]], [[0.0, 0.0], [0.0, 0.0]],
+                            [[0.2, 0.2], [-0.1, -0.1]]]
+    assert strongest(contrib, 9)[0].shape == (3, 2, 9)

@@ -80,13 +80,35 @@ def test_model_frame_is_lenient_where_training_is_strict():
     assert frame["seg"].isna().all() and list(frame["seg"].cat.categories) == ["x", "y"]
 
 
-def test_top_reasons_are_the_largest_by_size_with_their_sign():
+def test_top_reasons_are_the_strongest_raising_and_lowering():
     contrib = np.array([[0.1, -0.5, 0.3, 9.0], [0.0, 0.2, -0.2, -9.0]])  # last column: bias
     reasons = [json.loads(r) for r in pm.top_reasons(contrib, ["p", "q", "r"], 2)]
     assert reasons == [
-        [{"feature": "q", "contribution": -0.5}, {"feature": "r", "contribution": 0.3}],
-        [{"feature": "q", "contribution": 0.2}, {"feature": "r", "contribution": -0.2}],
+        {"raising": [{"feature": "r", "contribution": 0.3}, {"feature": "p", "contribution": 0.1}],
+         "lowering": [{"feature": "q", "contribution": -0.5}]},
+        {"raising": [{"feature": "q", "contribution": 0.2}],
+         "lowering": [{"feature": "r", "contribution": -0.2}]},
     ]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_wrappers_reasons_are_the_apis(seed):
+    """The wrapper repeats the API's reasons rule (it may not import serving): the same
+    features, order and contributions, ties and zero contributions included."""
+    from serving.reasons import DIRECTIONS, strongest
+
+    contrib = np.random.default_rng(seed).integers(-3, 4, size=(60, 7)) / 4  # ties, zeros
+    features = ["a", "b", "c", "d", "e", "f"]
+    for k in (1, 3, 8):
+        idx, val = strongest(contrib[:, :6], k)
+        expected = [
+            {direction: [{"feature": features[j], "contribution": v}
+                         for j, v in zip(idx[i, d], val[i, d], strict=True) if j >= 0]
+             for d, direction in enumerate(DIRECTIONS)}
+            for i in range(len(contrib))
+        ]
+        assert [json.loads(r) for r in pm.top_reasons(contrib, features, k)] == expected
+    assert pm.REASON_DIRECTIONS == DIRECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +141,15 @@ def test_predict_is_calibrated_booster_output_and_reasons_only_on_request(fitted
     with_reasons = in_process.predict(None, frame, params={"reasons": 2})
     np.testing.assert_array_equal(with_reasons["probability"], out["probability"])
     contrib = contributions(booster, to_model_frame(frame, schema))[:, :4]
+    names = booster.feature_name()
     for row, text in zip(contrib, with_reasons["reasons"], strict=True):
         reasons = json.loads(text)
-        assert len(reasons) == 2
-        top = np.argsort(-np.abs(row), kind="stable")[:2]
-        assert [r["feature"] for r in reasons] == [booster.feature_name()[j] for j in top]
-        np.testing.assert_allclose([r["contribution"] for r in reasons], row[top])
+        up = [j for j in np.argsort(-row, kind="stable")[:2] if row[j] > 0]
+        down = [j for j in np.argsort(row, kind="stable")[:2] if row[j] < 0]
+        assert len(up) + len(down) > 0
+        for direction, top in (("raising", up), ("lowering", down)):
+            assert [r["feature"] for r in reasons[direction]] == [names[j] for j in top]
+            np.testing.assert_allclose([r["contribution"] for r in reasons[direction]], row[top])
 
 
 def test_predict_tolerates_absent_optional_columns_and_refuses_unrelated_frames(in_process):
@@ -251,7 +276,8 @@ def test_round_trip_through_the_registry_without_the_project(
     assert out["unreachable"] is True and out["loaded"] == []
     assert out["columns"] == ["probability"]
     np.testing.assert_allclose(out["probability"], in_process["probability"], rtol=0, atol=1e-12)
-    assert [len(json.loads(r)) for r in out["reasons"]] == [2, 2, 2, 2]
+    assert out["reasons"] == loaded.predict(frame, params={"reasons": 2})["reasons"].tolist()
+    assert all(set(json.loads(r)) == {"raising", "lowering"} for r in out["reasons"])
 
 
 # --- the numpy fast path (serving) equals predict() ------------------------------------------

@@ -1,0 +1,145 @@
+"""Ranked lists of one generation's scores: the order of each list, pages, keyset cursors,
+the owner and segment filters, and a page's response items.
+
+A list ranks the accounts that have its value, by value descending then account_id; a page
+cursor is the last row's sort key, so pages stay in order and never repeat or skip an
+account, even across a reload.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from serving.registry import CROSS_SELL
+from serving.results import item
+
+if TYPE_CHECKING:
+    from serving.scorer import Scorer
+
+#: The public query value of the cross-sell list (`kind=cross_sell`); in code the task is
+#: spelled `CROSS_SELL` ("cross-sell"), and this is the only other spelling.
+CROSS_SELL_LIST = "cross_sell"
+KINDS = {  # list kind -> (task whose reasons explain it, the value it is ranked by)
+    "churn": ("churn", "arr_at_risk"),
+    "upsell": ("upsell", "expected_expansion"),
+    CROSS_SELL_LIST: (CROSS_SELL, "expected_cross_sell_arr"),
+}
+
+
+class CursorError(ValueError):
+    """A pagination cursor that this list did not issue."""
+
+
+@dataclass
+class Page:
+    rows: list[int]  # rows of `Scorer.cols` on this page, in rank order
+    ranks: list[int]
+    next_cursor: str | None
+    total: int
+
+
+class Ranking:
+    """Every list's total order over the scores' rows, and the filters' values."""
+
+    def __init__(self, cols: dict[str, np.ndarray], ids: np.ndarray):
+        self.cols = cols
+        self.ids = ids
+        self.order = {kind: self._ranking(value) for kind, (_, value) in KINDS.items()}
+        self._distinct_values: dict[str, tuple[str, ...]] = {}  # owners, segments
+
+    def _ranking(self, value: str) -> tuple[np.ndarray, list[tuple[float, str]]]:
+        """Rows with a value, by value descending then account_id: the list's total order,
+        and its sort keys for keyset pagination."""
+        v = self.cols[value].astype("float64")
+        rows = np.flatnonzero(~np.isnan(v))
+        order = rows[np.lexsort((self.ids[rows], -v[rows]))]
+        keys = list(zip((-v[order]).tolist(), self.ids[order].tolist(), strict=True))
+        return order, keys
+
+    def heads(self) -> list[np.ndarray]:
+        """Each list's rows in rank order (what the reasons warm-up explains first)."""
+        return [order for order, _ in self.order.values()]
+
+    def page(self, kind: str, owner: str | None, segment: str | None, limit: int,
+             cursor: str | None) -> Page:
+        """One page of a ranked list, after `cursor` (None: from the top)."""
+        order, keys = self.order[kind]
+        start = 0 if cursor is None else bisect.bisect_right(keys, decode_cursor(cursor, kind))
+        mask = self._filter(owner, segment)
+        picked: list[int] = []
+        pos = start
+        while pos < len(order) and len(picked) < limit + 1:
+            chunk = order[pos: pos + 4 * (limit + 1)]
+            hits = chunk if mask is None else chunk[mask[chunk]]
+            picked.extend(int(r) for r in hits[: limit + 1 - len(picked)])
+            pos += len(chunk)
+        more = len(picked) > limit
+        picked = picked[:limit]
+        total = len(order) if mask is None else int(mask[order].sum())
+        position = {int(r): i for i, r in enumerate(order[start: pos])}
+        ranks = [start + position[r] + 1 for r in picked]
+        next_cursor = encode_cursor(kind, keys[start + position[picked[-1]]]) if more else None
+        return Page(picked, ranks, next_cursor, total)
+
+    def _filter(self, owner: str | None, segment: str | None) -> np.ndarray | None:
+        mask = None
+        for column, wanted in (("owner", owner), ("segment", segment)):
+            if wanted is not None:
+                hit = self.cols[column] == wanted
+                mask = hit if mask is None else mask & hit
+        return mask
+
+    def distinct(self, column: str) -> tuple[str, ...]:
+        """The column's values, once per generation (the list filters check against them)."""
+        if column not in self._distinct_values:
+            self._distinct_values[column] = tuple(sorted(
+                {v for v in self.cols[column] if isinstance(v, str)}))
+        return self._distinct_values[column]
+
+
+def ranked_items(scorer: Scorer, kind: str, owner: str | None, segment: str | None, limit: int,
+                 cursor: str | None, with_reasons: bool) -> tuple[list[dict], str | None, int]:
+    """A page's items with the list model's reasons (computed once, then cached)."""
+    page = scorer.page(kind, owner, segment, limit, cursor)
+    task = KINDS[kind][0]
+    explained = scorer.reasons(page.rows, (task,)) if with_reasons else [None] * len(page.rows)
+    items = [item(scorer.cols, r, e, rank)
+             for r, e, rank in zip(page.rows, explained, page.ranks, strict=True)]
+    return items, page.next_cursor, page.total
+
+
+# --- cursors ----------------------------------------------------------------------------------
+def encode_cursor(kind: str, key: tuple[float, str]) -> str:
+    import base64
+
+    import orjson
+
+    raw = orjson.dumps({"k": kind, "v": key[0], "id": key[1]})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str) -> tuple[float, str]:
+    import base64
+    import binascii
+
+    import orjson
+
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        if data.get("k") != kind:
+            raise CursorError(f"this cursor belongs to the {data.get('k')!r} list, not {kind!r}")
+        value, account = float(data["v"]), str(data["id"])
+        if not math.isfinite(value):
+            raise ValueError("not finite")
+        return value, account
+    except CursorError:
+        raise
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise CursorError("not a cursor issued by this list") from exc
