@@ -34,7 +34,10 @@ features_app = typer.Typer(help="Point-in-time feature snapshots (the offline fe
 
 @data_app.command("validate")
 def validate_cmd(data_dir: DataDir = None) -> None:
-    """Check the raw tables against the contract; exit non-zero naming every broken rule."""
+    """Check the raw tables against the contract; exit non-zero naming every broken rule.
+
+    Warnings (unusual but usable data: an absent optional table, null owners) are printed and
+    the exit code stays 0."""
     from features.pipeline import open_validated, table_rows
     from features.sources import ContractError
 
@@ -49,6 +52,13 @@ def validate_cmd(data_dir: DataDir = None) -> None:
     for name, rows in table_rows(tables).items():
         table.add_row(name, "absent (optional)" if rows is None else f"{rows:,}")
     out.print(table)
+    print_warnings(tables.warnings)
+
+
+def print_warnings(warnings: tuple[str, ...] | list[str]) -> None:
+    """One ``warning:`` line per unusual-but-valid finding of validation, on stderr."""
+    for line in warnings:
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("describe")
