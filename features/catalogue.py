@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -31,6 +32,17 @@ DEFAULT_EVENT_TYPES = (
     "login", "view_report", "create_report", "export", "api_call", "integration_sync",
     "admin_action",
 )
+
+
+def event_type_key(event_type: str) -> str:
+    """An event type as it appears in feature names (``events_<key>_30d``): lower case, each
+    run of characters other than letters and digits as one ``_`` ("Page View" -> page_view)."""
+    return re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_") or "blank"
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,13 @@ class Settings(BaseSettings):
     gross_margin: float = Field(
         0.80, description="Gross margin used for customer lifetime value.", gt=0, le=1
     )
-    event_types: tuple[str, ...] = Field(
-        DEFAULT_EVENT_TYPES, description="Usage event types counted one by one as features."
+    event_types: tuple[str, ...] | None = Field(
+        None, description="Usage event types counted one by one as features (events_<type>_"
+        "<w>d); unset: the data's most frequent ones, at most max_event_types.", min_length=1,
+    )
+    max_event_types: int = Field(
+        8, description="How many of the data's most frequent event types get their own "
+        "features when event_types is unset.", ge=1,
     )
     build_workers: int | None = Field(
         None, description="Snapshots of a grid built at once (default: one per core).", ge=1
@@ -123,10 +128,11 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
         return (init_settings, env_settings, toml)
 
-    def feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(
-            windows_days=tuple(self.windows_days), event_types=tuple(self.event_types)
-        )
+    def feature_spec(self, chosen_event_types: tuple[str, ...] | None = None) -> FeatureSpec:
+        """The catalogue's shape; event types: the setting, else ``chosen_event_types`` (the
+        data's, see ``features.event_types``), else the generator's defaults."""
+        types = self.event_types or chosen_event_types or DEFAULT_EVENT_TYPES
+        return FeatureSpec(windows_days=tuple(self.windows_days), event_types=tuple(types))
 
     # The data directory layout is an interface other tools rely on: keep it exactly so.
     @property

@@ -88,11 +88,14 @@ def served_models(settings: Settings) -> dict[str, LoadedModel]:
     return models
 
 
-def feature_descriptions(settings: Settings) -> dict[str, str]:
+def feature_descriptions(settings: Settings, as_of: date | None = None) -> dict[str, str]:
     from features.build import feature_groups
     from features.catalogue import all_features
+    from features.event_types import stored_spec
+    from features.store import FeatureStore
 
-    found = all_features(feature_groups(settings.feature_spec()))
+    spec = stored_spec(settings, FeatureStore(settings.features_dir), as_of)
+    found = all_features(feature_groups(spec))
     return {**{f.name: f.description for f in found}, CANDIDATE: "The product offered"}
 
 
@@ -172,7 +175,7 @@ def score_duckdb(settings: Settings, as_of: date, out: str, reasons: int = 3,
     models = served_models(settings)
     snapshot = read_snapshot(settings, as_of)
     book = account_book(load_tables(settings.raw_dir), as_of)
-    descriptions = feature_descriptions(settings)
+    descriptions = feature_descriptions(settings, as_of)
     table = pa.concat_tables([
         to_output_table(scored_frame(models, snapshot.iloc[start:start + slice_rows], book,
                                      as_of, reasons, descriptions, settings))

@@ -52,6 +52,7 @@ def load_generation(settings: Settings) -> Generation:
     from features.book import account_book
     from features.build import feature_groups
     from features.catalogue import all_features
+    from features.event_types import stored_spec
     from features.sources import ContractError
     from features.store import FeatureStore
     from features.validation import load_tables
@@ -82,7 +83,7 @@ def load_generation(settings: Settings) -> Generation:
     except ContractError as exc:
         raise LoadError(f"raw data in {settings.raw_dir} break the contract: {exc}") from exc
     book = account_book(tables, as_of)
-    catalogue = all_features(feature_groups(settings.feature_spec()))
+    catalogue = all_features(feature_groups(stored_spec(settings, store, as_of)))
     descriptions = {f.name: f.description for f in catalogue}
     scorer = Scorer(models, snapshot, book, as_of, descriptions, settings.reasons_per_direction,
                     dtypes={f.name: f.dtype for f in catalogue})

@@ -222,12 +222,13 @@ def build_and_store(
     from pathlib import Path
 
     from features.catalogue import catalogue_version
+    from features.event_types import chosen_spec
     from features.store import FeatureStore
 
     raw = register_raw(spark, raw_uri or str(settings.raw_dir))
     for as_of in dates:
         check_as_of(raw.extracted_at, as_of)
-    spec = settings.feature_spec()
+    spec = chosen_spec(settings, lambda query: [tuple(r) for r in raw.spark.sql(query).collect()])
     groups = feature_groups(spec)
     version = catalogue_version(groups)
     out = out_uri or str(settings.features_dir)
@@ -241,7 +242,7 @@ def build_and_store(
             _, rows = write_remote(raw, as_of, out, version, spec)
         else:
             table = build_snapshot(raw, as_of, spec, checked=True)
-            FeatureStore(Path(local_path(out))).write(as_of, table, version)
+            FeatureStore(Path(local_path(out))).write(as_of, table, version, spec.event_types)
             rows = table.num_rows
         built.append((as_of, rows, n_features, time.perf_counter() - began))
     return built, version, out
