@@ -75,8 +75,8 @@ def fail_contract(settings: Settings, exc, source: str | None = None):
 
 
 def _grid_dates(as_of: date | None, start: date | None, end: date | None,
-                every: str) -> list[date]:
-    from features.build import month_starts
+                every: str, week_start: str = "mon") -> list[date]:
+    from features.grid import grid_dates
 
     if as_of and (start or end):
         fail("give either --as-of or --from/--to, not both", 2)
@@ -84,11 +84,12 @@ def _grid_dates(as_of: date | None, start: date | None, end: date | None,
         return [as_of]
     if not (start and end):
         fail("give --as-of DATE, or --from DATE --to DATE", 2)
-    if every != "month":
-        fail(f"--every {every!r}: only 'month' is supported", 2)
-    dates = month_starts(start, end)
+    try:
+        dates = grid_dates(start, end, every, week_start)
+    except ValueError as exc:
+        fail(str(exc), 2)
     if not dates:
-        fail(f"no first-of-month date between {start} and {end}", 2)
+        fail(f"no --every {every} date between {start} and {end}", 2)
     return dates
 
 
@@ -97,7 +98,10 @@ def build_cmd(
     as_of: Annotated[date | None, date_option("--as-of", help="One snapshot date.")] = None,
     start: Annotated[date | None, date_option("--from", help="Grid start.")] = None,
     end: Annotated[date | None, date_option("--to", help="Grid end (inclusive).")] = None,
-    every: Annotated[str, typer.Option(help="Grid step (month = first of each month).")] = "month",
+    every: Annotated[str, typer.Option(help="Grid step: day, week, month (the 1st) or "
+                                       "'N days' from --from.")] = "month",
+    week_start: Annotated[str, typer.Option(
+        help="Weekday of a weekly grid's dates: mon, tue, ... sun.")] = "mon",
     engine: Annotated[str, typer.Option(
         help="duckdb (embedded) or spark (settings.spark_master; needs the spark extra).")
     ] = "duckdb",
@@ -109,7 +113,7 @@ def build_cmd(
 ) -> None:
     """Build point-in-time feature snapshots into <data-dir>/features/as_of=YYYY-MM-DD/."""
     settings = load_settings(data_dir)
-    dates = _grid_dates(as_of, start, end, every)
+    dates = _grid_dates(as_of, start, end, every, week_start)
     target = settings.features_dir
     if engine == "spark":
         built, version, target = build_on_spark(settings, dates, raw, out_uri)
