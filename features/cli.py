@@ -61,6 +61,53 @@ def print_warnings(warnings: tuple[str, ...] | list[str]) -> None:
         console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
 
 
+@data_app.command("profile")
+def profile_cmd(
+    as_of: Annotated[date | None, date_option(
+        "--as-of", help="Snapshot date (default: the extraction date of the export).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """What the features would hold: per family and feature, the share of null values and of
+    the most common value, the source table it needs and whether the export has it."""
+    from features.build import SnapshotError, build_features, feature_groups
+    from features.event_types import chosen_spec
+    from features.pipeline import open_validated
+    from features.sources import ContractError
+
+    settings = load_settings(data_dir)
+    try:
+        tables = open_validated(settings)
+        print_warnings(tables.warnings)
+        day = as_of or (tables.extracted_at.date() if tables.extracted_at else None)
+        if day is None:
+            fail("the export has no extraction time (_manifest.json): give --as-of DATE", 2)
+        spec = chosen_spec(settings, lambda query: tables.con.execute(query).fetchall())
+        snapshot = build_features(tables, day, spec)
+    except ContractError as exc:
+        fail_contract(settings, exc)
+    except SnapshotError as exc:
+        fail(str(exc))
+    print_profile(snapshot, feature_groups(spec), tables.present, day)
+
+
+def print_profile(snapshot, groups, present: frozenset[str], as_of: date) -> None:
+    """The profile table of a snapshot, and its one-line summary."""
+    from features.profile import profile_snapshot, summary
+
+    profiles = profile_snapshot(snapshot, groups, present)
+    table = RichTable(title=f"feature profile as_of={as_of} ({len(snapshot):,} accounts)",
+                      box=box.SIMPLE_HEAD)
+    for col, justify in (("family", "left"), ("feature", "left"), ("source", "left"),
+                         ("present", "left"), ("null", "right"), ("most common", "right"),
+                         ("", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for p in profiles:
+        table.add_row(p.family, p.feature, p.source, "yes" if p.source_present else "no",
+                      f"{p.null_share:.0%}", f"{p.top_share:.0%}", p.status)
+    out.print(table)
+    out.print(summary(profiles, present), highlight=False)
+
+
 @data_app.command("describe")
 def describe_data_cmd() -> None:
     """Print the raw data contract as Markdown (docs/data-contract.md is this output)."""
@@ -122,7 +169,7 @@ def build_cmd(
     elif raw or out_uri:
         fail("--raw and --out go with --engine spark (DuckDB reads <data-dir>/raw)", 2)
     else:
-        built, version = build_with_progress(settings, dates)
+        built, version, present = build_with_progress(settings, dates)
     summary = RichTable(title=f"feature snapshots -> {target} (catalogue {version})")
     for col in ("as_of", "accounts", "features", "seconds"):
         summary.add_column(col, justify="right")
@@ -130,6 +177,19 @@ def build_cmd(
         summary.add_row(str(snapshot.as_of), f"{snapshot.accounts:,}", str(snapshot.features),
                         f"{snapshot.seconds:.2f}")
     out.print(summary)
+    if engine == "duckdb" and built:
+        _profile_stored(settings, built[-1].as_of, present)
+
+
+def _profile_stored(settings: Settings, as_of: date, present: frozenset[str]) -> None:
+    """The profile of the last snapshot a build stored."""
+    from features.build import feature_groups
+    from features.event_types import stored_spec
+    from features.store import FeatureStore
+
+    store = FeatureStore(settings.features_dir)
+    groups = feature_groups(stored_spec(settings, store, as_of))
+    print_profile(store.read(as_of), groups, present, as_of)
 
 
 def build_with_progress(settings: Settings, dates: list[date]):
@@ -142,9 +202,12 @@ def build_with_progress(settings: Settings, dates: list[date]):
 
     try:
         tables = open_validated(settings)  # before the bar: errors print alone, not under it
+        print_warnings(tables.warnings)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("building snapshots", total=len(dates))
-            return build_snapshots(settings, dates, lambda _: progress.advance(task), tables)
+            built, version = build_snapshots(settings, dates, lambda _: progress.advance(task),
+                                             tables)
+        return built, version, tables.present
     except ContractError as exc:
         fail_contract(settings, exc)
     except SnapshotError as exc:

@@ -107,6 +107,25 @@ def test_weekly_grid_on_a_chosen_weekday_validates_once(data_dir, monkeypatch):
     assert calls == [1]
 
 
+def test_warnings_exit_0_and_profile_names_absent_tables(tmp_path):
+    frames = {k: v for k, v in valid_frames().items()
+              if k in ("accounts", "subscriptions", "usage_events")}
+    frames["accounts"]["owner"] = None
+    write_raw(tmp_path / "raw", frames)
+    result = run("data", "validate", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "warning: accounts.owner: null values (rule: null owner is shown as 'unassigned'): " \
+           "3 rows" in result.output
+    assert "warning: support_tickets: optional table absent" in result.output
+    profile = run("data", "profile", "--data-dir", str(tmp_path))
+    assert profile.exit_code == 0, profile.output
+    assert "feature profile as_of=2025-01-01" in profile.output
+    assert "tables absent: activities, contacts, nps_responses, support_tickets" in profile.output
+    build = run("features", "build", "--as-of", "2024-12-01", "--data-dir", str(tmp_path))
+    assert build.exit_code == 0, build.output
+    assert "feature profile as_of=2024-12-01" in build.output
+
+
 def test_kpis_rejects_unknown_grouping_and_writes_parquet(data_dir):
     bad = run("kpis", "--by", "month,planet", "--data-dir", str(data_dir))
     assert bad.exit_code == 2 and "unknown grouping planet" in bad.output
