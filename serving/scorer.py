@@ -46,6 +46,7 @@ SPECIAL_KEYS = ("account_id", "held_products")  # record keys that are not model
 BATCH_THREADS = 2  # LightGBM threads for whole-snapshot and large-batch passes
 SINGLE_ROW_LIMIT = 64  # up to this many rows a request predicts on one thread
 MISSING_SHOWN = 5  # missing features named per item, the most important first
+UNASSIGNED = "unassigned"  # the owner filter value of accounts whose owner is null
 
 
 class UnknownFeatureError(InputError):
@@ -526,11 +527,23 @@ class Scorer:
         for column, wanted in (("owner", owner), ("segment", segment)):
             if wanted is not None:
                 hit = self.cols[column] == wanted
+                if column == "owner" and wanted == UNASSIGNED:  # the accounts without owner
+                    hit = hit | pd.isna(self.cols[column])
                 mask = hit if mask is None else mask & hit
         return mask
 
+    def filter_mask(self, owner: str | None, segment: str | None) -> np.ndarray:
+        """Which accounts a list filtered by owner (``unassigned``: none) and segment holds."""
+        mask = self._filter(owner, segment)
+        return np.ones(len(self.ids), dtype=bool) if mask is None else mask
+
     def owners(self) -> list[str]:
-        return list(self._distinct("owner"))
+        """The owners to filter by; ``unassigned`` stands for the accounts without one (the
+        data keep their null)."""
+        named = list(self._distinct("owner"))
+        if UNASSIGNED not in named and pd.isna(self.cols["owner"]).any():
+            named.append(UNASSIGNED)
+        return named
 
     def segments(self) -> list[str]:
         return list(self._distinct("segment"))
