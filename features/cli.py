@@ -272,7 +272,7 @@ def kpis_cmd(
 
 
 KPI_SHOWN = {  # column -> (header, format)
-    "month": ("month", "month"), "segment": ("segment", "text"), "owner": ("owner", "text"),
+    "month": ("month", "month"), "segment": ("segment", "text"), "owner": ("owner", "owner"),
     "accounts_start": ("accounts", "count"), "arr_end": ("ARR", "money"),
     "logo_churn_rate": ("logo churn", "pct"), "revenue_churn_rate": ("rev. churn", "pct"),
     "renewal_rate": ("renewal", "pct"), "net_revenue_retention": ("NRR", "pct"),
@@ -299,7 +299,7 @@ def _fmt(value, kind: str) -> str:
     import pandas as pd
 
     if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return "-"
+        return "unassigned" if kind == "owner" else "-"
     if kind == "month":
         return pd.Timestamp(value).strftime("%Y-%m")
     if kind == "pct":
