@@ -564,3 +564,25 @@ def test_a_stopped_warmup_does_no_more_work(scorer):
     scorer.stop_warmup()
     scorer.start_warmup(chunk=1).join(timeout=30)
     assert churn.contrib_rows == [] and scorer.warmed() == 0.0
+
+
+def test_features_training_dropped_are_accepted_and_ignored():
+    models = stub_models()
+    models["churn"].meta = {**models["churn"].meta, "dropped_features": ["tickets_90d"]}
+    scorer = make_scorer(models)
+    record = {"usage": 1, "tenure": 2, "tickets_90d": 5}
+    scorer.check_records([record])
+    assert scorer.check_columns(["usage", "tickets_90d"], [[1, 5]]) == [[]]
+    with pytest.raises(UnknownFeatureError):
+        scorer.check_records([{"tickets_30d": 1}])
+
+
+def test_accounts_without_owner_are_listed_as_unassigned():
+    frame_book = book()
+    frame_book.loc[frame_book["account_id"].isin(["A1", "A2"]), "owner"] = None
+    scorer = Scorer(loaded(stub_models()), snapshot(), frame_book, AS_OF, DESCRIPTIONS,
+                    reasons_per_direction=2)
+    assert scorer.owners() == ["alice", "bob", "carol", "unassigned"]
+    page = scorer.page("churn", "unassigned", None, 10, None)
+    assert sorted(scorer.ids[r] for r in page.rows) == ["A1", "A2"] and page.total == 2
+    assert by_account(scorer, "owner")["A1"] is None  # the data keep their null
