@@ -132,6 +132,12 @@ def describe_markdown(groups: list[FeatureGroup]) -> str:
         f"Catalogue version `{catalogue_version(groups)}`. Every feature of a snapshot at "
         "`as_of` uses only data stamped strictly before `as_of`.",
         "",
+        "The `events_<type>_<w>d` features below are for the generator's event types; a build "
+        "counts the data's own most frequent ones instead (`max_event_types`, 8 by default), "
+        "or the `event_types` setting when given (a name becomes lower case with `_` for other "
+        "characters: `Page View` -> `events_page_view_30d`). The chosen list is stamped in the "
+        "snapshots and the models.",
+        "",
         "| feature | family | source | window | type | description |",
         "|---|---|---|---|---|---|",
     ]
