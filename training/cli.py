@@ -165,6 +165,9 @@ def _print_result(result) -> None:
     before = result.metrics.get("ece_before_calibration", float("nan"))
     out.print(f"calibration: {cal.get('method')}; ECE {before:.4f} -> "
               f"{result.metrics['ece']:.4f} on the test window")
+    if result.dropped_features:
+        out.print(f"left out {len(result.dropped_features)} feature(s) constant or all-null in "
+                  f"the training window: {', '.join(result.dropped_features)}", highlight=False)
     out.print(f"promotion: {result.reason}; run {result.run_id}")
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -65,6 +65,7 @@ class TrainResult:
     calibration: dict
     window: dict[str, str]
     rows: dict[str, int]
+    dropped_features: list[str] = field(default_factory=list)  # constant or null in training
 
     def as_json(self) -> dict:
         return {
@@ -72,6 +73,7 @@ class TrainResult:
             "version": self.version, "alias": self.alias, "reason": self.reason,
             "metrics": self.metrics, "baselines": self.baselines, "oracle": self.oracle,
             "calibration": self.calibration, "window": self.window, "rows": self.rows,
+            "dropped_features": self.dropped_features,
         }
 
 
@@ -324,7 +326,7 @@ def train(
             task=task, run_id=run.info.run_id, registered_model=name, version=version,
             alias=decision.alias, reason=decision.reason, metrics=metrics,
             baselines=fit.baselines, oracle=fit.oracle, calibration=fit.calibration,
-            window=window, rows=rows,
+            window=window, rows=rows, dropped_features=fit.dropped,
         )
 
 
