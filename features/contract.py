@@ -39,6 +39,8 @@ BILLING_PERIOD_MONTHS: dict[str, int] = {
 }
 BILLING_PERIODS = tuple(BILLING_PERIOD_MONTHS)
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
+#: What an undocumented role, activity type or priority means for the features.
+OTHER_VALUES = "counted by no per-value feature"
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,9 @@ class Column:
     nullable: bool = False
     min: float | None = None  # inclusive lower bound for numbers
     max: float | None = None  # inclusive upper bound for numbers
-    allowed: tuple[str, ...] | None = None  # closed vocabulary for strings
     label: bool = False  # free-form label: any non-empty text (an empty one is an error)
     documented: tuple[str, ...] | None = None  # known values; others are only a warning
+    documented_note: str = ""  # what an undocumented value means for the features
     months: bool = False  # a whole number of months (e.g. "6") is also a documented value
     null_note: str | None = None  # nullable, but nulls are worth a warning saying this
 
@@ -164,7 +166,8 @@ SUBSCRIPTIONS = Table(
         Column("billing_period", "string",
                "How often the term is billed: one of the documented periods or a whole number "
                "of months (features use its length in months).",
-               documented=BILLING_PERIODS, months=True),
+               documented=BILLING_PERIODS, months=True,
+               documented_note="its length in months is unknown"),
         Column("auto_renew", "bool", "Whether the term renews automatically at end_date."),
         Column("discount_pct", "float64", "Discount off list price, in percent.", min=0, max=100),
     ),
@@ -201,7 +204,8 @@ SUPPORT_TICKETS = Table(
         Column("account_id", "string", "Account that opened the ticket."),
         Column("opened_at", "timestamp", "When the ticket was opened."),
         Column("closed_at", "timestamp", "When it was resolved; null = still open.", nullable=True),
-        Column("priority", "string", "Ticket priority.", allowed=TICKET_PRIORITIES),
+        Column("priority", "string", "Ticket priority.", documented=TICKET_PRIORITIES,
+               documented_note=OTHER_VALUES),
         Column("escalated", "bool", "Whether the ticket was escalated."),
         Column(
             "csat", "float64", "Satisfaction score 1-5 given at closure; null = none given.",
@@ -236,7 +240,8 @@ CONTACTS = Table(
     columns=(
         Column("contact_id", "string", "Contact identifier."),
         Column("account_id", "string", "Account the person works for."),
-        Column("role", "string", "Role in the relationship.", allowed=CONTACT_ROLES),
+        Column("role", "string", "Role in the relationship.", documented=CONTACT_ROLES,
+               documented_note=OTHER_VALUES),
         Column("start_date", "date", "When the person took the role."),
         Column(
             "end_date", "date", "When the person left the role; null = still in it.",
@@ -256,7 +261,7 @@ ACTIVITIES = Table(
         Column("account_id", "string", "Account the activity was with."),
         Column("occurred_at", "timestamp", "When it happened."),
         Column("type", "string", "Kind of touchpoint (qbr = account review meeting).",
-               allowed=ACTIVITY_TYPES),
+               documented=ACTIVITY_TYPES, documented_note=OTHER_VALUES),
     ),
     foreign_keys=(_fk("account_id"),),
 )

@@ -38,7 +38,6 @@ NULL_VALUE = "null value"
 NEGATIVE = "negative value"
 BELOW_MIN = "below minimum"
 ABOVE_MAX = "above maximum"
-NOT_ALLOWED = "value not allowed"
 AFTER_EXTRACTION = "after extraction time"
 ORPHAN = "orphan foreign key"
 SELF_REFERENCE = "references itself"
@@ -308,10 +307,6 @@ def _column_checks(
         checks.append(
             _Check(name, ABOVE_MAX, f"{name} <= {column.max:g}", f"{v} > {column.max!r}")
         )
-    if column.allowed is not None:
-        values = ", ".join(_sql_string(a) for a in column.allowed)
-        detail = f"{name} in ({', '.join(column.allowed)})"
-        checks.append(_Check(name, NOT_ALLOWED, detail, f"{v} NOT IN ({values})"))
     if column.documented is not None:
         checks.append(_undocumented(column))
     stamps = (table.known_at, *table.later_known)
@@ -329,16 +324,17 @@ def _column_checks(
 
 
 def _undocumented(column: Column) -> _Check:
-    """A warning for values outside the documented ones (compared without case or padding;
-    a whole number of months > 0 counts as documented when the column allows it)."""
+    """A warning for values outside the documented ones. A billing period is compared without
+    case or padding, and a whole number of months > 0 counts as documented; other columns are
+    compared exactly, as the features compare them."""
     name, v = column.name, f'"{column.name}__v"'
     values = ", ".join(_sql_string(a) for a in column.documented or ())
-    condition = f"lower(trim({v})) NOT IN ({values})"
-    detail = f"{name} in ({', '.join(column.documented or ())}"
+    months = " or a number of months" if column.months else ""
+    condition = f"{f'lower(trim({v}))' if column.months else v} NOT IN ({values})"
     if column.months:
         condition += f" AND coalesce(TRY_CAST(trim({v}) AS INTEGER), 0) <= 0"
-        detail += " or a number of months"
-    return _Check(name, UNDOCUMENTED, detail + "; its features are null", condition, WARNING)
+    detail = f"{name} in ({', '.join(column.documented or ())}{months}); {column.documented_note}"
+    return _Check(name, UNDOCUMENTED, detail, condition, WARNING)
 
 
 def _foreign_key_joins(

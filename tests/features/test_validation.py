@@ -306,20 +306,27 @@ def test_above_maximum(tmp_path):
     ]
 
 
-def test_value_outside_vocabulary(tmp_path):
+def test_value_outside_the_documented_vocabulary_is_a_warning(tmp_path):
     frames = valid_frames()
     frames["support_tickets"].loc[0, "priority"] = "P1"
+    frames["contacts"].loc[0, "role"] = "Champion"  # compared exactly, as features compare it
     violations = check(tmp_path, frames)
     assert violations == [
         Violation(
-            "support_tickets", "priority", "value not allowed", 1, ("T1",),
-            "priority in (low, normal, high, urgent)", ("ticket_id",),
-        )
+            "support_tickets", "priority", "undocumented value", 1, ("T1",),
+            "priority in (low, normal, high, urgent); counted by no per-value feature",
+            ("ticket_id",), "warning",
+        ),
+        Violation(
+            "contacts", "role", "undocumented value", 1, ("C1",),
+            "role in (champion, economic buyer, executive sponsor, user, detractor); counted "
+            "by no per-value feature", ("contact_id",), "warning",
+        ),
     ]
-    assert messages(violations) == [
-        "support_tickets.priority: value not allowed (rule: priority in (low, normal, high, "
-        "urgent)): 1 row, e.g. ticket_id=T1"
-    ]
+    assert messages(violations)[0] == (
+        "support_tickets.priority: undocumented value (rule: priority in (low, normal, high, "
+        "urgent); counted by no per-value feature): 1 row, e.g. ticket_id=T1"
+    )
 
 
 # --- the open vocabulary -------------------------------------------------------------------
@@ -354,8 +361,8 @@ def test_null_owner_region_and_odd_billing_period_are_warnings(tmp_path):
         ("warning", "accounts.owner: null values (rule: null owner is shown as 'unassigned'): "
                     "3 rows, e.g. account_id=A1, A2, A3"),
         ("warning", "subscriptions.billing_period: undocumented value (rule: billing_period in "
-                    "(monthly, quarterly, semiannual, annual, multi-year or a number of months; "
-                    "its features are null): 2 rows, e.g. subscription_id=S2, S3"),
+                    "(monthly, quarterly, semiannual, annual, multi-year or a number of months); "
+                    "its length in months is unknown): 2 rows, e.g. subscription_id=S2, S3"),
     ]
     tables = load_tables(raw_dir)  # warnings only: the data load, nulls stay null
     assert len(tables.warnings) == 3
