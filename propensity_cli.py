@@ -79,7 +79,7 @@ def demo(
     # The grid: every first of month after the first full month, up to the extraction time.
     end = (pd.Timestamp(start) + pd.DateOffset(months=months)).date()
     dates = month_starts((pd.Timestamp(start) + pd.offsets.MonthBegin(1)).date(), end)
-    built, version = build_with_progress(settings, dates)
+    built, version, _ = build_with_progress(settings, dates)
     rows = [b.accounts for b in built]
     out.print(
         f"[bold]features[/bold]: {len(built)} monthly snapshots {dates[0]} .. {dates[-1]} "

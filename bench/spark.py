@@ -113,7 +113,7 @@ def phase(name: str, book: Path, models: Path, months: int, args) -> dict:
         from features.spark.session import spark_session
 
         spark = spark_session(settings.spark_master, settings.spark_conf)
-        built, _, _ = build_and_store(spark, settings.feature_spec(), [as_of],
+        built, _, _ = build_and_store(spark, lambda _run: settings.feature_spec(), [as_of],
                                       str(settings.raw_dir), str(book / "features_spark"))
         accounts = built[0][1]
     elif name == "score_duckdb":

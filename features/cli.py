@@ -34,7 +34,10 @@ features_app = typer.Typer(help="Point-in-time feature snapshots (the offline fe
 
 @data_app.command("validate")
 def validate_cmd(data_dir: DataDir = None) -> None:
-    """Check the raw tables against the contract; exit non-zero naming every broken rule."""
+    """Check the raw tables against the contract; exit non-zero naming every broken rule.
+
+    Warnings (unusual but usable data: an absent optional table, null owners) are printed and
+    the exit code stays 0."""
     from features.pipeline import open_validated, table_rows
     from features.sources import ContractError
 
@@ -49,6 +52,60 @@ def validate_cmd(data_dir: DataDir = None) -> None:
     for name, rows in table_rows(tables).items():
         table.add_row(name, "absent (optional)" if rows is None else f"{rows:,}")
     out.print(table)
+    print_warnings(tables.warnings)
+
+
+def print_warnings(warnings: tuple[str, ...] | list[str]) -> None:
+    """One ``warning:`` line per unusual-but-valid finding of validation, on stderr."""
+    for line in warnings:
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("profile")
+def profile_cmd(
+    as_of: Annotated[date | None, date_option(
+        "--as-of", help="Snapshot date (default: the extraction date of the export).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """What the features would hold: per family and feature, the share of null values and of
+    the most common value, the source table it needs and whether the export has it."""
+    from features.build import SnapshotError, build_features, feature_groups
+    from features.event_types import chosen_spec
+    from features.pipeline import open_validated
+    from features.sources import ContractError
+
+    settings = load_settings(data_dir)
+    try:
+        tables = open_validated(settings)
+        print_warnings(tables.warnings)
+        day = as_of or (tables.extracted_at.date() if tables.extracted_at else None)
+        if day is None:
+            fail("the export has no extraction time (_manifest.json): give --as-of DATE", 2)
+        spec = chosen_spec(settings, lambda query: tables.con.execute(query).fetchall())
+        snapshot = build_features(tables, day, spec)
+    except ContractError as exc:
+        fail_contract(settings, exc)
+    except SnapshotError as exc:
+        fail(str(exc))
+    print_profile(snapshot, feature_groups(spec), tables.present, day)
+
+
+def print_profile(snapshot, groups, present: frozenset[str], as_of: date) -> None:
+    """The profile table of a snapshot, and its one-line summary."""
+    from features.profile import profile_snapshot, summary
+
+    profiles = profile_snapshot(snapshot, groups, present)
+    table = RichTable(title=f"feature profile as_of={as_of} ({len(snapshot):,} accounts)",
+                      box=box.SIMPLE_HEAD)
+    for col, justify in (("family", "left"), ("feature", "left"), ("source", "left"),
+                         ("present", "left"), ("null", "right"), ("most common", "right"),
+                         ("", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for p in profiles:
+        table.add_row(p.family, p.feature, p.source, "yes" if p.source_present else "no",
+                      f"{p.null_share:.0%}", f"{p.top_share:.0%}", p.status)
+    out.print(table)
+    out.print(summary(profiles, present), highlight=False)
 
 
 @data_app.command("describe")
@@ -65,8 +122,8 @@ def fail_contract(settings: Settings, exc, source: str | None = None):
 
 
 def _grid_dates(as_of: date | None, start: date | None, end: date | None,
-                every: str) -> list[date]:
-    from features.build import month_starts
+                every: str, week_start: str = "mon") -> list[date]:
+    from features.grid import grid_dates
 
     if as_of and (start or end):
         fail("give either --as-of or --from/--to, not both", 2)
@@ -74,11 +131,12 @@ def _grid_dates(as_of: date | None, start: date | None, end: date | None,
         return [as_of]
     if not (start and end):
         fail("give --as-of DATE, or --from DATE --to DATE", 2)
-    if every != "month":
-        fail(f"--every {every!r}: only 'month' is supported", 2)
-    dates = month_starts(start, end)
+    try:
+        dates = grid_dates(start, end, every, week_start)
+    except ValueError as exc:
+        fail(str(exc), 2)
     if not dates:
-        fail(f"no first-of-month date between {start} and {end}", 2)
+        fail(f"no --every {every} date between {start} and {end}", 2)
     return dates
 
 
@@ -87,7 +145,10 @@ def build_cmd(
     as_of: Annotated[date | None, date_option("--as-of", help="One snapshot date.")] = None,
     start: Annotated[date | None, date_option("--from", help="Grid start.")] = None,
     end: Annotated[date | None, date_option("--to", help="Grid end (inclusive).")] = None,
-    every: Annotated[str, typer.Option(help="Grid step (month = first of each month).")] = "month",
+    every: Annotated[str, typer.Option(help="Grid step: day, week, month (the 1st) or "
+                                       "'N days' from --from.")] = "month",
+    week_start: Annotated[str, typer.Option(
+        help="Weekday of a weekly grid's dates: mon, tue, ... sun.")] = "mon",
     engine: Annotated[str, typer.Option(
         help="duckdb (embedded) or spark (settings.spark_master; needs the spark extra).")
     ] = "duckdb",
@@ -99,7 +160,7 @@ def build_cmd(
 ) -> None:
     """Build point-in-time feature snapshots into <data-dir>/features/as_of=YYYY-MM-DD/."""
     settings = load_settings(data_dir)
-    dates = _grid_dates(as_of, start, end, every)
+    dates = _grid_dates(as_of, start, end, every, week_start)
     target = settings.features_dir
     if engine == "spark":
         built, version, target = build_on_spark(settings, dates, raw, out_uri)
@@ -108,7 +169,7 @@ def build_cmd(
     elif raw or out_uri:
         fail("--raw and --out go with --engine spark (DuckDB reads <data-dir>/raw)", 2)
     else:
-        built, version = build_with_progress(settings, dates)
+        built, version, present = build_with_progress(settings, dates)
     summary = RichTable(title=f"feature snapshots -> {target} (catalogue {version})")
     for col in ("as_of", "accounts", "features", "seconds"):
         summary.add_column(col, justify="right")
@@ -116,6 +177,19 @@ def build_cmd(
         summary.add_row(str(snapshot.as_of), f"{snapshot.accounts:,}", str(snapshot.features),
                         f"{snapshot.seconds:.2f}")
     out.print(summary)
+    if engine == "duckdb" and built:
+        _profile_stored(settings, built[-1].as_of, present)
+
+
+def _profile_stored(settings: Settings, as_of: date, present: frozenset[str]) -> None:
+    """The profile of the last snapshot a build stored."""
+    from features.build import feature_groups
+    from features.event_types import stored_spec
+    from features.store import FeatureStore
+
+    store = FeatureStore(settings.features_dir)
+    groups = feature_groups(stored_spec(settings, store, as_of))
+    print_profile(store.read(as_of), groups, present, as_of)
 
 
 def build_with_progress(settings: Settings, dates: list[date]):
@@ -128,9 +202,12 @@ def build_with_progress(settings: Settings, dates: list[date]):
 
     try:
         tables = open_validated(settings)  # before the bar: errors print alone, not under it
+        print_warnings(tables.warnings)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("building snapshots", total=len(dates))
-            return build_snapshots(settings, dates, lambda _: progress.advance(task), tables)
+            built, version = build_snapshots(settings, dates, lambda _: progress.advance(task),
+                                             tables)
+        return built, version, tables.present
     except ContractError as exc:
         fail_contract(settings, exc)
     except SnapshotError as exc:
@@ -195,7 +272,7 @@ def kpis_cmd(
 
 
 KPI_SHOWN = {  # column -> (header, format)
-    "month": ("month", "month"), "segment": ("segment", "text"), "owner": ("owner", "text"),
+    "month": ("month", "month"), "segment": ("segment", "text"), "owner": ("owner", "owner"),
     "accounts_start": ("accounts", "count"), "arr_end": ("ARR", "money"),
     "logo_churn_rate": ("logo churn", "pct"), "revenue_churn_rate": ("rev. churn", "pct"),
     "renewal_rate": ("renewal", "pct"), "net_revenue_retention": ("NRR", "pct"),
@@ -222,7 +299,7 @@ def _fmt(value, kind: str) -> str:
     import pandas as pd
 
     if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return "-"
+        return "unassigned" if kind == "owner" else "-"
     if kind == "month":
         return pd.Timestamp(value).strftime("%Y-%m")
     if kind == "pct":

@@ -27,11 +27,20 @@ DUCKDB_TYPES: dict[str, str] = {
     "timestamp": "TIMESTAMP",
 }
 
+#: The generator's segments; the contract takes any non-empty label.
 SEGMENTS = ("SMB", "mid-market", "enterprise")
 CONTACT_ROLES = ("champion", "economic buyer", "executive sponsor", "user", "detractor")
 ACTIVITY_TYPES = ("qbr", "call", "email", "onboarding session")
-BILLING_PERIODS = ("monthly", "annual")
+#: Billing periods the features know by name, with their length in months (a term's billing
+#: period may also be a whole number of months, e.g. "6"). "multi-year" counts as 24: at least
+#: two years. Other values are accepted with a warning; their length is then unknown (null).
+BILLING_PERIOD_MONTHS: dict[str, int] = {
+    "monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12, "multi-year": 24,
+}
+BILLING_PERIODS = tuple(BILLING_PERIOD_MONTHS)
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
+#: What an undocumented role, activity type or priority means for the features.
+OTHER_VALUES = "counted by no per-value feature"
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,11 @@ class Column:
     nullable: bool = False
     min: float | None = None  # inclusive lower bound for numbers
     max: float | None = None  # inclusive upper bound for numbers
-    allowed: tuple[str, ...] | None = None  # closed vocabulary for strings
+    label: bool = False  # free-form label: any non-empty text (an empty one is an error)
+    documented: tuple[str, ...] | None = None  # known values; others are only a warning
+    documented_note: str = ""  # what an undocumented value means for the features
+    months: bool = False  # a whole number of months (e.g. "6") is also a documented value
+    null_note: str | None = None  # nullable, but nulls are worth a warning saying this
 
 
 @dataclass(frozen=True)
@@ -108,10 +121,13 @@ ACCOUNTS = Table(
             "Parent account in the hierarchy (a subsidiary's group); null for a top-level account.",
             nullable=True,
         ),
-        Column("segment", "string", "Sales segment.", allowed=SEGMENTS),
-        Column("industry", "string", "Industry of the company."),
-        Column("region", "string", "Sales region."),
-        Column("owner", "string", "Account manager who owns the account."),
+        Column("segment", "string", "Sales segment, in the customer's own vocabulary (e.g. "
+               "SMB / enterprise, or sales channels).", label=True),
+        Column("industry", "string", "Industry of the company.", label=True),
+        Column("region", "string", "Sales region; null = unknown.", nullable=True, label=True,
+               null_note="shown as 'unknown'"),
+        Column("owner", "string", "Account manager who owns the account; null = unassigned.",
+               nullable=True, label=True, null_note="shown as 'unassigned'"),
         Column("created_at", "timestamp", "When the account was created in the CRM."),
     ),
     foreign_keys=(_fk("parent_account_id", "accounts", "account_id"),),
@@ -147,7 +163,11 @@ SUBSCRIPTIONS = Table(
             "(fixed term: it runs to end_date and does not renew); null = not cancelled.",
             nullable=True,
         ),
-        Column("billing_period", "string", "How the term is billed.", allowed=BILLING_PERIODS),
+        Column("billing_period", "string",
+               "How often the term is billed: one of the documented periods or a whole number "
+               "of months (features use its length in months).",
+               documented=BILLING_PERIODS, months=True,
+               documented_note="its length in months is unknown"),
         Column("auto_renew", "bool", "Whether the term renews automatically at end_date."),
         Column("discount_pct", "float64", "Discount off list price, in percent.", min=0, max=100),
     ),
@@ -184,7 +204,8 @@ SUPPORT_TICKETS = Table(
         Column("account_id", "string", "Account that opened the ticket."),
         Column("opened_at", "timestamp", "When the ticket was opened."),
         Column("closed_at", "timestamp", "When it was resolved; null = still open.", nullable=True),
-        Column("priority", "string", "Ticket priority.", allowed=TICKET_PRIORITIES),
+        Column("priority", "string", "Ticket priority.", documented=TICKET_PRIORITIES,
+               documented_note=OTHER_VALUES),
         Column("escalated", "bool", "Whether the ticket was escalated."),
         Column(
             "csat", "float64", "Satisfaction score 1-5 given at closure; null = none given.",
@@ -219,7 +240,8 @@ CONTACTS = Table(
     columns=(
         Column("contact_id", "string", "Contact identifier."),
         Column("account_id", "string", "Account the person works for."),
-        Column("role", "string", "Role in the relationship.", allowed=CONTACT_ROLES),
+        Column("role", "string", "Role in the relationship.", documented=CONTACT_ROLES,
+               documented_note=OTHER_VALUES),
         Column("start_date", "date", "When the person took the role."),
         Column(
             "end_date", "date", "When the person left the role; null = still in it.",
@@ -239,7 +261,7 @@ ACTIVITIES = Table(
         Column("account_id", "string", "Account the activity was with."),
         Column("occurred_at", "timestamp", "When it happened."),
         Column("type", "string", "Kind of touchpoint (qbr = account review meeting).",
-               allowed=ACTIVITY_TYPES),
+               documented=ACTIVITY_TYPES, documented_note=OTHER_VALUES),
     ),
     foreign_keys=(_fk("account_id"),),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from features import validation
 from features.contract import (
+    BILLING_PERIOD_MONTHS,
     DUCKDB_TYPES,
     MANIFEST_FILE,
     OPTIONAL_TABLES,
@@ -102,17 +103,37 @@ def _checks_section() -> str:
         (v.ORPHAN, "a reference to an account that does not exist"),
         (v.SELF_REFERENCE, "an account that is its own parent"),
         (f"{v.NEGATIVE} / {v.BELOW_MIN} / {v.ABOVE_MAX}", "a number outside its range"),
-        (v.NOT_ALLOWED, "a value outside the column's vocabulary"),
+        (v.EMPTY_LABEL, "a free-form label (segment, industry, region, owner) is empty text"),
         (v.OUT_OF_ORDER, "a later stamp before an earlier one (see each table's order rules)"),
         (v.AFTER_EXTRACTION,
          f"a known-at or known-later stamp at or after `extracted_at` of `{MANIFEST_FILE}`"),
     ]
+    warnings = [
+        (v.ABSENT_OPTIONAL, "an optional table has no file (its features are null)"),
+        (v.NULL_NOTED, "a null owner (shown as 'unassigned') or region (shown as 'unknown'); "
+                       "stored data keep the null"),
+        (v.UNDOCUMENTED, "a billing period that is neither a documented one nor a whole number "
+                         "of months (its length in months is then unknown); a ticket priority, "
+                         "contact role or activity type outside the documented values (counted "
+                         "by no per-value feature, e.g. not as an urgent ticket)"),
+    ]
     lines = "\n".join(f"| {name} | {what} |" for name, what in rules)
+    warning_lines = "\n".join(f"| {name} | {what} |" for name, what in warnings)
     return (
         "## Checks\n\n"
         "Loading validates every rule below and reports all violations at once, each with a "
         "row count and up to three example keys; nothing is loaded until the data pass.\n\n"
-        "| rule | violated when |\n|---|---|\n" + lines
+        "**Errors** protect correctness: the data are refused (`propensity data validate` "
+        "exits 1).\n\n"
+        "| rule | violated when |\n|---|---|\n" + lines + "\n\n"
+        "**Warnings** flag data that are only unusual: they are printed, the data load and "
+        "`propensity data validate` exits 0.\n\n"
+        "| rule | reported when |\n|---|---|\n" + warning_lines + "\n\n"
+        "Segments, industries, regions and owners are the customer's own vocabulary: any "
+        "non-empty label. Billing periods are "
+        + ", ".join(f"`{p}` ({m} months)" for p, m in BILLING_PERIOD_MONTHS.items())
+        + " (compared without case), or a whole number of months such as `6`; features use "
+        "the period's length in months."
     )
 
 
@@ -160,8 +181,11 @@ def _column_row(column: Column) -> str:
 
 
 def _values(column: Column) -> str:
-    if column.allowed is not None:
-        return ", ".join(f"`{a}`" for a in column.allowed)
+    if column.documented is not None:
+        months = " or a number of months" if column.months else ""
+        return ", ".join(f"`{a}`" for a in column.documented) + months
+    if column.label:
+        return "any non-empty label"
     if column.min is not None and column.max is not None:
         return f"{column.min:g} to {column.max:g}"
     if column.min is not None:

@@ -59,19 +59,20 @@ def build_snapshots(
     ``on_built`` hears of each snapshot."""
     from features.build import SnapshotError, build_grid, check_as_of, feature_groups
     from features.catalogue import catalogue_version
+    from features.event_types import chosen_spec
     from features.store import FeatureStore
 
     tables = tables or open_validated(settings)
     for day in dates:
         check_as_of(tables.extracted_at, day)
-    spec = settings.feature_spec()
+    spec = chosen_spec(settings, lambda query: tables.con.execute(query).fetchall())
     version = catalogue_version(feature_groups(spec))
     store = FeatureStore(settings.features_dir)
     built = []
     began = time.perf_counter()
     for day, snapshot in build_grid(tables, dates, spec, settings.build_workers):
         try:
-            store.write(day, snapshot, version)
+            store.write(day, snapshot, version, spec.event_types)
         except OSError as exc:  # a full disk, a read-only folder: the old version stays
             raise SnapshotError(
                 f"cannot write the feature snapshot as_of={day} to {store.path(day)}: "
@@ -92,11 +93,12 @@ def build_snapshots_spark(
     The session is left running: a command's process ends right after, and a caller that
     already had a session (tests, notebooks) keeps it. Raises ``RuntimeError`` without Spark.
     """
+    from features.event_types import chosen_spec
     from features.spark.build import build_and_store
     from features.spark.session import spark_session
 
     spark = spark_session(settings.spark_master, settings.spark_conf)
-    built, version, target = build_and_store(spark, settings.feature_spec(), dates,
+    built, version, target = build_and_store(spark, lambda run: chosen_spec(settings, run), dates,
                                              raw or str(settings.raw_dir),
                                              out_uri or str(settings.features_dir))
     return [BuiltSnapshot(*row) for row in built], version, target

@@ -34,7 +34,8 @@ from features.tracking_store import tracking_uri
 #: union of the three classes' fields.
 FILE_KEYS = frozenset({
     # features (this module)
-    "data_dir", "seed", "windows_days", "event_types", "gross_margin", "build_workers",
+    "data_dir", "seed", "windows_days", "event_types", "max_event_types", "gross_margin",
+    "build_workers",
     "duckdb_threads", "duckdb_memory_limit", "mlflow_tracking_uri", "audit_log_path",
     "spark_master", "spark_conf",
     # training (training/settings.py)
@@ -75,8 +76,13 @@ class Settings(BaseSettings):
     windows_days: tuple[int, ...] = Field(
         (7, 30, 90, 180), description="Look-back windows of windowed features, in days."
     )
-    event_types: tuple[str, ...] = Field(
-        DEFAULT_EVENT_TYPES, description="Usage event types counted one by one as features."
+    event_types: tuple[str, ...] | None = Field(
+        None, description="Usage event types counted one by one as features (events_<type>_"
+        "<w>d); unset: the data's most frequent ones, at most max_event_types.", min_length=1,
+    )
+    max_event_types: int = Field(
+        8, description="How many of the data's most frequent event types get their own "
+        "features when event_types is unset.", ge=1,
     )
     gross_margin: float = Field(
         0.80, description="Gross margin used for customer lifetime value.", gt=0, le=1
@@ -117,10 +123,11 @@ class Settings(BaseSettings):
         """From env / TOML, with a command line's --data-dir on top."""
         return cls(data_dir=data_dir) if data_dir else cls()
 
-    def feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(
-            windows_days=tuple(self.windows_days), event_types=tuple(self.event_types)
-        )
+    def feature_spec(self, chosen_event_types: tuple[str, ...] | None = None) -> FeatureSpec:
+        """The catalogue's shape; event types: the setting, else ``chosen_event_types`` (the
+        data's, see ``features.event_types``), else the generator's defaults."""
+        types = self.event_types or chosen_event_types or DEFAULT_EVENT_TYPES
+        return FeatureSpec(windows_days=tuple(self.windows_days), event_types=tuple(types))
 
     # The data directory layout is an interface other tools rely on: keep it exactly so.
     @property

@@ -57,6 +57,7 @@ class RawTables:
     present: frozenset[str]
     extracted_at: datetime | None = None
     source_dir: Path | None = None
+    warnings: tuple[str, ...] = ()  # what validation found unusual but not wrong
 
     def has(self, table: str) -> bool:
         return table in self.present

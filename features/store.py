@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -33,6 +34,7 @@ T = TypeVar("T")
 PART = "part-0.parquet"
 VERSIONS = ".versions"  # the published versions behind the as_of= links
 PARTIAL = ".partial-"  # suffix of a version still being written, with the writer's pid
+EVENT_TYPES_KEY = b"propensity.event_types"
 READ_ATTEMPTS = 5  # a reader whose version was retired under it resolves the link again
 
 
@@ -45,10 +47,14 @@ class FeatureStore:
     def path(self, as_of: date) -> Path:
         return self.root / f"as_of={as_of:%Y-%m-%d}"
 
-    def write(self, as_of: date, table: pa.Table, catalogue_version: str) -> Path:
-        """Write (or replace) the snapshot of ``as_of`` atomically."""
+    def write(self, as_of: date, table: pa.Table, catalogue_version: str,
+              event_types: tuple[str, ...] | None = None) -> Path:
+        """Write (or replace) the snapshot of ``as_of`` atomically, stamped with the catalogue
+        version and the usage event types it was built with."""
         metadata = dict(table.schema.metadata or {})
         metadata[b"propensity.catalogue_version"] = catalogue_version.encode()
+        if event_types is not None:
+            metadata[EVENT_TYPES_KEY] = json.dumps(list(event_types)).encode()
         metadata.pop(b"pandas", None)
         stamped = table.replace_schema_metadata(metadata)
         return replace_dir_atomic(self.path(as_of),
@@ -75,6 +81,12 @@ class FeatureStore:
             raise FileNotFoundError(f"no feature snapshot for as_of {as_of} in {self.root}")
         value = (table.schema.metadata or {}).get(b"propensity.catalogue_version")
         return table.to_pandas(), value.decode() if value else None
+
+    def event_types(self, as_of: date) -> tuple[str, ...] | None:
+        """The usage event types stamped in the snapshot (None: not stamped, or no snapshot)."""
+        schema = read_published(self.path(as_of), lambda folder: pq.read_schema(folder / PART))
+        value = ((schema.metadata if schema is not None else None) or {}).get(EVENT_TYPES_KEY)
+        return tuple(json.loads(value)) if value else None
 
     def catalogue_version(self, as_of: date) -> str | None:
         schema = read_published(self.path(as_of), lambda folder: pq.read_schema(folder / PART))

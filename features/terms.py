@@ -14,6 +14,8 @@ and a cancellation stamped at or after T is invisible at T.
 
 from __future__ import annotations
 
+from features.contract import BILLING_PERIOD_MONTHS
+
 
 def in_force(at: str, alias: str = "s") -> str:
     """SQL predicate: term ``alias`` of ``subscriptions`` is in force at the timestamp ``at``.
@@ -32,3 +34,13 @@ def notice_given(at: str, alias: str = "s") -> str:
     """SQL predicate: a fixed term in force at ``at`` whose customer gave notice before ``at``."""
     a = f"{alias}." if alias else ""
     return f"({a}end_date IS NOT NULL AND {a}cancelled_at < {at})"
+
+
+def billing_months(alias: str = "s") -> str:
+    """SQL: the length in months of a term's billing period (documented names without case,
+    or a whole number of months); null when the period is neither."""
+    a = f"{alias}." if alias else ""
+    named = " ".join(f"WHEN '{name}' THEN {n}" for name, n in BILLING_PERIOD_MONTHS.items())
+    value = f"TRIM({a}billing_period)"
+    return (f"CASE LOWER({value}) {named} ELSE CASE WHEN TRY_CAST({value} AS INTEGER) > 0 "
+            f"THEN TRY_CAST({value} AS INTEGER) END END")

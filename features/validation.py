@@ -9,6 +9,11 @@ so a valid table set costs one scan per table (plus a key query for keyed tables
 
 All violations are reported at once, in a stable order: tables in contract order, then within a
 table missing columns, the row-level rules column by column, order rules, duplicate keys.
+
+A violation is an **error** (the data would give wrong features or labels: keys, orphans,
+types, stamps after extraction, negative money, end before start) or a **warning** (only
+unusual: an absent optional table, null owners or regions, an undocumented billing period).
+Loading refuses errors only; the warnings travel with the tables (``RawTables.warnings``).
 """
 
 from __future__ import annotations
@@ -33,12 +38,18 @@ NULL_VALUE = "null value"
 NEGATIVE = "negative value"
 BELOW_MIN = "below minimum"
 ABOVE_MAX = "above maximum"
-NOT_ALLOWED = "value not allowed"
 AFTER_EXTRACTION = "after extraction time"
 ORPHAN = "orphan foreign key"
 SELF_REFERENCE = "references itself"
 OUT_OF_ORDER = "out of order"
 DUPLICATE_KEY = "duplicate key"
+EMPTY_LABEL = "empty label"
+# Warnings
+ABSENT_OPTIONAL = "optional table absent"
+NULL_NOTED = "null values"
+UNDOCUMENTED = "undocumented value"
+
+ERROR, WARNING = "error", "warning"
 
 MAX_EXAMPLES = 3
 
@@ -58,6 +69,7 @@ class Violation:
     examples: tuple[str, ...]
     detail: str = ""
     example_by: tuple[str, ...] = ()
+    level: str = ERROR
 
     def message(self) -> str:
         """One readable line, e.g. ``subscriptions.mrr: negative value (rule: mrr >= 0): 3 rows,
@@ -86,8 +98,10 @@ def load_tables(raw_dir: Path, con: duckdb.DuckDBPyConnection | None = None) -> 
     """
     raw = open_raw(Path(raw_dir), con)
     violations = validate(raw)
-    if violations:
-        raise ContractError([v.message() for v in violations])
+    errors = [v.message() for v in violations if v.level == ERROR]
+    if errors:
+        raise ContractError(errors)
+    raw.warnings = tuple(v.message() for v in violations if v.level == WARNING)
     raw._create_typed_views()
     return raw
 
@@ -110,7 +124,10 @@ def validate(raw: RawTables) -> list[Violation]:
 
 def _validate_table(raw: RawTables, table: Table) -> list[Violation]:
     if not raw.has(table.name):
-        return [] if table.optional else [Violation(table.name, None, MISSING_TABLE, 0, ())]
+        if table.optional:
+            return [Violation(table.name, None, ABSENT_OPTIONAL, 0, (),
+                              "its features are null", level=WARNING)]
+        return [Violation(table.name, None, MISSING_TABLE, 0, ())]
     src_types = _src_types(raw.con, f"src_{table.name}")
     missing = [c.name for c in table.columns if c.name not in src_types]
     violations = [Violation(table.name, name, MISSING_COLUMN, 0, ()) for name in missing]
@@ -200,6 +217,7 @@ class _Check:
     rule: str
     detail: str
     condition: str
+    level: str = ERROR
 
 
 @dataclass(frozen=True)
@@ -249,6 +267,7 @@ class _Scan:
             Violation(
                 self.table.name, check.column, check.rule, int(n),
                 self.examples(con, check.condition), check.detail, self.example_by,
+                check.level,
             )
             for check, n in zip(self.checks, counts, strict=True)
             if n
@@ -275,6 +294,12 @@ def _column_checks(
         checks.append(_Check(name, rule, f"{name} is {column.type}", bad))
     if not column.nullable:
         checks.append(_Check(name, NULL_VALUE, f"{name} is not null", f'"{name}" IS NULL'))
+    elif column.null_note:
+        checks.append(_Check(name, NULL_NOTED, f"null {name} is {column.null_note}",
+                             f'"{name}" IS NULL', WARNING))
+    if column.label:
+        checks.append(_Check(name, EMPTY_LABEL, f"{name} is a non-empty label",
+                             f"trim(CAST({v} AS VARCHAR)) = ''"))
     if column.min is not None:
         rule = NEGATIVE if column.min == 0 else BELOW_MIN
         checks.append(_Check(name, rule, f"{name} >= {column.min:g}", f"{v} < {column.min!r}"))
@@ -282,10 +307,8 @@ def _column_checks(
         checks.append(
             _Check(name, ABOVE_MAX, f"{name} <= {column.max:g}", f"{v} > {column.max!r}")
         )
-    if column.allowed is not None:
-        values = ", ".join(_sql_string(a) for a in column.allowed)
-        detail = f"{name} in ({', '.join(column.allowed)})"
-        checks.append(_Check(name, NOT_ALLOWED, detail, f"{v} NOT IN ({values})"))
+    if column.documented is not None:
+        checks.append(_undocumented(column))
     stamps = (table.known_at, *table.later_known)
     if extracted_at is not None and name in stamps and column.type in ("date", "timestamp"):
         # Only the columns that stamp when something happened: a scheduled end_date may
@@ -298,6 +321,20 @@ def _column_checks(
             )
         )
     return checks
+
+
+def _undocumented(column: Column) -> _Check:
+    """A warning for values outside the documented ones. A billing period is compared without
+    case or padding, and a whole number of months > 0 counts as documented; other columns are
+    compared exactly, as the features compare them."""
+    name, v = column.name, f'"{column.name}__v"'
+    values = ", ".join(_sql_string(a) for a in column.documented or ())
+    months = " or a number of months" if column.months else ""
+    condition = f"{f'lower(trim({v}))' if column.months else v} NOT IN ({values})"
+    if column.months:
+        condition += f" AND coalesce(TRY_CAST(trim({v}) AS INTEGER), 0) <= 0"
+    detail = f"{name} in ({', '.join(column.documented or ())}{months}); {column.documented_note}"
+    return _Check(name, UNDOCUMENTED, detail, condition, WARNING)
 
 
 def _foreign_key_joins(

@@ -88,11 +88,15 @@ def served_models(settings: ServingSettings) -> dict[str, LoadedModel]:
     return models
 
 
-def feature_descriptions(settings: ServingSettings) -> dict[str, str]:
+def feature_descriptions(settings: ServingSettings,
+                         as_of: date | None = None) -> dict[str, str]:
     from features.build import feature_groups
     from features.catalogue import all_features
+    from features.event_types import stored_spec
+    from features.store import FeatureStore
 
-    return descriptions(all_features(feature_groups(settings.feature_spec())))
+    spec = stored_spec(settings, FeatureStore(settings.features_dir), as_of)
+    return descriptions(all_features(feature_groups(spec)))
 
 
 def reasons_cell(found: dict[str, list[Reason]] | None) -> str | None:
@@ -168,7 +172,7 @@ def score_duckdb(settings: ServingSettings, as_of: date, out: str, reasons: int 
     models = served_models(settings)
     snapshot = read_snapshot(settings, as_of)
     book = account_book(load_tables(settings.raw_dir), as_of)
-    labels = feature_descriptions(settings)
+    labels = feature_descriptions(settings, as_of)
     table = pa.concat_tables([
         to_output_table(scored_frame(models, snapshot.iloc[start:start + slice_rows], book,
                                      as_of, reasons, labels))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from serving.registry import CROSS_SELL
 from serving.results import item
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 #: The public query value of the cross-sell list (`kind=cross_sell`); in code the task is
 #: spelled `CROSS_SELL` ("cross-sell"), and this is the only other spelling.
 CROSS_SELL_LIST = "cross_sell"
+UNASSIGNED = "unassigned"  # the owner filter value of accounts whose owner is null
 KINDS = {  # list kind -> (task whose reasons explain it, the value it is ranked by)
     "churn": ("churn", "arr_at_risk"),
     "upsell": ("upsell", "expected_expansion"),
@@ -91,8 +93,23 @@ class Ranking:
         for column, wanted in (("owner", owner), ("segment", segment)):
             if wanted is not None:
                 hit = self.cols[column] == wanted
+                if column == "owner" and wanted == UNASSIGNED:  # the accounts without owner
+                    hit = hit | pd.isna(self.cols[column])
                 mask = hit if mask is None else mask & hit
         return mask
+
+    def filter_mask(self, owner: str | None, segment: str | None) -> np.ndarray:
+        """Which accounts a list filtered by owner (``unassigned``: none) and segment holds."""
+        mask = self._filter(owner, segment)
+        return np.ones(len(self.ids), dtype=bool) if mask is None else mask
+
+    def owners(self) -> list[str]:
+        """The owners to filter by; ``unassigned`` stands for the accounts without one (the
+        data keep their null)."""
+        named = list(self.distinct("owner"))
+        if UNASSIGNED not in named and pd.isna(self.cols["owner"]).any():
+            named.append(UNASSIGNED)
+        return named
 
     def distinct(self, column: str) -> tuple[str, ...]:
         """The column's values, once per generation (the list filters check against them)."""

@@ -104,8 +104,11 @@ class Scorer:
              cursor: str | None) -> Page:
         return self.ranking.page(kind, owner, segment, limit, cursor)
 
+    def filter_mask(self, owner: str | None, segment: str | None) -> np.ndarray:
+        return self.ranking.filter_mask(owner, segment)
+
     def owners(self) -> list[str]:
-        return list(self.ranking.distinct("owner"))
+        return self.ranking.owners()
 
     def segments(self) -> list[str]:
         return list(self.ranking.distinct("segment"))

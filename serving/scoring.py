@@ -83,6 +83,11 @@ class Scoring:
         self.k = k
         self.known_features = sorted(
             {f for m in models.values() for f in m.features} - {CANDIDATE_PRODUCT})
+        # Catalogue features training left out (constant or null in its window): a record may
+        # carry them, and they are ignored.
+        self.unused_features = frozenset(
+            f for m in models.values() for f in (getattr(m, "meta", None) or {}).get(
+                "dropped_features", ())) - set(self.known_features)
         self.importance = {task: importance_of(m.model, (CANDIDATE_PRODUCT,))
                            for task, m in models.items()}
         # products an account may hold: those offered, and those the book shows held (core)
@@ -135,7 +140,7 @@ class Scoring:
         """Unknown feature names are refused (a typo would silently become a missing value),
         then wrong values (`InputError`); returns each record's warnings (unknown categories
         scored as missing when `unknown` is "missing")."""
-        known = set(self.known_features) | set(SPECIAL_KEYS)
+        known = set(self.known_features) | set(SPECIAL_KEYS) | self.unused_features
         problems = [(i, k) for i, r in enumerate(records) if not known.issuperset(r)
                     for k in r if k not in known]  # issuperset: the common case in C
         if problems:
@@ -146,7 +151,7 @@ class Scoring:
                       unknown: UnknownCategories = "error") -> list[list[str]]:
         """`check_records` for column-wise input: names at `columns[j]`, values at
         `data[i][j]`."""
-        known = set(self.known_features) | set(SPECIAL_KEYS)
+        known = set(self.known_features) | set(SPECIAL_KEYS) | self.unused_features
         problems = [(j, c) for j, c in enumerate(columns) if c not in known]
         if problems:
             raise UnknownFeatureError(problems[:20], where="columns")

@@ -53,6 +53,7 @@ def load_generation(settings: ServingSettings) -> Generation:
     from features.book import account_book
     from features.build import feature_groups
     from features.catalogue import all_features
+    from features.event_types import stored_spec
     from features.sources import ContractError
     from features.store import FeatureStore
     from features.validation import load_tables
@@ -83,7 +84,7 @@ def load_generation(settings: ServingSettings) -> Generation:
     except ContractError as exc:
         raise LoadError(f"raw data in {settings.raw_dir} break the contract: {exc}") from exc
     book = account_book(tables, as_of)
-    catalogue = all_features(feature_groups(settings.feature_spec()))
+    catalogue = all_features(feature_groups(stored_spec(settings, store, as_of)))
     scorer = Scorer(models, snapshot, book, as_of, descriptions(catalogue),
                     settings.reasons_per_direction,
                     dtypes={f.name: f.dtype for f in catalogue})

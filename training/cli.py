@@ -15,12 +15,27 @@ from features.cli_options import DataDir, console, contract_failure, fail, out, 
 if TYPE_CHECKING:  # pydantic-settings costs ~0.5 s to import: not for `--help`
     from training.settings import TrainingSettings
 
-train_app = typer.Typer(help="Train churn, upsell and cross-sell models (tracked in MLflow).",
-                        no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train churn, upsell and cross-sell models (tracked in MLflow). Labels look ahead "
+    "the horizon: 90 days by default; set it with --horizon-days on each command, or "
+    "horizon_days in propensity.toml / PROPENSITY_HORIZON_DAYS.",
+    no_args_is_help=True)
 models_app = typer.Typer(help="Registered models: list them, promote a version.",
                          no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (automation).")]
+HorizonDays = Annotated[int | None, typer.Option(
+    "--horizon-days", min=1,
+    help="Label horizon in days: what happens within it counts (default: the horizon_days "
+    "setting, 90).")]
+
+
+def task_settings(data_dir: Path | None, horizon_days: int | None):
+    """Settings of a training command, with its --horizon-days on top."""
+    settings = load_settings(data_dir)
+    if horizon_days is not None:
+        settings = settings.model_copy(update={"horizon_days": horizon_days})
+    return settings
 SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10", "recall_at_10",
          "value_capture_at_10")
 
@@ -39,11 +54,12 @@ def reference_for(ctx: typer.Context, settings):
     return factory(settings) if factory else None
 
 
-def _run(ctx: typer.Context, task: str, data_dir: Path | None, as_json: bool, **kwargs) -> None:
+def _run(ctx: typer.Context, task: str, data_dir: Path | None, as_json: bool,
+         horizon_days: int | None = None, **kwargs) -> None:
     from features.sources import ContractError
     from training.train import TrainingError, summary_json, train
 
-    settings = load_settings(data_dir)
+    settings = task_settings(data_dir, horizon_days)
     kwargs["reference"] = reference_for(ctx, settings)
     quiet_mlflow_logs()
     try:
@@ -101,6 +117,7 @@ def train_backtest(
     ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="churn, upsell or cross-sell.")],
     cutoffs: Annotated[int, typer.Option(help="Number of successive cut-offs.", min=1)] = 3,
+    horizon_days: HorizonDays = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -112,7 +129,7 @@ def train_backtest(
 
     if task not in TASKS:
         fail(f"unknown task {task!r}; choose from {', '.join(TASKS)}", 2)
-    settings = load_settings(data_dir)
+    settings = task_settings(data_dir, horizon_days)
     try:
         with steps(f"backtest {task}", cutoffs * 4) as advance:
             rows = backtest(task, settings, cutoffs, progress=advance,
@@ -158,6 +175,9 @@ def _print_result(result) -> None:
     before = result.metrics.get("ece_before_calibration", float("nan"))
     out.print(f"calibration: {cal.get('method')}; ECE {before:.4f} -> "
               f"{result.metrics['ece']:.4f} on the test window")
+    if result.dropped_features:
+        out.print(f"left out {len(result.dropped_features)} feature(s) constant or all-null in "
+                  f"the training window: {', '.join(result.dropped_features)}", highlight=False)
     out.print(f"promotion: {result.reason}; run {result.run_id}")
 
 
@@ -169,17 +189,19 @@ def _fmt(value) -> str:
 def train_churn(
     ctx: typer.Context,
     renewal_only: Annotated[bool, typer.Option(help="Label only accounts due to renew.")] = False,
+    horizon_days: HorizonDays = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Churn within the horizon: ARR > 0 at as_of and 0 at as_of + horizon."""
-    _run(ctx, "churn", data_dir, as_json, renewal_only=renewal_only)
+    _run(ctx, "churn", data_dir, as_json, horizon_days, renewal_only=renewal_only)
 
 
 @train_app.command("upsell")
-def train_upsell(ctx: typer.Context, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+def train_upsell(ctx: typer.Context, horizon_days: HorizonDays = None, data_dir: DataDir = None,
+                 as_json: JsonFlag = False) -> None:
     """Upsell: ARR grows by the configured share, or a new product starts, within the horizon."""
-    _run(ctx, "upsell", data_dir, as_json)
+    _run(ctx, "upsell", data_dir, as_json, horizon_days)
 
 
 @train_app.command("cross-sell")
@@ -187,11 +209,12 @@ def train_cross_sell(
     ctx: typer.Context,
     product: Annotated[str | None, typer.Option(help="One product; default: next best "
                                                       "product over all products.")] = None,
+    horizon_days: HorizonDays = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Cross-sell: adopts a product it did not hold, within the horizon."""
-    _run(ctx, "cross-sell", data_dir, as_json, product=product)
+    _run(ctx, "cross-sell", data_dir, as_json, horizon_days, product=product)
 
 
 @train_app.command("tabular")

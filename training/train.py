@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +22,7 @@ import pandas as pd
 
 from features.build import feature_groups
 from features.catalogue import ACCOUNT_ID, AS_OF, FeatureSpec, catalogue_version
+from features.event_types import stored_spec
 from features.store import FeatureStore
 from training.settings import TrainingSettings
 from training.tasks import registered_name
@@ -64,6 +65,7 @@ class TrainResult:
     calibration: dict
     window: dict[str, str]
     rows: dict[str, int]
+    dropped_features: list[str] = field(default_factory=list)  # constant or null in training
 
     def as_json(self) -> dict:
         return {
@@ -71,6 +73,7 @@ class TrainResult:
             "version": self.version, "alias": self.alias, "reason": self.reason,
             "metrics": self.metrics, "baselines": self.baselines, "oracle": self.oracle,
             "calibration": self.calibration, "window": self.window, "rows": self.rows,
+            "dropped_features": self.dropped_features,
         }
 
 
@@ -106,12 +109,20 @@ def feature_list(frame: pd.DataFrame, spec: FeatureSpec) -> list[str]:
     return [n for n in names if n in frame.columns] + extra
 
 
+def uninformative(frame: pd.DataFrame, features: list[str]) -> list[str]:
+    """Features with a single value (or only nulls) over ``frame``: nothing to learn from them
+    (an absent optional table, an event type the window never saw). A column that is partly
+    null and otherwise constant is kept: being null is the information."""
+    return [f for f in features if frame[f].nunique(dropna=False) <= 1]
+
+
 @dataclass
 class Fitted:
     """A model fitted on one split and scored on its test window, with its baselines."""
 
     parts: dict[str, pd.DataFrame]
     features: list[str]
+    dropped: list[str]  # constant or all-null in the training window: not given to the model
     schema: object
     booster: object
     calibrator: object
@@ -169,7 +180,15 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     }
     for part, frame in parts.items():
         _check_labels(part, frame)
-    features = feature_list(parts["train"], settings.feature_spec())
+    candidates = feature_list(parts["train"], stored_spec(settings, store))
+    dropped = uninformative(parts["train"], candidates)
+    if dropped:
+        say(f"dropping {len(dropped)} feature(s) constant or all-null in the training window: "
+            + ", ".join(dropped))
+    features = [f for f in candidates if f not in dropped]
+    if not features:
+        raise TrainingError("every feature is constant or null in the training window: "
+                            "nothing to learn from")
     schema = models.FeatureSchema.infer(parts["train"], features)
     frames = {part: models.to_model_frame(f, schema) for part, f in parts.items()}
     y = {part: f["label"].to_numpy() for part, f in parts.items()}
@@ -207,7 +226,7 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
                                 upsell_min_growth=settings.upsell_min_growth)
     if p_reference is not None:
         oracle = evaluate(y["test"], p_reference, value=value, exposure=exposure)
-    return Fitted(parts, features, schema, booster, calibrator, calibration, raw["test"],
+    return Fitted(parts, features, dropped, schema, booster, calibrator, calibration, raw["test"],
                   scores, metrics, baselines, oracle)
 
 
@@ -242,7 +261,8 @@ def train(
     say("loading raw tables and snapshots")
     tables = load_tables(settings.raw_dir)
     store = FeatureStore(settings.features_dir)
-    version_tag = catalogue_version(feature_groups(settings.feature_spec()))
+    spec = stored_spec(settings, store)
+    version_tag = catalogue_version(feature_groups(spec))
     observed = _observed_dates(tables, store, horizon, version_tag)
     try:
         split = time_split(observed, horizon, validation=2, test=2)
@@ -272,7 +292,8 @@ def train(
                          "catalogue_version": version_tag})
         mlflow.log_params({
             "task": task, "horizon_days": horizon, "seed": settings.seed,
-            "n_features": len(features), "best_iteration": fit.booster.best_iteration,
+            "n_features": len(features), "n_features_dropped": len(fit.dropped),
+            "best_iteration": fit.booster.best_iteration,
             "calibration_method": fit.calibration.get("method"),
             **{f"window_{k}": v for k, v in window.items()},
             **{f"rows_{k}": v for k, v in rows.items()},
@@ -287,11 +308,14 @@ def train(
                                 if _finite(v)})
         for part, frame in parts.items():
             mlflow.log_metric(f"label_rate_{part}", float(frame["label"].mean()))
-        mlflow.log_dict({"features": features, "schema": fit.schema.to_dict()}, "features.json")
+        mlflow.log_dict({"features": features, "dropped": fit.dropped,
+                         "event_types": list(spec.event_types),
+                         "schema": fit.schema.to_dict()}, "features.json")
         mlflow.log_dict(fit.calibration, "calibration.json")
         _log_report(fit, test, y_test)
         meta = {"task": task, "horizon_days": horizon, "window": window,
-                "catalogue_version": version_tag, "value": value_stats(task, parts["train"]),
+                "catalogue_version": version_tag, "event_types": list(spec.event_types),
+                "dropped_features": fit.dropped, "value": value_stats(task, parts["train"]),
                 "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
         info = log_propensity_model(fit.booster, fit.schema, fit.calibrator.to_dict(), meta,
                                     test[features].head(5), registered_model_name=name)
@@ -303,7 +327,7 @@ def train(
             task=task, run_id=run.info.run_id, registered_model=name, version=version,
             alias=decision.alias, reason=decision.reason, metrics=metrics,
             baselines=fit.baselines, oracle=fit.oracle, calibration=fit.calibration,
-            window=window, rows=rows,
+            window=window, rows=rows, dropped_features=fit.dropped,
         )
 
 
@@ -326,7 +350,7 @@ def backtest(
     tables = load_tables(settings.raw_dir)
     store = FeatureStore(settings.features_dir)
     observed = _observed_dates(tables, store, settings.horizon_days,
-                               catalogue_version(feature_groups(settings.feature_spec())))
+                               catalogue_version(feature_groups(stored_spec(settings, store))))
     try:
         splits = rolling_backtest(observed, settings.horizon_days, n_cutoffs, validation=2,
                                   test=1)

@@ -10,7 +10,7 @@ SOURCE = "accounts"
 
 def group(spec: FeatureSpec) -> FeatureGroup:
     features = (
-        Feature("segment", "Sales segment (SMB, mid-market, enterprise)", FAMILY, SOURCE, "string"),
+        Feature("segment", "Sales segment (the data's own labels)", FAMILY, SOURCE, "string"),
         Feature("industry", "Industry", FAMILY, SOURCE, "string"),
         Feature("region", "Sales region", FAMILY, SOURCE, "string"),
         Feature("account_age_days", "Days since the account was created", FAMILY, SOURCE,

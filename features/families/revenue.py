@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
-from features.terms import in_force, notice_given
+from features.terms import billing_months, in_force, notice_given
 
 FAMILY = "revenue"
 SOURCE = "subscriptions"
@@ -41,7 +41,8 @@ def revenue_features(change_windows: tuple[int, ...]) -> tuple[Feature, ...]:
         _f("days_to_renewal", "Days until the next fixed-term contract ends", "int64"),
         _f("contract_term_months", "Longest contract term in force, in months (1 = monthly)",
            "int64"),
-        _f("annual_billing_share", "Share of MRR billed annually", "float64"),
+        _f("annual_billing_share", "Share of MRR billed yearly or less often (a billing period "
+           "of 12 months or more), among terms whose period is known", "float64"),
         _f("auto_renew_off", "A contract in force will not renew automatically (1 = yes)",
            "int64"),
         _f("cancellation_notice", "The customer gave notice on a contract in force (1 = yes)",
@@ -72,7 +73,7 @@ SELECT account_id, ROUND(mrr, 2) AS mrr, ROUND(12 * mrr, 2) AS arr,
 products_held, seats,
 CASE WHEN mrr > 0 THEN discount_x_mrr / mrr ELSE discount_avg END AS discount_pct,
 days_to_renewal, contract_term_months,
-CASE WHEN mrr > 0 THEN annual_mrr / mrr END AS annual_billing_share,
+CASE WHEN known_period_mrr > 0 THEN annual_mrr / known_period_mrr END AS annual_billing_share,
 auto_renew_off, cancellation_notice, tenure_days, plan_tier
 FROM (
   SELECT s.account_id,
@@ -86,8 +87,10 @@ FROM (
       AS days_to_renewal,
     MAX(CASE WHEN {in_force(at)} THEN CASE WHEN s.end_date IS NULL THEN 1
       ELSE date_diff('month', s.start_date, s.end_date) END END) AS contract_term_months,
-    SUM(CASE WHEN {in_force(at)} AND s.billing_period = 'annual' THEN s.mrr ELSE 0 END)
+    SUM(CASE WHEN {in_force(at)} AND {billing_months()} >= 12 THEN s.mrr ELSE 0 END)
       AS annual_mrr,
+    SUM(CASE WHEN {in_force(at)} AND {billing_months()} IS NOT NULL THEN s.mrr ELSE 0 END)
+      AS known_period_mrr,
     MAX(CASE WHEN {in_force(at)} AND s.end_date IS NOT NULL AND NOT s.auto_renew
       THEN 1 ELSE 0 END) AS auto_renew_off,
     MAX(CASE WHEN {in_force(at)} AND {notice_given(at)} THEN 1 ELSE 0 END)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec, sql_text
+from features.catalogue import event_type_key as type_key
 
 FAMILY = "usage"
 SOURCE = "usage_events"
@@ -53,7 +54,7 @@ def usage_features(plan: UsageWindows) -> tuple[Feature, ...]:
         *[_f(f"events_{w}d", f"Product events in the last {w} days", "int64", w, 0)
           for w in plan.counts],
         *[
-            _f(f"events_{t}_{w}d", f"Events of type '{t}' in the last {w} days",
+            _f(f"events_{type_key(t)}_{w}d", f"Events of type '{t}' in the last {w} days",
                "int64", w, 0)
             for t in plan.event_types for w in plan.types
         ],
@@ -75,7 +76,7 @@ def usage_sql(plan: UsageWindows, cutoff: Cutoff) -> str:
     return f"""
 SELECT a.account_id,
   {", ".join(f"a.q_{w}d AS events_{w}d" for w in plan.counts)},
-  {", ".join(f"a.events_{t}_{w}d" for t in plan.event_types for w in plan.types)},
+  {", ".join(f"a.events_{type_key(t)}_{w}d" for t in plan.event_types for w in plan.types)},
   CASE WHEN a.q_90d - a.q_30d > 0
     THEN 2.0 * a.q_30d / (a.q_90d - a.q_30d) END AS usage_trend_30d,
   date_diff('day', CAST(a.last_time AS DATE), {cutoff.day()}) AS days_since_last_event,
@@ -139,8 +140,8 @@ def _volumes_sql(plan: UsageWindows, cutoff: Cutoff) -> str:
         f"SUM(CASE WHEN b.bucket <= {w} THEN b.quantity ELSE 0 END) AS q_{w}d" for w in buckets
     )
     by_type = ",\n    ".join(
-        f"SUM(CASE WHEN b.event_type = '{t}' AND b.bucket <= {w} "
-        f"THEN b.quantity ELSE 0 END) AS events_{t}_{w}d"
+        f"SUM(CASE WHEN b.event_type = {sql_text(t)} AND b.bucket <= {w} "
+        f"THEN b.quantity ELSE 0 END) AS events_{type_key(t)}_{w}d"
         for t in plan.event_types for w in plan.types
     )
     union = "\n    UNION ALL\n    ".join(reductions)
@@ -157,7 +158,8 @@ def _breadth(plan: UsageWindows) -> str:
     """Breadth = declared types with events in the window + any other types seen there."""
     return ",\n  ".join(
         "(" + " + ".join(
-            [f"CASE WHEN a.events_{t}_{w}d > 0 THEN 1 ELSE 0 END" for t in plan.event_types]
+            [f"CASE WHEN a.events_{type_key(t)}_{w}d > 0 THEN 1 ELSE 0 END"
+             for t in plan.event_types]
             + [f"COALESCE(o.other_types_{w}d, 0)"]
         ) + f") AS feature_breadth_{w}d"
         for w in BREADTH_WINDOWS
@@ -186,7 +188,7 @@ def _users_sql(plan: UsageWindows, cutoff: Cutoff) -> str:
 
 def _other_types_sql(plan: UsageWindows, cutoff: Cutoff) -> str:
     """Per account: event types outside the declared ones seen in each breadth window."""
-    declared = ", ".join(f"'{t}'" for t in plan.event_types)
+    declared = ", ".join(sql_text(t) for t in plan.event_types)
     other_types = ",\n    ".join(
         f"SUM(CASE WHEN last_time >= {cutoff.ts(w)} THEN 1 ELSE 0 END) AS other_types_{w}d"
         for w in BREADTH_WINDOWS

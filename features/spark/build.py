@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -45,6 +46,8 @@ from features.spark.uris import (
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from features.event_types import RunSql
 
 log = logging.getLogger(__name__)
 
@@ -206,13 +209,14 @@ def write_remote(
 
 def build_and_store(
     spark: SparkSession,
-    spec: FeatureSpec,
+    choose_spec: Callable[[RunSql], FeatureSpec],
     dates: list[date],
     raw_uri: str,
     out_uri: str,
 ) -> tuple[list[tuple[date, int, int, float]], str, str]:
     """Build the snapshots of ``dates`` from the raw tables at ``raw_uri`` and store them
-    under ``out_uri`` on Spark.
+    under ``out_uri`` on Spark. ``choose_spec`` picks the catalogue's shape from the raw data
+    (the data's own event types), given a way to run a query on them.
 
     Returns ``[(as_of, accounts, features, seconds)]``, the catalogue version and where the
     snapshots went. Every date is checked before anything is written.
@@ -226,6 +230,7 @@ def build_and_store(
     raw = register_raw(spark, raw_uri)
     for as_of in dates:
         check_as_of(raw.extracted_at, as_of)
+    spec = choose_spec(lambda query: [tuple(r) for r in raw.spark.sql(query).collect()])
     groups = feature_groups(spec)
     version = catalogue_version(groups)
     out = out_uri
@@ -239,7 +244,7 @@ def build_and_store(
             _, rows = write_remote(raw, as_of, out, version, spec)
         else:
             table = build_snapshot(raw, as_of, spec, checked=True)
-            FeatureStore(Path(local_path(out))).write(as_of, table, version)
+            FeatureStore(Path(local_path(out))).write(as_of, table, version, spec.event_types)
             rows = table.num_rows
         built.append((as_of, rows, n_features, time.perf_counter() - began))
     return built, version, out

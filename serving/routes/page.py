@@ -78,10 +78,7 @@ def list_summary(scorer: Scorer, kind: str, owner: str | None, segment: str | No
     and how many of its accounts rank above ``first_id`` (so a page can say "26-50 of 75"
     although keyset pages do not know their offset)."""
     value = scorer.cols[KINDS[kind][1]].astype("float64")
-    keep = ~np.isnan(value)
-    for column, wanted in (("owner", owner), ("segment", segment)):
-        if wanted is not None:
-            keep &= scorer.cols[column] == wanted
+    keep = ~np.isnan(value) & scorer.filter_mask(owner, segment)
     above = 0
     row = scorer.row_of.get(first_id) if first_id is not None else None
     if row is not None:

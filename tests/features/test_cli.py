@@ -81,13 +81,49 @@ def test_as_of_after_extraction_is_refused(data_dir):
 @pytest.mark.parametrize("args, message", [
     (["--as-of", "2024-12-01", "--from", "2024-01-01"], "either --as-of or --from/--to"),
     ([], "give --as-of DATE, or --from DATE --to DATE"),
-    (["--from", "2024-01-02", "--to", "2024-01-20"], "no first-of-month date"),
-    (["--from", "2024-01-01", "--to", "2024-03-01", "--every", "week"], "only 'month'"),
+    (["--from", "2024-01-02", "--to", "2024-01-20"], "no --every month date between"),
+    (["--from", "2024-01-01", "--to", "2024-03-01", "--every", "fortnight"],
+     "--every 'fortnight': choose day, week, month"),
+    (["--from", "2024-01-01", "--to", "2024-03-01", "--every", "week", "--week-start", "x"],
+     "--week-start 'x'"),
 ])
 def test_build_argument_errors(data_dir, args, message):
     result = run("features", "build", *args, "--data-dir", str(data_dir))
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_weekly_grid_on_a_chosen_weekday_validates_once(data_dir, monkeypatch):
+    import features.pipeline as pipeline
+
+    calls = []
+    real = pipeline.open_validated
+    monkeypatch.setattr(pipeline, "open_validated", lambda s: calls.append(1) or real(s))
+    result = run("features", "build", "--from", "2024-12-01", "--to", "2024-12-20",
+                 "--every", "week", "--week-start", "fri", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (data_dir / "features").glob("as_of=*")) == [
+        "as_of=2024-12-06", "as_of=2024-12-13", "as_of=2024-12-20"]
+    assert calls == [1]
+
+
+def test_warnings_exit_0_and_profile_names_absent_tables(tmp_path):
+    frames = {k: v for k, v in valid_frames().items()
+              if k in ("accounts", "subscriptions", "usage_events")}
+    frames["accounts"]["owner"] = None
+    write_raw(tmp_path / "raw", frames)
+    result = run("data", "validate", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "warning: accounts.owner: null values (rule: null owner is shown as 'unassigned'): " \
+           "3 rows" in result.output
+    assert "warning: support_tickets: optional table absent" in result.output
+    profile = run("data", "profile", "--data-dir", str(tmp_path))
+    assert profile.exit_code == 0, profile.output
+    assert "feature profile as_of=2025-01-01" in profile.output
+    assert "tables absent: activities, contacts, nps_responses, support_tickets" in profile.output
+    build = run("features", "build", "--as-of", "2024-12-01", "--data-dir", str(tmp_path))
+    assert build.exit_code == 0, build.output
+    assert "feature profile as_of=2024-12-01" in build.output
 
 
 def test_kpis_rejects_unknown_grouping_and_writes_parquet(data_dir):

@@ -169,3 +169,18 @@ def test_longer_windows_from_settings():
     assert snap.loc["A1", "events_365d"] == 27
     assert snap.loc["A1", "days_since_last_event"] == 1
     assert snap.loc["A2", "days_since_last_event"] == 365
+
+
+def test_billing_share_reads_any_documented_period_or_months():
+    # A1's terms at as_of: S2 600 (period "6" months), S3 100 ("Multi-Year"): both known,
+    # only S3 is billed yearly or less often -> 100 / 700. A2's S4 10000 is "biweekly"
+    # (undocumented): no known period -> null. A3's S6 is "semiannual": 6 months -> 0.
+    raw = frames()
+    periods = {"S2": "6", "S3": " Multi-Year", "S4": "biweekly", "S6": "semiannual"}
+    subs = raw["subscriptions"]
+    subs["billing_period"] = [periods.get(s, p) for s, p in
+                              zip(subs["subscription_id"], subs["billing_period"], strict=True)]
+    snap = build_features(RawTables.from_frames(raw), AS_OF).set_index("account_id")
+    assert snap.loc["A1", "annual_billing_share"] == pytest.approx(100 / 700)
+    assert pd.isna(snap.loc["A2", "annual_billing_share"])
+    assert snap.loc["A3", "annual_billing_share"] == 0.0

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from features.build import SnapshotError, feature_groups, snapshot_sql
 from features.build import build_snapshot as duckdb_snapshot
-from features.catalogue import catalogue_version
+from features.catalogue import DEFAULT_EVENT_TYPES, catalogue_version
 from features.contract import MANIFEST_FILE
 from features.sources import ContractError, connect
 from features.spark.sql import to_spark_sql
@@ -120,24 +120,28 @@ def test_hand_made_edge_cases_match_duckdb(spark, tmp_path):
 
 def test_generated_grid_matches_duckdb_through_the_store(spark, generated, tmp_path):
     """Both engines write the grid; the stored snapshots read back identical."""
+    from features.event_types import chosen_spec
     from features.spark.build import build_and_store
     from tests.spark_session import spark_test_settings
 
     settings = spark_test_settings(data_dir=generated)
-    built, version, out = build_and_store(spark, settings.feature_spec(), list(GRID),
+    built, version, out = build_and_store(spark, lambda run: chosen_spec(settings, run), list(GRID),
                                           str(settings.raw_dir), str(tmp_path / "spark"))
     assert [b[0] for b in built] == list(GRID)
-    assert version == catalogue_version(feature_groups(settings.feature_spec()))
+    # By default the data's event types (the generator emits the seven defaults), by name.
+    chosen = settings.feature_spec(tuple(sorted(DEFAULT_EVENT_TYPES)))
+    assert version == catalogue_version(feature_groups(chosen))
     tables = load_tables(generated / "raw")
     duck_store, spark_store = FeatureStore(tmp_path / "duckdb"), FeatureStore(tmp_path / "spark")
     for as_of in GRID:
-        duck_store.write(as_of, duckdb_snapshot(tables, as_of), version)
+        duck_store.write(as_of, duckdb_snapshot(tables, as_of, chosen), version)
     assert spark_store.dates() == list(GRID)
     for as_of in GRID:
         assert spark_store.catalogue_version(as_of) == version
         assert_same_snapshot(spark_store.read(as_of), duck_store.read(as_of))
         schema = pq.read_schema(spark_store.path(as_of) / "part-0.parquet")
-        assert set(schema.metadata) == {b"propensity.catalogue_version"}
+        assert set(schema.metadata) == {b"propensity.catalogue_version",
+                                        b"propensity.event_types"}
 
 
 def test_spark_writes_the_partition_folder_itself_for_remote_stores(spark, generated, tmp_path):

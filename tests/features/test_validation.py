@@ -54,9 +54,14 @@ def test_valid_tables_pass_and_load_with_contract_types(tmp_path, fmt):
 def test_optional_tables_may_be_absent(tmp_path):
     frames = {name: f for name, f in valid_frames().items() if name in REQUIRED_TABLES}
     raw_dir = write_raw(tmp_path, frames)
-    assert validate(open_raw(raw_dir)) == []
+    assert [(v.table, v.rule, v.level) for v in validate(open_raw(raw_dir))] == [
+        (name, "optional table absent", "warning") for name in OPTIONAL_TABLES
+    ]
 
     tables = load_tables(raw_dir)
+    assert tables.warnings == tuple(
+        f"{name}: optional table absent (rule: its features are null)" for name in OPTIONAL_TABLES
+    )
     assert tables.present == frozenset({"accounts", "subscriptions", "usage_events"})
     for name in OPTIONAL_TABLES:
         assert tables.sql(f'SELECT count(*) AS n FROM "{name}"').n[0] == 0
@@ -301,20 +306,67 @@ def test_above_maximum(tmp_path):
     ]
 
 
-def test_value_outside_vocabulary(tmp_path):
+def test_value_outside_the_documented_vocabulary_is_a_warning(tmp_path):
     frames = valid_frames()
-    frames["accounts"].loc[0, "segment"] = "Enterprise"
+    frames["support_tickets"].loc[0, "priority"] = "P1"
+    frames["contacts"].loc[0, "role"] = "Champion"  # compared exactly, as features compare it
     violations = check(tmp_path, frames)
     assert violations == [
         Violation(
-            "accounts", "segment", "value not allowed", 1, ("A1",),
-            "segment in (SMB, mid-market, enterprise)", ACC,
-        )
+            "support_tickets", "priority", "undocumented value", 1, ("T1",),
+            "priority in (low, normal, high, urgent); counted by no per-value feature",
+            ("ticket_id",), "warning",
+        ),
+        Violation(
+            "contacts", "role", "undocumented value", 1, ("C1",),
+            "role in (champion, economic buyer, executive sponsor, user, detractor); counted "
+            "by no per-value feature", ("contact_id",), "warning",
+        ),
     ]
-    assert messages(violations) == [
-        "accounts.segment: value not allowed (rule: segment in (SMB, mid-market, enterprise)): "
-        "1 row, e.g. account_id=A1"
+    assert messages(violations)[0] == (
+        "support_tickets.priority: undocumented value (rule: priority in (low, normal, high, "
+        "urgent); counted by no per-value feature): 1 row, e.g. ticket_id=T1"
+    )
+
+
+# --- the open vocabulary -------------------------------------------------------------------
+def test_labels_and_billing_periods_are_the_customers_own(tmp_path):
+    frames = valid_frames()
+    frames["accounts"]["segment"] = ["partner", "direct", "self-serve"]
+    frames["accounts"]["industry"] = ["Agri", "x", "y"]
+    frames["subscriptions"]["billing_period"] = ["semiannual", "Quarterly", "6", "multi-year"]
+    assert check(tmp_path, frames) == []
+
+
+def test_empty_label_is_an_error(tmp_path):
+    frames = valid_frames()
+    frames["accounts"].loc[1, "segment"] = " "
+    assert messages(check(tmp_path, frames)) == [
+        "accounts.segment: empty label (rule: segment is a non-empty label): 1 row, "
+        "e.g. account_id=A2"
     ]
+
+
+def test_null_owner_region_and_odd_billing_period_are_warnings(tmp_path):
+    frames = valid_frames()
+    frames["accounts"]["owner"] = None
+    frames["accounts"].loc[2, "region"] = None
+    frames["subscriptions"].loc[1, "billing_period"] = "fortnightly"
+    frames["subscriptions"].loc[2, "billing_period"] = "0"
+    raw_dir = write_raw(tmp_path, frames, "csv")
+    violations = validate(open_raw(raw_dir))
+    assert [(v.level, v.message()) for v in violations] == [
+        ("warning", "accounts.region: null values (rule: null region is shown as 'unknown'): "
+                    "1 row, e.g. account_id=A3"),
+        ("warning", "accounts.owner: null values (rule: null owner is shown as 'unassigned'): "
+                    "3 rows, e.g. account_id=A1, A2, A3"),
+        ("warning", "subscriptions.billing_period: undocumented value (rule: billing_period in "
+                    "(monthly, quarterly, semiannual, annual, multi-year or a number of months); "
+                    "its length in months is unknown): 2 rows, e.g. subscription_id=S2, S3"),
+    ]
+    tables = load_tables(raw_dir)  # warnings only: the data load, nulls stay null
+    assert len(tables.warnings) == 3
+    assert tables.sql("SELECT count(*) AS n FROM accounts WHERE owner IS NULL").n[0] == 3
 
 
 def test_order_rules(tmp_path):
@@ -346,15 +398,15 @@ def test_order_rules(tmp_path):
 def test_all_violations_at_once_in_a_stable_order(tmp_path):
     frames = valid_frames()
     frames["usage_events"].loc[0, "quantity"] = -1
-    frames["accounts"].loc[2, "segment"] = "huge"
+    frames["accounts"].loc[2, "segment"] = ""
     frames["subscriptions"].loc[3, "mrr"] = -5.0
     frames["subscriptions"].loc[0, "seats"] = -1
     frames["subscriptions"].loc[0, "subscription_id"] = "S2"
     frames["contacts"].loc[0, "account_id"] = "A0"
     raw = open_raw(write_raw(tmp_path, frames))
     expected = [
-        "accounts.segment: value not allowed (rule: segment in (SMB, mid-market, enterprise)): "
-        "1 row, e.g. account_id=A3",
+        "accounts.segment: empty label (rule: segment is a non-empty label): 1 row, "
+        "e.g. account_id=A3",
         "subscriptions.seats: negative value (rule: seats >= 0): 1 row, e.g. subscription_id=S2",
         "subscriptions.mrr: negative value (rule: mrr >= 0): 1 row, e.g. subscription_id=S4",
         "subscriptions.subscription_id: duplicate key (rule: subscription_id is unique): "

@@ -578,3 +578,25 @@ def test_the_reasons_rule_is_the_strongest_each_way():
     assert val.tolist() == [[[0.3, 0.1], [-0.5, 0.0]], [[0.0, 0.0], [0.0, 0.0]],
                             [[0.2, 0.2], [-0.1, -0.1]]]
     assert strongest(contrib, 9)[0].shape == (3, 2, 9)
+
+
+def test_features_training_dropped_are_accepted_and_ignored():
+    models = stub_models()
+    models["churn"].meta = {**models["churn"].meta, "dropped_features": ["tickets_90d"]}
+    scorer = make_scorer(models)
+    record = {"usage": 1, "tenure": 2, "tickets_90d": 5}
+    scorer.check_records([record])
+    assert scorer.check_columns(["usage", "tickets_90d"], [[1, 5]]) == [[]]
+    with pytest.raises(UnknownFeatureError):
+        scorer.check_records([{"tickets_30d": 1}])
+
+
+def test_accounts_without_owner_are_listed_as_unassigned():
+    frame_book = book()
+    frame_book.loc[frame_book["account_id"].isin(["A1", "A2"]), "owner"] = None
+    scorer = Scorer(loaded(stub_models()), snapshot(), frame_book, AS_OF, DESCRIPTIONS,
+                    reasons_per_direction=2)
+    assert scorer.owners() == ["alice", "bob", "carol", "unassigned"]
+    page = scorer.page("churn", "unassigned", None, 10, None)
+    assert sorted(scorer.ids[r] for r in page.rows) == ["A1", "A2"] and page.total == 2
+    assert by_account(scorer, "owner")["A1"] is None  # the data keep their null
