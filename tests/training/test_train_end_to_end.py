@@ -58,7 +58,11 @@ def test_train_registers_and_serves_by_alias_and_is_reproducible(book):
     scored = model.predict(latest, params={"reasons": 3})
     assert len(scored) == len(latest)
     assert scored["probability"].between(0, 1).all()
-    assert len(json.loads(scored["reasons"].iloc[0])) == 3
+    reasons = json.loads(scored["reasons"].iloc[0])  # the API's rule: 3 strongest each way
+    assert set(reasons) == {"raising", "lowering"}
+    assert all(len(found) == 3 for found in reasons.values())
+    assert all(r["contribution"] > 0 for r in reasons["raising"])
+    assert all(r["contribution"] < 0 for r in reasons["lowering"])
 
     # Same data, config and seed: the same metrics; an equal model is not promoted.
     second = train_json(book)
