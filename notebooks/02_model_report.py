@@ -106,10 +106,11 @@ for task in ("churn", "upsell"):
         continue
     model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     scored = model.predict(latest.drop(columns=["account_id", "as_of"]), params={"reasons": 5})
-    reasons = [r for cell in scored["reasons"] for r in json.loads(cell)]
+    reasons = [r for cell in scored["reasons"] for found in json.loads(cell).values()
+               for r in found]  # the 5 strongest raising and the 5 strongest lowering
     drivers = (pd.DataFrame(reasons).assign(size=lambda d: d["contribution"].abs())
                .groupby("feature")["size"].mean().sort_values(ascending=False).head(10))
-    print(f"\n{name}: mean |contribution| among each account's top 5 reasons")
+    print(f"\n{name}: mean |contribution| among each account's top 5 reasons each way")
     print(pd.DataFrame({"mean |contribution|": drivers.round(4),
                         "what it means": [DESCRIPTIONS.get(f, f) for f in drivers.index]})
           .to_string())

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from features.build import feature_groups
 from features.event_types import stored_spec
 from features.profile import profile_snapshot
-from features.settings import Settings
 from features.store import FeatureStore
+from serving.settings import ServingSettings
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_a_required_tables_only_book_validates_builds_trains_and_serves(
     assert built.exit_code == 0, built.output
     assert "tables absent: activities, contacts, nps_responses, support_tickets" in built.output
 
-    settings = Settings(data_dir=data, auth_enabled=False)
+    settings = ServingSettings(data_dir=data, auth_enabled=False)
     store = FeatureStore(settings.features_dir)
     last = store.dates()[-1]
     spec = stored_spec(settings, store, last)
@@ -92,7 +92,7 @@ def test_a_required_tables_only_book_validates_builds_trains_and_serves(
     from serving.app import create_app
     from serving.registry import load_models
 
-    models, _ = load_models(settings)
+    models, _ = load_models(settings.tracking_uri, settings.model_uris)
     meta = models["churn"].meta
     assert meta["event_types"] == list(spec.event_types)
     assert "tickets_90d" in meta["dropped_features"]  # all null: no support_tickets table

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from fastapi.testclient import TestClient
 
-from features.settings import Settings
 from serving.app import create_app
 from serving.scorer import Scorer
+from serving.settings import ServingSettings
 from serving.state import Generation
 from tests.serving.test_scorer import AS_OF, DESCRIPTIONS, book, loaded, snapshot, stub_models
 
@@ -20,7 +20,7 @@ def test_page_and_lists_with_no_owner_and_one_segment(tmp_path):
     frame["segment"] = pd.Series(["direct"] * len(frame), dtype="string")
     scorer = Scorer(loaded(stub_models()), frame, accounts, AS_OF, DESCRIPTIONS,
                     reasons_per_direction=2)
-    settings = Settings(data_dir=tmp_path, auth_enabled=False)
+    settings = ServingSettings(data_dir=tmp_path, auth_enabled=False)
     app = create_app(settings, loader=lambda _s: Generation(scorer=scorer, missing={}),
                      load_on_start=False)
     ok, error = app.state.holder.reload()
