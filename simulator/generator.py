@@ -87,6 +87,8 @@ def generate_into(
 ) -> dict:
     """``generate`` into a data directory's layout: ``raw/`` for the export, ``truth/`` beside."""
     data_dir = Path(data_dir)
+    if (data_dir / "raw").is_symlink():  # raw/ points at a pulled export, which never changes
+        (data_dir / "raw").unlink()
     return generate(
         n_accounts, months, seed, start or default_start(months),
         data_dir / "raw", truth_dir(data_dir),
