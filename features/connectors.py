@@ -18,6 +18,7 @@ Nothing here goes through pandas: drivers stream Arrow batches that the pull wri
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from collections.abc import Iterator
@@ -184,6 +185,7 @@ class AdbcSource(Source):
         self.postgres = postgres
         self.conn = self._connect(driver, driver_uri)
         self._tables: dict[str | None, list[str]] | None = None
+        self._cursors: list = []
         if postgres:  # one consistent snapshot for every table of the export
             self._run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
                       "starting a read-only transaction")
@@ -247,6 +249,7 @@ class AdbcSource(Source):
         import adbc_driver_manager
 
         cursor = self.conn.cursor()
+        self._cursors.append(cursor)  # its reader lives as long as the cursor
         cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)} if self.postgres else {})
         try:
@@ -266,6 +269,9 @@ class AdbcSource(Source):
         return stamp.astimezone(UTC).replace(tzinfo=None)
 
     def close(self) -> None:
+        for cursor in self._cursors:
+            with contextlib.suppress(Exception):
+                cursor.close()
         try:
             self.conn.rollback()
         finally:

@@ -23,6 +23,7 @@ table's size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -104,8 +105,11 @@ def pull(source_uri: str, data_dir: Path, mapping: Mapping | None = None,
             for path in staging.iterdir():
                 path.chmod(0o444)
             export = _publish(staging, exports, stamp)
-        finally:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                exports.rmdir()  # only when empty: the first pull left nothing behind
+            raise
     finally:
         source.close()
     moved = point_raw_at(data_dir, export)
@@ -278,11 +282,12 @@ def _cast(value: str, kind: str, column: str, logical: str, plan: Plan) -> str:
     attempt = f"TRY_CAST({value} AS {target})"
     if logical == "timestamp" and kind == "VARCHAR":  # a written UTC offset is honoured
         attempt = f"CAST(TRY_CAST({value} AS TIMESTAMPTZ) AS TIMESTAMP)"
-    message = (f"{_ERROR_MARK}{plan.table.name}.{column}: the value ' || "
-               f"CAST({value} AS VARCHAR) || ' of {plan.sources[column]} is not "
-               f"{'an' if logical[0] in 'aeiou' else 'a'} {logical}")
+    before = f"{_ERROR_MARK}{plan.table.name}.{column}: the value '"
+    after = (f"' of {plan.sources[column]} is not {'an' if logical[0] in 'aeiou' else 'a'} "
+             f"{logical}")
+    message = f"{_sql_text(before)} || CAST({value} AS VARCHAR) || {_sql_text(after)}"
     return (f"CASE WHEN {value} IS NULL THEN NULL WHEN {attempt} IS NULL THEN "
-            f"error({_sql_text(message)[:-1]}') ELSE {attempt} END")
+            f"error({message}) ELSE {attempt} END")
 
 
 def write_table(source: Source, plan: Plan, folder: Path) -> int:
