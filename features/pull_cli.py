@@ -40,6 +40,7 @@ def pull_cmd(
 ) -> None:
     """Pull the contract's tables from a source into a new dated export, exports/<time>/, and
     point <data-dir>/raw at it (atomically; earlier exports are kept)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from features.mapping import SourceError, load_mapping
@@ -58,7 +59,7 @@ def pull_cmd(
     for col in ("table", "rows", "from"):
         table.add_column(col, justify="right" if col == "rows" else "left")
     for name, rows in result.rows.items():
-        table.add_row(name, f"{rows:,}", result.origins[name])
+        table.add_row(name, f"{rows:,}", escape(result.origins[name]))
     out.print(table)
     if result.moved_local:
         out.print(f"the previous raw/ folder is kept as {result.moved_local}")

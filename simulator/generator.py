@@ -87,8 +87,6 @@ def generate_into(
 ) -> dict:
     """``generate`` into a data directory's layout: ``raw/`` for the export, ``truth/`` beside."""
     data_dir = Path(data_dir)
-    if (data_dir / "raw").is_symlink():  # raw/ points at a pulled export, which never changes
-        (data_dir / "raw").unlink()
     return generate(
         n_accounts, months, seed, start or default_start(months),
         data_dir / "raw", truth_dir(data_dir),
@@ -119,6 +117,8 @@ def generate(
             "generator_version": GENERATOR_VERSION,
         }
         (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.is_symlink():  # raw/ -> a pulled export (data pull), which never changes:
+            out_dir.unlink()  # the new data go into a folder of their own; the export stays
         _move_into_place(stage, out_dir, last=MANIFEST_FILE)
         _move_into_place(truth_stage, truth_dir)
     finally:
