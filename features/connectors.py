@@ -79,6 +79,7 @@ class Source:
 
     def __init__(self, uri: str):
         self.uri = uri
+        self.stream_error: SourceError | None = None  # a driver error in the middle of a stream
         self.display = mask_uri(uri)
         self._secret = _password(uri)
 
@@ -92,6 +93,13 @@ class Source:
     def stream(self, sql: str, what: str) -> pa.RecordBatchReader:
         """Batches of ``sql``; a failure is a ``SourceError`` about ``what``."""
         raise NotImplementedError
+
+    def query_columns(self, sql: str, what: str) -> list[str]:
+        """The columns ``sql`` would return, without running it where the source can say."""
+        reader = self.stream(sql, what)
+        names = reader.schema.names
+        reader.close()
+        return names
 
     def extracted_at(self) -> datetime | None:
         """The time the source says its data are as of (naive UTC), if it says."""
@@ -161,6 +169,15 @@ class FolderSource(Source):
             raise SourceError(f"{what} fails in {self.display}: "
                               f"{self.scrub(str(exc).splitlines()[0])}") from exc
 
+    def query_columns(self, sql: str, what: str) -> list[str]:
+        import duckdb
+
+        try:
+            return self.con.sql(sql).columns  # bound, not run
+        except duckdb.Error as exc:
+            raise SourceError(f"{what} fails in {self.display}: "
+                              f"{self.scrub(str(exc).splitlines()[0])}") from exc
+
     def extracted_at(self) -> datetime | None:
         from features.sources import read_manifest
 
@@ -175,6 +192,12 @@ class FolderSource(Source):
         self.con.close()
 
 
+#: How generated ``SELECT``s quote names, by a word in the driver's name (default: PostgreSQL's).
+DRIVER_DIALECTS = {"bigquery": "bigquery", "snowflake": "snowflake", "mssql": "tsql",
+                   "sqlserver": "tsql", "mysql": "mysql", "redshift": "redshift",
+                   "duckdb": "duckdb", "sqlite": "sqlite"}
+
+
 class AdbcSource(Source):
     """A database behind an ADBC driver (PostgreSQL through ``adbc-driver-postgresql``)."""
 
@@ -183,6 +206,8 @@ class AdbcSource(Source):
     def __init__(self, uri: str, driver: str, driver_uri: str, postgres: bool):
         super().__init__(uri)
         self.postgres = postgres
+        self.dialect = next((dialect for word, dialect in DRIVER_DIALECTS.items()
+                             if word in driver.lower()), "postgres")
         self.conn = self._connect(driver, driver_uri)
         self._tables: dict[str | None, list[str]] | None = None
         self._cursors: list = []
@@ -220,7 +245,8 @@ class AdbcSource(Source):
         """Tables per schema, from the driver's catalogue (no query that could fail and abort
         the transaction on a missing table)."""
         if self._tables is None:
-            objects = self.conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+            objects = self._catalogue(
+                lambda: self.conn.adbc_get_objects(depth="tables").read_all().to_pylist())
             self._tables = {}
             for catalog in objects:
                 for schema in catalog["catalog_db_schemas"] or []:
@@ -243,7 +269,31 @@ class AdbcSource(Source):
 
     def table_columns(self, table: str) -> list[str]:
         schema, _, name = table.rpartition(".")
-        return self.conn.adbc_get_table_schema(name, db_schema_filter=schema or None).names
+        return self._catalogue(
+            lambda: self.conn.adbc_get_table_schema(name, db_schema_filter=schema or None).names)
+
+    def _catalogue(self, call):
+        """A catalogue look-up, its failure as a ``SourceError``."""
+        import adbc_driver_manager
+
+        try:
+            return call()
+        except adbc_driver_manager.Error as exc:
+            raise SourceError(f"reading the table list of {self.display} fails: "
+                              f"{driver_problem(self, exc)}") from None
+
+    def query_columns(self, sql: str, what: str) -> list[str]:
+        import adbc_driver_manager
+
+        with self.conn.cursor() as cursor:
+            try:
+                return cursor.adbc_execute_schema(sql).names  # prepared, not run
+            except adbc_driver_manager.NotSupportedError:
+                pass
+            except adbc_driver_manager.Error as exc:
+                raise SourceError(f"{what} fails in {self.display}: "
+                                  f"{driver_problem(self, exc)}") from None
+        return super().query_columns(sql, what)
 
     def stream(self, sql: str, what: str) -> pa.RecordBatchReader:
         import adbc_driver_manager
@@ -295,9 +345,12 @@ def _plain_types(reader: pa.RecordBatchReader, source: Source, what: str) -> pa.
                 yield pa.RecordBatch.from_arrays(
                     [c.storage if isinstance(c, pa.ExtensionArray) else c for c in batch.columns],
                     schema=schema)
-        except adbc_driver_manager.Error as exc:
-            raise SourceError(f"{what} fails in {source.display}: "
-                              f"{driver_problem(source, exc)}") from None
+        except (adbc_driver_manager.Error, pa.ArrowException, OSError) as exc:
+            # DuckDB, which pulls these batches, wraps what is raised here in its own error:
+            # the pull reports this one instead.
+            source.stream_error = SourceError(f"{what} fails in {source.display}: "
+                                              f"{driver_problem(source, exc)}")
+            raise source.stream_error from None
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -315,7 +368,8 @@ def _driver_path(driver: str) -> str:
 def driver_problem(source: Source, exc: Exception) -> str:
     """The database's own message, without the driver's framing, the query or a password."""
     text = str(exc)
-    text = re.sub(r"^[A-Z_]+: (?:\[libpq\] )?", "", text)
+    text = re.sub(r"^[A-Z_]+: ", "", text)
+    text = re.sub(r"^\[libpq\]\s*(?:Execution error \[[A-Z_]+\]:\s*)?", "", text)
     text = re.sub(r"^Failed to (?:prepare|execute) query: (?:could not begin COPY: )?", "", text)
     text = text.split("\nQuery was:")[0].split("\nLINE ")[0]
     text = re.sub(r"^ERROR:\s*", "", text.strip())
@@ -341,16 +395,32 @@ def connect_problem(source: Source, exc: Exception) -> str:
     return re.sub(r"^FATAL:\s*", "", text)
 
 
+CONNECT_TIMEOUT_S = 15
+
+
+def with_connect_timeout(uri: str) -> str:
+    """A libpq URI that gives up on a silent host after ``CONNECT_TIMEOUT_S`` (libpq's default
+    is to wait for ever), unless the URI sets its own ``connect_timeout``."""
+    parts = urlsplit(uri)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "connect_timeout" for key, _ in query):
+        return uri
+    query.append(("connect_timeout", str(CONNECT_TIMEOUT_S)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def open_source(uri: str) -> Source:
     """The source a URI names (see the module docstring); ``SourceError`` if it cannot be opened."""
     prefix, inner = _split_adbc(uri)
     if inner is not None:
         driver = prefix.removeprefix("adbc+").removesuffix(":")
         postgres = driver == "adbc_driver_postgresql"
-        return AdbcSource(uri, driver, inner, postgres=postgres)
+        return AdbcSource(uri, driver, with_connect_timeout(inner) if postgres else inner,
+                          postgres=postgres)
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("postgresql", "postgres"):
-        return AdbcSource(uri, "adbc_driver_postgresql", uri, postgres=True)
+        return AdbcSource(uri, "adbc_driver_postgresql", with_connect_timeout(uri),
+                          postgres=True)
     if scheme == "file":
         return FolderSource(uri, Path(unquote(urlsplit(uri).path)))
     if scheme and len(scheme) > 1:

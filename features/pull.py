@@ -67,6 +67,7 @@ class Plan:
     filter: str | None = None
     needed: set[str] = field(default_factory=set)  # source columns read (query plans)
     where: Callable[..., str] | None = None  # mapping key -> "file line N" (mapped tables)
+    reading: str = ""  # what a failure of the source query is said to be
 
 
 @dataclass
@@ -160,11 +161,11 @@ def _plan_mapped_table(source: Source, table: Table, spec: TableMapping, where) 
 
 
 def _plan_query(source: Source, table: Table, spec: TableMapping, where) -> Plan:
-    reader = source.stream(spec.query, f"the query of [{table.name}] ({where('query')})")
-    available = reader.schema.names
-    reader.close()
+    reading = f"the query of [{table.name}] ({where('query')})"
+    available = source.query_columns(spec.query, reading)
     plan = _plan_columns(table, spec, available, f"the query of [{table.name}]", where)
     plan.sql = spec.query
+    plan.reading = reading
     return plan
 
 
@@ -296,7 +297,8 @@ def write_table(source: Source, plan: Plan, folder: Path) -> int:
 
     from features.sources import connect
 
-    reader = source.stream(plan.sql, f"reading {plan.table.name} from {plan.origin}")
+    reader = source.stream(plan.sql,
+                           plan.reading or f"reading {plan.table.name} from {plan.origin}")
     con = connect()
     con.execute("SET preserve_insertion_order = true")
     schema = arrow_schema(plan.table)
@@ -323,8 +325,12 @@ def write_table(source: Source, plan: Plan, folder: Path) -> int:
                 if buffered or rows == 0:
                     out.write_table(pa.Table.from_batches(buffered, schema))
                     rows += size
-        except duckdb.Error as exc:
-            raise _transform_error(plan, exc) from None
+        except (duckdb.Error, OSError) as exc:
+            if source.stream_error is not None:  # the driver failed mid-stream
+                raise source.stream_error from None
+            if isinstance(exc, duckdb.Error):
+                raise _transform_error(plan, exc) from None
+            raise  # the export's own disk: reported by the command
     finally:
         con.close()
     return rows

@@ -198,3 +198,17 @@ def test_a_value_that_cannot_be_cast_names_table_column_and_value(broken, tmp_pa
     line = fails(run("data", "pull", "--source", broken, "--data-dir", tmp_path), tmp_path)
     assert line == ("error: subscriptions.seats: the value 'ten' of subscriptions.seats is not "
                     "an int64")
+
+
+def test_a_query_failing_mid_stream_is_one_sentence(broken, tmp_path):
+    """The error comes after the first batches were written: still one sentence, nothing kept."""
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        '[accounts]\nquery = """SELECT q.*, repeat(\'x\', 2000) AS pad, 1 / (15000 - i) AS boom\n'
+        "FROM (SELECT a.*, row_number() OVER () AS i FROM accounts a, generate_series(1, 500))"
+        ' AS q"""\n')
+    data = tmp_path / "data"
+    line = fails(run("data", "pull", "--source", broken, "--mapping", mapping,
+                     "--data-dir", data), data)
+    assert line == (f"error: the query of [accounts] ({mapping} line 2) fails in "
+                    f"{broken.replace(PASSWORD, '***')}: division by zero")
