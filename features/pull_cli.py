@@ -25,10 +25,10 @@ def parse_time(value: str) -> datetime:
 
 def pull_cmd(
     source: Annotated[str, typer.Option(
-        "--source", envvar="PROPENSITY_SOURCE", show_default=False,
+        "--source", envvar="PROPENSITY_SOURCE", show_default=False, metavar="URI",
         help="A folder of Parquet/CSV files, postgresql://user@host:port/db (password from "
              "PGPASSWORD or ~/.pgpass, or in the URI), or adbc+<driver>:<uri> for another "
-             "database. Also PROPENSITY_SOURCE.")],
+             "database.")],
     mapping: Annotated[Path | None, typer.Option(
         "--mapping", help="TOML file mapping the source's tables and columns to the contract's "
                           "(default: the source uses the contract's names).")] = None,

@@ -212,3 +212,14 @@ def test_a_query_failing_mid_stream_is_one_sentence(broken, tmp_path):
                      "--data-dir", data), data)
     assert line == (f"error: the query of [accounts] ({mapping} line 2) fails in "
                     f"{broken.replace(PASSWORD, '***')}: division by zero")
+
+
+def test_the_password_can_come_from_libpq_environment(book, tmp_path, monkeypatch):
+    """PGPASSWORD (or ~/.pgpass) keeps the password off the command line and out of the URI."""
+    _, uri = book
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    monkeypatch.setenv("PROPENSITY_SOURCE", uri.replace(f":{PASSWORD}@", "@"))
+    result = run("data", "pull", "--as-of-extraction", "2024-07-01", "--data-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "raw" / "_manifest.json").read_text())
+    assert manifest["source"] == uri.replace(f":{PASSWORD}@", "@")
