@@ -9,9 +9,12 @@ Source URIs (``propensity data pull --source``):
   environment, e.g. ``PGPASSWORD``, ``?sslmode=require``, ``?options=-csearch_path%3Dcrm``): the
   ADBC PostgreSQL driver, every table read in one read-only REPEATABLE READ transaction, so the
   export is one consistent snapshot; the extraction time defaults to the server's clock;
+- ``redshift://user:password@cluster:5439/database``: Amazon Redshift through the same driver
+  (PostgreSQL's protocol), without the PostgreSQL-only snapshot transaction;
 - ``adbc+<driver>:<the driver's own URI>``: any ADBC driver, named by its Python package
   (``adbc_driver_snowflake``, ``adbc_driver_bigquery``, ...) or by a driver the ADBC driver
-  manager finds (a manifest name or a shared library path, e.g. ``mysql``, ``mssql``).
+  manager finds (a manifest name or a shared library path, e.g. ``mysql``, ``mssql``); a driver
+  configured by options instead of a URI takes ``adbc+<driver>:?option=value&...``.
 
 Nothing here goes through pandas: drivers stream Arrow batches that the pull writes to Parquet.
 """
@@ -38,22 +41,28 @@ if TYPE_CHECKING:
 BATCH_ROWS = 128 * 1024  # rows per Arrow batch asked of a driver (bounded memory)
 
 
+SECRET_KEYS = ("password", "pwd", "secret", "token", "credential", "private_key")
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_KEYS)
+
+
 def mask_uri(uri: str) -> str:
-    """The URI with any password replaced by ``***`` (user name, host and the rest kept)."""
+    """The URI with any password replaced by ``***`` (user name, host and the rest kept): in
+    ``user:password@``, and in options whose name says password, secret, token, credential."""
     prefix, inner = _split_adbc(uri)
     if inner is not None:
         return prefix + mask_uri(inner)
     parts = urlsplit(uri)
-    if not parts.scheme or len(parts.scheme) == 1:  # a path (or a Windows drive)
-        return uri
-    netloc = parts.netloc
-    if "@" in netloc:
-        user_info, host = netloc.rsplit("@", 1)
-        if ":" in user_info:
-            netloc = f"{user_info.split(':', 1)[0]}:***@{host}"
-    query = urlencode([(k, "***" if k.lower() in ("password", "pwd") else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if (not parts.scheme or len(parts.scheme) == 1) and "@" not in uri and "?" not in uri:
+        return uri  # a path (or a Windows drive)
+    base, sep, query = uri.partition("?")
+    base = re.sub(r"(^|//)([^/:@?#]*):[^@/?#]*@", r"\1\2:***@", base)
+    if sep:
+        query = urlencode([(k, "***" if _is_secret(k) else v)
+                           for k, v in parse_qsl(query, keep_blank_values=True)])
+    return base + sep + query
 
 
 def _split_adbc(uri: str) -> tuple[str, str | None]:
@@ -62,14 +71,14 @@ def _split_adbc(uri: str) -> tuple[str, str | None]:
     return (match.group(1), match.group(2)) if match else (uri, None)
 
 
-def _password(uri: str) -> str | None:
+def _secrets(uri: str) -> list[str]:
+    """Every password-like value in a URI, to scrub from drivers' messages."""
     _, inner = _split_adbc(uri)
-    parts = urlsplit(inner if inner is not None else uri)
-    secret = parts.password
-    for key, value in parse_qsl(parts.query):
-        if key.lower() in ("password", "pwd"):
-            secret = value
-    return unquote(secret) if secret else None
+    text = inner if inner is not None else uri
+    base, _, query = text.partition("?")
+    found = [unquote(m.group(1)) for m in re.finditer(r"(?:^|//)[^/:@?#]*:([^@/?#]*)@", base)]
+    found += [v for k, v in parse_qsl(query) if _is_secret(k)]
+    return [secret for secret in found if secret]
 
 
 class Source:
@@ -81,7 +90,7 @@ class Source:
         self.uri = uri
         self.stream_error: SourceError | None = None  # a driver error in the middle of a stream
         self.display = mask_uri(uri)
-        self._secret = _password(uri)
+        self._secrets = _secrets(uri)
 
     def find_table(self, name: str) -> str | None:
         """The source's own spelling of table ``name`` (exact, else case-insensitive), if any."""
@@ -120,8 +129,8 @@ class Source:
 
     def scrub(self, text: str) -> str:
         """A driver's message without the password, in one line."""
-        if self._secret:
-            text = text.replace(self._secret, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return " ".join(text.split())
 
 
@@ -203,11 +212,12 @@ class AdbcSource(Source):
 
     dialect = "postgres"
 
-    def __init__(self, uri: str, driver: str, driver_uri: str, postgres: bool):
+    def __init__(self, uri: str, driver: str, driver_uri: str, postgres: bool,
+                 dialect: str | None = None):
         super().__init__(uri)
         self.postgres = postgres
-        self.dialect = next((dialect for word, dialect in DRIVER_DIALECTS.items()
-                             if word in driver.lower()), "postgres")
+        self.dialect = dialect or next((d for word, d in DRIVER_DIALECTS.items()
+                                        if word in driver.lower()), "postgres")
         self.conn = self._connect(driver, driver_uri)
         self._tables: dict[str | None, list[str]] | None = None
         self._cursors: list = []
@@ -225,7 +235,7 @@ class AdbcSource(Source):
                 return pg.connect(driver_uri)
             import adbc_driver_manager.dbapi as dbapi
 
-            return dbapi.connect(driver=_driver_path(driver), db_kwargs={"uri": driver_uri})
+            return dbapi.connect(driver=_driver_path(driver), db_kwargs=driver_options(driver_uri))
         except adbc_driver_manager.Error as exc:
             raise SourceError(f"cannot connect to {self.display}: {connect_problem(self, exc)}") \
                 from None
@@ -355,6 +365,14 @@ def _plain_types(reader: pa.RecordBatchReader, source: Source, what: str) -> pa.
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+def driver_options(driver_uri: str) -> dict[str, str]:
+    """The driver's database options: ``{"uri": ...}``, or, for a driver configured by options
+    rather than a URI (BigQuery), ``?option=value&...`` as those options."""
+    if driver_uri.startswith("?"):
+        return dict(parse_qsl(driver_uri[1:], keep_blank_values=True))
+    return {"uri": driver_uri}
+
+
 def _driver_path(driver: str) -> str:
     """A Python driver package's shared library, else the name for the driver manager."""
     try:
@@ -421,6 +439,10 @@ def open_source(uri: str) -> Source:
     if scheme in ("postgresql", "postgres"):
         return AdbcSource(uri, "adbc_driver_postgresql", with_connect_timeout(uri),
                           postgres=True)
+    if scheme == "redshift":  # PostgreSQL's wire protocol; no REPEATABLE READ, no clock_timestamp
+        driver_uri = with_connect_timeout("postgresql" + uri[len("redshift"):])
+        return AdbcSource(uri, "adbc_driver_postgresql", driver_uri, postgres=False,
+                          dialect="redshift")
     if scheme == "file":
         return FolderSource(uri, Path(unquote(urlsplit(uri).path)))
     if scheme and len(scheme) > 1:

@@ -275,9 +275,16 @@ def test_an_unknown_source_kind_is_named(tmp_path):
     ("postgresql://ann:pw@db:5432/crm", "postgresql://ann:***@db:5432/crm"),
     ("postgresql://ann@db/crm?password=pw&sslmode=require",
      "postgresql://ann@db/crm?password=%2A%2A%2A&sslmode=require"),
-    ("adbc+adbc_driver_snowflake:snowflake://ann:pw@acct/db", 
+    ("adbc+adbc_driver_snowflake:snowflake://ann:pw@acct/db",
      "adbc+adbc_driver_snowflake:snowflake://ann:***@acct/db"),
     ("/data/export", "/data/export"),
+    ("adbc+adbc_driver_snowflake:ann:pw@acct/db/crm?warehouse=wh",
+     "adbc+adbc_driver_snowflake:ann:***@acct/db/crm?warehouse=wh"),
+    ("adbc+adbc_driver_bigquery:?adbc.bigquery.sql.project_id=p&"
+     "adbc.bigquery.sql.auth_credentials=%7Bkey%7D",
+     "adbc+adbc_driver_bigquery:?adbc.bigquery.sql.project_id=p&"
+     "adbc.bigquery.sql.auth_credentials=%2A%2A%2A"),
+    ("redshift://ann:p%40ss@cluster:5439/dev", "redshift://ann:***@cluster:5439/dev"),
 ])
 def test_passwords_are_masked(uri, masked):
     assert mask_uri(uri) == masked

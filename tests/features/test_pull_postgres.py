@@ -223,3 +223,16 @@ def test_the_password_can_come_from_libpq_environment(book, tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "raw" / "_manifest.json").read_text())
     assert manifest["source"] == uri.replace(f":{PASSWORD}@", "@")
+
+
+def test_redshift_uris_use_the_postgresql_driver_without_its_snapshot_transaction(book, tmp_path):
+    """redshift:// speaks PostgreSQL's protocol (tested here against PostgreSQL itself): no
+    REPEATABLE READ transaction or server clock, so the extraction time is now."""
+    _, uri = book
+    redshift = "redshift" + uri.removeprefix("postgresql")
+    result = run("data", "pull", "--source", redshift, "--data-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "raw" / "_manifest.json").read_text())
+    assert manifest["source"] == redshift.replace(PASSWORD, "***")
+    assert manifest["tables"]["usage_events"]["rows"] == pq.read_metadata(
+        book[0] / "raw" / "usage_events.parquet").num_rows
