@@ -14,7 +14,9 @@ Source URIs (``propensity data pull --source``):
 - ``adbc+<driver>:<the driver's own URI>``: any ADBC driver, named by its Python package
   (``adbc_driver_snowflake``, ``adbc_driver_bigquery``, ...) or by a driver the ADBC driver
   manager finds (a manifest name or a shared library path, e.g. ``mysql``, ``mssql``); a driver
-  configured by options instead of a URI takes ``adbc+<driver>:?option=value&...``.
+  configured by options instead of a URI takes ``adbc+<driver>:?option=value&...``;
+- ``sqlalchemy+<SQLAlchemy URL>``: a database with a SQLAlchemy dialect and no ADBC driver
+  (``features.sqlalchemy_source``), slower: rows become Arrow batches in Python.
 
 Nothing here goes through pandas: drivers stream Arrow batches that the pull writes to Parquet.
 """
@@ -436,6 +438,10 @@ def open_source(uri: str) -> Source:
         return AdbcSource(uri, driver, with_connect_timeout(inner) if postgres else inner,
                           postgres=postgres)
     scheme = urlsplit(uri).scheme.lower()
+    if scheme.startswith("sqlalchemy+"):
+        from features.sqlalchemy_source import SqlAlchemySource
+
+        return SqlAlchemySource(uri, uri.removeprefix("sqlalchemy+"))
     if scheme in ("postgresql", "postgres"):
         return AdbcSource(uri, "adbc_driver_postgresql", with_connect_timeout(uri),
                           postgres=True)
@@ -448,5 +454,5 @@ def open_source(uri: str) -> Source:
     if scheme and len(scheme) > 1:
         raise SourceError(
             f"source {mask_uri(uri)}: unknown kind {scheme!r} (give a folder, postgresql://..., "
-            f"or adbc+<driver>:<uri> for another database)")
+            f"adbc+<driver>:<uri> or sqlalchemy+<url> for another database)")
     return FolderSource(uri, Path(uri))

@@ -268,7 +268,8 @@ def test_an_unknown_source_kind_is_named(tmp_path):
     error = one_error(run("data", "pull", "--source", "mongodb://u:pw@host/db", "--data-dir",
                           tmp_path / "d"), tmp_path / "d")
     assert error == ("source mongodb://u:***@host/db: unknown kind 'mongodb' (give a folder, "
-                     "postgresql://..., or adbc+<driver>:<uri> for another database)")
+                     "postgresql://..., adbc+<driver>:<uri> or sqlalchemy+<url> for another "
+                     "database)")
 
 
 @pytest.mark.parametrize(("uri", "masked"), [
@@ -300,3 +301,37 @@ def test_key_lines_finds_tables_dotted_and_inline_keys():
         ("contacts",): 7, ("contacts", "columns"): 8, ("contacts", "columns", "role"): 8,
         ("contacts", "columns", "end_date"): 8, ("contacts", "derived", "start_date"): 9,
     }
+
+
+def sqlite_book(path: Path, frames: dict) -> str:
+    """The frames as tables of a SQLite database (stdlib driver, SQLAlchemy's own dialect)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        for name, frame in frames.items():
+            frame.to_sql(name, conn, index=False)
+    return f"sqlalchemy+sqlite:///{path}"
+
+
+def test_a_sqlalchemy_database_pulls_the_same_tables_as_the_files(contract_folder, tmp_path):
+    frames = valid_frames()
+    uri = sqlite_book(tmp_path / "crm.db", frames)
+    via_files, via_sql = tmp_path / "files", tmp_path / "sql"
+    assert run("data", "pull", "--source", contract_folder, "--data-dir", via_files).exit_code == 0
+    result = run("data", "pull", "--source", uri, "--as-of-extraction", "2025-01-01",
+                 "--data-dir", via_sql)
+    assert result.exit_code == 0, result.output
+    for name in frames:
+        assert rows(via_sql, name) == rows(via_files, name), name
+    assert run("data", "validate", "--data-dir", via_sql).exit_code == 0
+
+
+def test_a_sqlalchemy_query_error_is_one_sentence(tmp_path):
+    uri = sqlite_book(tmp_path / "crm.db", valid_frames())
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[activities]\nquery = "SELECT account_id, occurred_at, type FROM acts"\n')
+    data = tmp_path / "data"
+    error = one_error(run("data", "pull", "--source", uri, "--mapping", mapping,
+                          "--data-dir", data), data)
+    assert error == (f"the query of [activities] ({mapping} line 2) fails in {uri}: "
+                     f"no such table: acts")
