@@ -14,6 +14,7 @@ import typer
 
 from features.cli import data_app, features_app, kpis_cmd
 from features.cli_options import DataDir
+from features.pull_cli import pull_cmd
 from serving.batch_cli import score_cmd
 from serving.cli import serve_cmd
 from serving.keys_cli import keys_app
@@ -29,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_app.command("generate")(generate_cmd)
+data_app.command("pull")(pull_cmd)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.command("kpis")(kpis_cmd)

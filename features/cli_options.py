@@ -90,6 +90,8 @@ def contract_failure(raw_dir: Path | str, exc: Exception) -> list[str]:
 
 def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
     """Report bad input on stderr and exit non-zero."""
-    for line in [lines] if isinstance(lines, str) else lines:
-        console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    for line in [lines] if isinstance(lines, str) else lines:  # [brackets] in a line are text
+        console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -117,6 +117,8 @@ def generate(
             "generator_version": GENERATOR_VERSION,
         }
         (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.is_symlink():  # raw/ -> a pulled export (data pull), which never changes:
+            out_dir.unlink()  # the new data go into a folder of their own; the export stays
         _move_into_place(stage, out_dir, last=MANIFEST_FILE)
         _move_into_place(truth_stage, truth_dir)
     finally:

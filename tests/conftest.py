@@ -22,6 +22,7 @@ HOW_TO_RUN = {
                "PROPENSITY_CHROMIUM at a chromium binary) and `make install`",
     "spark": "pyspark and Java 17: `make install-spark` and `apt-get install "
              "openjdk-17-jre-headless`",
+    "postgres": "PostgreSQL's server binaries: `apt-get install postgresql` (initdb, pg_ctl)",
 }
 
 
@@ -73,3 +74,14 @@ def mlflow_data_dir(tmp_path, mlflow_template_db, monkeypatch) -> Path:
     (tmp_path / "mlflow").mkdir()
     shutil.copy(mlflow_template_db, tmp_path / "mlflow" / "mlflow.db")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server in a temp folder for the whole session (tests/postgres_server.py);
+    skips without PostgreSQL's binaries, fails then in CI."""
+    from tests.postgres_server import start_server
+
+    server = start_server()
+    yield server
+    server.stop()
