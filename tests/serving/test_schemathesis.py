@@ -10,6 +10,7 @@ examples per operation.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,11 @@ CONFIG = schemathesis.Config.from_dict({"operations": [
                 "negative_data_rejection": {"enabled": False}}},
 ]})
 
-# The loader ignores these settings (it serves SERVED); they set the 413 limit.
-app = create_app(ServingSettings(data_dir=Path("unused"), auth_enabled=False,
+# The loader ignores these settings (it serves SERVED); they set the 413 limit. The data
+# directory is a fresh temporary one: admin routes write the audit log there, never into the
+# working directory.
+app = create_app(ServingSettings(data_dir=Path(tempfile.mkdtemp(prefix="propensity-fuzz-")),
+                                 auth_enabled=False,
                                  max_batch_accounts=50),
                  loader=lambda _settings: SERVED[-1], load_on_start=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
