@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from features.connectors import Source, open_source
 from features.contract import DUCKDB_TYPES, MANIFEST_FILE, TABLES, Table
 from features.mapping import Mapping, MappingError, SourceError, TableMapping, expression_columns
+from features.store import point_link
 
 EXPORTS = "exports"
 ROW_GROUP_ROWS = 512 * 1024
@@ -370,8 +371,5 @@ def point_raw_at(data_dir: Path, export: Path) -> Path | None:
     if raw.exists() and not raw.is_symlink():
         moved = export.parent / f"local-{datetime.now(UTC):%Y-%m-%dT%H%M%S}"
         raw.rename(moved)
-    link = data_dir / f".raw.link-{os.getpid()}"
-    link.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(export, data_dir), link)
-    os.replace(link, raw)
+    point_link(raw, os.path.relpath(export, data_dir))
     return moved

@@ -111,6 +111,15 @@ def read_published(final: Path, read: Callable[[Path], T]) -> T | None:
     raise FileNotFoundError(f"{final} changed {READ_ATTEMPTS} times while being read")
 
 
+def point_link(link: Path, target: str) -> None:
+    """Make ``link`` a symlink to ``target`` with one rename (``os.replace`` of a fresh link
+    over it): a reader resolves the old target or the new one, never no link at all."""
+    fresh = link.parent / f".{link.name}.link-{os.getpid()}"
+    fresh.unlink(missing_ok=True)
+    os.symlink(target, fresh)
+    os.replace(fresh, link)
+
+
 def replace_dir_atomic(final: Path, write: Callable[[Path], None]) -> Path:
     """Fill a new version folder with ``write(folder)``, then publish it by pointing the
     ``final`` link at it with one rename: a reader sees the old version or the new one, never
@@ -127,14 +136,11 @@ def replace_dir_atomic(final: Path, write: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     with _locked(versions):
-        link = final.parent / f".{final.name}.link-{os.getpid()}"
-        link.unlink(missing_ok=True)
-        os.symlink(f"{VERSIONS}/{name}", link)
         if final.is_dir() and not final.is_symlink():  # a folder of the old layout: once
             retired = versions / f"{final.name}.retired-{os.getpid()}"
             final.rename(retired)
             shutil.rmtree(retired, ignore_errors=True)
-        os.replace(link, final)  # the publication: one atomic rename
+        point_link(final, f"{VERSIONS}/{name}")  # the publication: one atomic rename
         _retire(versions, final.name, keep=name)
     return final
 

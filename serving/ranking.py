@@ -53,6 +53,7 @@ class Ranking:
         self.ids = ids
         self.order = {kind: self._ranking(value) for kind, (_, value) in KINDS.items()}
         self._distinct_values: dict[str, tuple[str, ...]] = {}  # owners, segments
+        self._owners: list[str] | None = None
 
     def _ranking(self, value: str) -> tuple[np.ndarray, list[tuple[float, str]]]:
         """Rows with a value, by value descending then account_id: the list's total order,
@@ -104,12 +105,15 @@ class Ranking:
         return np.ones(len(self.ids), dtype=bool) if mask is None else mask
 
     def owners(self) -> list[str]:
-        """The owners to filter by; ``unassigned`` stands for the accounts without one (the
-        data keep their null)."""
-        named = list(self.distinct("owner"))
-        if UNASSIGNED not in named and pd.isna(self.cols["owner"]).any():
-            named.append(UNASSIGNED)
-        return named
+        """The owners to filter by, once per generation (every filtered list request checks
+        against them); ``unassigned`` stands for the accounts without one (the data keep their
+        null)."""
+        if self._owners is None:
+            named = list(self.distinct("owner"))
+            if UNASSIGNED not in named and pd.isna(self.cols["owner"]).any():
+                named.append(UNASSIGNED)
+            self._owners = named
+        return list(self._owners)
 
     def distinct(self, column: str) -> tuple[str, ...]:
         """The column's values, once per generation (the list filters check against them)."""
