@@ -82,8 +82,8 @@ class ScoreHistory:
         files = [str((self.path(d) / PART).resolve()) for d in dates]
         with duckdb.connect() as con:
             rows = con.execute(
-                "SELECT * FROM read_parquet($files, union_by_name = true, hive_partitioning = false) "
-                "WHERE account_id = $id ORDER BY as_of",
+                "SELECT * FROM read_parquet($files, union_by_name = true, "
+                "hive_partitioning = false) WHERE account_id = $id ORDER BY as_of",
                 {"files": files, "id": str(account_id)},
             ).df()
         if rows.empty:
