@@ -16,7 +16,7 @@ from features.cli import data_app, features_app, kpis_cmd
 from features.cli_options import DataDir
 from features.pull_cli import pull_cmd
 from serving.batch_cli import score_cmd
-from serving.cli import serve_cmd
+from serving.cli import mcp_cmd, serve_cmd
 from serving.keys_cli import keys_app
 from simulator.cli import generate_cmd
 from training.cli import models_app, train_app
@@ -38,6 +38,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("serve")(serve_cmd)
+app.command("mcp")(mcp_cmd)
 app.command("score")(score_cmd)
 
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Route
 
 from serving import errors
 from serving.auth import Authenticator
@@ -37,6 +38,7 @@ Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>
 Every error body is JSON: `{"detail": {"error": "<code>", "message": "<what to do>"}}`, or for
 422 a list of `{"type", "loc", "msg", "input"}` naming each field and rule (with at most an
 80-character excerpt of the bad value). Bodies over `max_body_bytes` get 413 unread."""
+MCP_PATH = "/mcp"  # the MCP tools for AI assistants (streamable HTTP)
 DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc files, served from the fastapi-offline package
 
 
@@ -44,6 +46,7 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
                load_on_start: bool = True) -> FastAPI:
     holder = StateHolder(settings, loader)
     auth = Authenticator.from_settings(settings)
+    mcp_app, mcp_sessions = mcp_endpoint(settings, holder, auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +54,8 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
         task = None
         if load_on_start:
             task = asyncio.create_task(asyncio.to_thread(_first_load, holder))
-        yield
+        async with mcp_sessions():
+            yield
         if task is not None and not task.done():
             await asyncio.wait([task], timeout=1)
 
@@ -70,6 +74,7 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
     for module in (health, scores, opportunities, models, page):
         app.include_router(module.router)
+    app.router.routes.append(Route(MCP_PATH, mcp_app, methods=["GET", "POST", "DELETE"]))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -77,6 +82,16 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
                         media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def mcp_endpoint(settings: ServingSettings, holder: StateHolder, auth: Authenticator):
+    """The MCP tools over the served generation (see serving.mcp_server), under the API keys."""
+    from serving.history import ScoreHistory, history_dir
+    from serving.mcp_server import build_server, http_endpoint
+
+    history = ScoreHistory(history_dir(settings.data_dir))
+    server = build_server(lambda: holder.current, lambda: history)
+    return http_endpoint(server, auth)
 
 
 def _first_load(holder: StateHolder) -> None:

@@ -43,3 +43,26 @@ def serve_cmd(
     # the app honours it only with trust_forwarded_proto (serving.auth.public_scheme).
     uvicorn.run(app, host=host, port=port, workers=1, loop="uvloop", http="httptools",
                 access_log=access_log, log_level="info", proxy_headers=False)
+
+
+def mcp_cmd(data_dir: DataDir = None) -> None:
+    """Serve the MCP tools over stdio, for an AI assistant that starts this command itself
+    (Claude Desktop, an IDE). Loads the champions and the newest snapshot like `serve`; the
+    tools only read. Logs go to stderr: stdout carries the protocol."""
+    import logging
+    import sys
+
+    from serving.history import ScoreHistory, history_dir
+    from serving.mcp_server import build_server
+    from serving.settings import ServingSettings
+    from serving.state import LoadError, load_generation
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_of(ServingSettings, data_dir)
+    try:
+        generation = load_generation(settings)
+    except LoadError as exc:
+        fail(f"cannot serve the MCP tools: {exc}")
+    history = ScoreHistory(history_dir(settings.data_dir))
+    build_server(lambda: generation, lambda: history).run("stdio")
