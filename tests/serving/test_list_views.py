@@ -134,3 +134,22 @@ def test_kpi_strip_of_the_whole_book_and_of_one_owner_match_the_kpi_report(gener
         "enterprise": pytest.approx(whole["enterprise"])}
     assert np.isclose(sum(strip(parts, owner=o)["arr"] for o in generation.scorer.owners()),
                       strip(parts)["arr"])
+
+
+def test_the_page_writes_money_in_the_configured_currency(generation, served_data):
+    settings = ServingSettings(data_dir=served_data, auth_enabled=False, currency="EUR",
+                               currency_locale="de_DE")
+    app = create_app(settings, loader=lambda _settings: generation, load_on_start=False)
+    ok, error = app.state.holder.reload()
+    assert ok, error
+    with TestClient(app) as client:
+        html = client.get("/", params={"kind": "upsell"}).text
+    table = generation.scorer.table
+    total = table["expected_expansion"].sum()
+    assert f'<strong id="list-sum">{total:,.0f} €</strong>'.replace(",", ".") in html.replace(
+        "\xa0", " ")
+    top = table.sort_values(["expected_expansion", "account_id"],
+                            ascending=[False, True]).iloc[0]
+    arr = f"{top['arr']:,.0f} €".replace(",", ".")
+    assert f'<td class="num col-arr">{arr}</td>' in html.replace("\xa0", " ")
+    assert "$" not in html

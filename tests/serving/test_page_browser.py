@@ -481,6 +481,8 @@ def test_columns_sort_the_whole_filtered_list_and_keep_the_ranks(page, live):
     assert [r["rank"] for r in shown] == list(soonest["list_rank"].head(PAGE_SIZE))
     expect(page.get_by_role("columnheader", name=re.compile("Renewal"))).to_have_attribute(
         "aria-sort", "ascending")
+    ARTEFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "page-churn-owner-by-renewal.png"))
     go(page, page.get_by_role("link", name="Next page"))
     assert [r["id"] for r in rows(page)] == list(
         soonest["account_id"].iloc[PAGE_SIZE: 2 * PAGE_SIZE])
