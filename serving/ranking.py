@@ -40,9 +40,10 @@ class CursorError(ValueError):
 @dataclass
 class Page:
     rows: list[int]  # rows of `Scorer.cols` on this page, in rank order
-    ranks: list[int]
+    ranks: list[int]  # positions in the whole list
     next_cursor: str | None
     total: int
+    list_ranks: list[int]  # positions in the list as filtered (= ranks without filters)
 
 
 class Ranking:
@@ -54,6 +55,7 @@ class Ranking:
         self.order = {kind: self._ranking(value) for kind, (_, value) in KINDS.items()}
         self._distinct_values: dict[str, tuple[str, ...]] = {}  # owners, segments
         self._owners: list[str] | None = None
+        self._rank_of: dict[str, np.ndarray] = {}  # kind -> each row's rank (0: not listed)
 
     def _ranking(self, value: str) -> tuple[np.ndarray, list[tuple[float, str]]]:
         """Rows with a value, by value descending then account_id: the list's total order,
@@ -86,8 +88,37 @@ class Ranking:
         total = len(order) if mask is None else int(mask[order].sum())
         position = {int(r): i for i, r in enumerate(order[start: pos])}
         ranks = [start + position[r] + 1 for r in picked]
+        before = start if mask is None else int(mask[order[:start]].sum())
         next_cursor = encode_cursor(kind, keys[start + position[picked[-1]]]) if more else None
-        return Page(picked, ranks, next_cursor, total)
+        return Page(picked, ranks, next_cursor, total,
+                    [before + i + 1 for i in range(len(picked))])
+
+    def sorted_page(self, kind: str, owner: str | None, segment: str | None, key: np.ndarray,
+                    descending: bool, limit: int, offset: int) -> Page:
+        """A page of the list as filtered, ordered by `key` (one value per row; nulls last,
+        ties in list order) instead of by value: the page's sortable columns. Pages are by
+        offset (``next_cursor`` is the next offset), each row keeps its ranks in the list."""
+        order, _ = self.order[kind]
+        mask = self._filter(owner, segment)
+        listed = order if mask is None else order[mask[order]]
+        by = pd.Series(key[listed]).sort_values(ascending=not descending, na_position="last",
+                                                kind="stable")
+        positions = by.index.to_numpy()[offset: offset + limit]
+        rows = [int(listed[p]) for p in positions]
+        rank_of = self.rank_of(kind)
+        more = offset + limit < len(listed)
+        return Page(rows, [int(rank_of[r]) for r in rows],
+                    str(offset + limit) if more else None, len(listed),
+                    [int(p) + 1 for p in positions])
+
+    def rank_of(self, kind: str) -> np.ndarray:
+        """Each row's position in the whole list (0 where the row is not in it)."""
+        if kind not in self._rank_of:
+            order, _ = self.order[kind]
+            ranks = np.zeros(len(self.ids), dtype=np.int64)
+            ranks[order] = np.arange(1, len(order) + 1)
+            self._rank_of[kind] = ranks
+        return self._rank_of[kind]
 
     def _filter(self, owner: str | None, segment: str | None) -> np.ndarray | None:
         mask = None
@@ -126,11 +157,25 @@ class Ranking:
 def ranked_items(scorer: Scorer, kind: str, owner: str | None, segment: str | None, limit: int,
                  cursor: str | None, with_reasons: bool) -> tuple[list[dict], str | None, int]:
     """A page's items with the list model's reasons (computed once, then cached)."""
-    page = scorer.page(kind, owner, segment, limit, cursor)
+    return page_items(scorer, kind, scorer.page(kind, owner, segment, limit, cursor),
+                      with_reasons)
+
+
+def sorted_items(scorer: Scorer, kind: str, owner: str | None, segment: str | None,
+                 key: np.ndarray, descending: bool, limit: int, offset: int
+                 ) -> tuple[list[dict], str | None, int]:
+    """`ranked_items` ordered by `key` (`Ranking.sorted_page`); the next page is an offset."""
+    page = scorer.ranking.sorted_page(kind, owner, segment, key, descending, limit, offset)
+    return page_items(scorer, kind, page, True)
+
+
+def page_items(scorer: Scorer, kind: str, page: Page, with_reasons: bool
+               ) -> tuple[list[dict], str | None, int]:
     task = KINDS[kind][0]
     explained = scorer.reasons(page.rows, (task,)) if with_reasons else [None] * len(page.rows)
-    items = [item(scorer.cols, r, e, rank)
-             for r, e, rank in zip(page.rows, explained, page.ranks, strict=True)]
+    items = [item(scorer.cols, r, e, rank, list_rank)
+             for r, e, rank, list_rank in zip(page.rows, explained, page.ranks, page.list_ranks,
+                                              strict=True)]
     return items, page.next_cursor, page.total
 
 

@@ -13,15 +13,17 @@ import math
 import numpy as np
 
 from features.csv_safe import safe_row
+from serving.phrasing import with_texts
 from serving.reasons import DIRECTIONS, as_dicts
 from serving.row import NAMES, NUMBERS, PROBABILITIES, TEXT
 from serving.valuation import PLAYS
 
-CSV_COLUMNS = ("rank", *NAMES, "reasons")
+CSV_COLUMNS = ("rank", "list_rank", *NAMES, "reasons", "reasons_text")
+CSV_VERBS = {"raising": "raises", "lowering": "lowers"}
 
 
 def item(cols: dict[str, np.ndarray], i: int, reasons: dict | None = None,
-         rank: int | None = None) -> dict:
+         rank: int | None = None, list_rank: int | None = None) -> dict:
     """One account's response item from row ``i`` of the scorer's columns."""
     out: dict = {c: cols[c][i] for c in TEXT}
     for c in NUMBERS:
@@ -30,9 +32,12 @@ def item(cols: dict[str, np.ndarray], i: int, reasons: dict | None = None,
     out["play_detail"] = PLAYS.get(out["play"]) if out["play"] else None
     out["error"] = None
     if reasons is not None:
-        out["reasons"] = {task: as_dicts(r) for task, r in reasons.items() if r is not None}
+        out["reasons"] = {task: with_texts(as_dicts(r), task) for task, r in reasons.items()
+                          if r is not None}
     if rank is not None:
         out["rank"] = rank
+    if list_rank is not None:
+        out["list_rank"] = list_rank
     return out
 
 
@@ -53,8 +58,8 @@ def items(cols: dict[str, np.ndarray], rows: list[int],
         one["play_detail"] = PLAYS.get(one["play"]) if one["play"] else None
         one["error"] = None
         if reasons is not None and reasons[k] is not None:
-            one["reasons"] = {task: as_dicts(r) for task, r in reasons[k].items()
-                              if r is not None}
+            one["reasons"] = {task: with_texts(as_dicts(r), task)
+                              for task, r in reasons[k].items() if r is not None}
         out.append(one)
     return out
 
@@ -79,8 +84,10 @@ def error_item(account_id: str, message: str) -> dict:
 
 
 def to_csv(items: list[dict], reasons_task: str) -> str:
-    """Ranked items as CSV; reasons flattened to "feature (+0.42); ..." for spreadsheets, text
-    cells that a spreadsheet would run as a formula neutralised (`features.csv_safe`)."""
+    """Ranked items as CSV; reasons flattened to "feature (+0.42); ..." for spreadsheets and,
+    in `reasons_text`, to the sentences the page shows ("raises: friction: opened 29 support
+    tickets in the last 90 days; lowers: ..."); text cells that a spreadsheet would run as a
+    formula neutralised (`features.csv_safe`)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -89,6 +96,10 @@ def to_csv(items: list[dict], reasons_task: str) -> str:
         reasons = (row.get("reasons") or {}).get(reasons_task) or {}
         flat["reasons"] = "; ".join(
             f"{r['feature']} ({r['contribution']:+.2f})"
+            for direction in DIRECTIONS for r in reasons.get(direction, [])
+        )
+        flat["reasons_text"] = "; ".join(
+            f"{CSV_VERBS[direction]}: {r['text']}"
             for direction in DIRECTIONS for r in reasons.get(direction, [])
         )
         writer.writerow(safe_row(flat))

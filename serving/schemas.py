@@ -108,6 +108,11 @@ class Reason(BaseModel):
     description: str = Field(description="What the feature means, in plain language.")
     value: float | int | str | bool | None = Field(description="The account's value.")
     contribution: float = Field(description="Signed contribution to the log-odds (TreeSHAP).")
+    text: str | None = Field(None, description="The reason as a sentence that says why, as the "
+                             "page and the CSV show it: the description with the value, or, for "
+                             "features whose effect surprises people, the model's reading of it "
+                             "(\"engaged: opened 29 support tickets in the last 90 days\" where "
+                             "tickets lower churn risk, \"friction: ...\" where they raise it).")
 
 
 class ReasonSet(BaseModel):
@@ -133,7 +138,10 @@ AccountScore = create_model(
     play_detail=(str | None, None),
     reasons=(dict[str, ReasonSet] | None, Field(
         None, description="Per model (churn, upsell, cross-sell): reasons both ways.")),
-    rank=(int | None, Field(None, description="Position in the ranked list (lists only).")),
+    rank=(int | None, Field(None, description="Position in the whole ranked list, all owners "
+                            "and segments (lists only).")),
+    list_rank=(int | None, Field(None, description="Position in the list as filtered by owner "
+                                 "and segment (lists only; equals rank without filters).")),
     missing_features=(int | None, Field(
         None, description="Scored from explicit features only: how many of the scoring "
         "models' features had no value (absent, null, or an unknown category scored as "

@@ -37,6 +37,7 @@ class Scorer:
         self.snapshot = snapshot.reset_index(drop=True)
         self.ids = self.snapshot["account_id"].astype(str).to_numpy()
         self.row_of = {a: i for i, a in enumerate(self.ids)}
+        self._renewal_days: np.ndarray | None = None
         held = dict(zip(book["account_id"], book["products_held"], strict=True)) if len(
             book) else {}  # a dict: pandas Series.get costs ~10 µs an account
         self.held = [tuple(held.get(a, ())) for a in self.ids]
@@ -115,3 +116,16 @@ class Scorer:
 
     def versions(self) -> dict[str, str | None]:
         return {task: m.version for task, m in self.models.items()}
+
+    def days_to_renewal(self) -> np.ndarray:
+        """Each account's days until its next fixed-term contract ends (the snapshot's
+        `days_to_renewal`; NaN where it has none or the snapshot lacks the feature), for the
+        page's renewal date column and its sort), taken once per generation."""
+        if self._renewal_days is None:
+            if "days_to_renewal" not in self.snapshot.columns:
+                self._renewal_days = np.full(len(self.ids), np.nan)
+            else:
+                self._renewal_days = pd.to_numeric(
+                    self.snapshot["days_to_renewal"], errors="coerce").to_numpy(
+                    dtype="float64", na_value=np.nan)
+        return self._renewal_days

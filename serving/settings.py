@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from features.settings import Settings
+from serving.phrasing import money_formatter
 
 
 class ServingSettings(Settings):
@@ -61,6 +62,27 @@ class ServingSettings(Settings):
         ge=0,
         le=1,
     )
+    currency: str = Field(
+        "USD", description="ISO 4217 code of the book's money (ARR, ARR at risk, expected "
+        "expansion): the page shows every money figure with its symbol, e.g. EUR, GBP.",
+    )
+    currency_locale: str = Field(
+        "en_US", description="How the page writes money: symbol place, digit grouping "
+        "(en_US: $1,234,567; de_DE: 1.234.567 €).",
+    )
+
+    @field_validator("currency_locale")
+    @classmethod
+    def _known_locale(cls, value: str, info) -> str:
+        money_formatter(info.data.get("currency") or "USD", value)  # raises on an unknown one
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        value = value.strip().upper()
+        money_formatter(value, "en_US")
+        return value
 
     @property
     def keys_path(self) -> Path:

@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 import pandas as pd
 
+from serving.kpi_strip import kpi_parts, strip
 from serving.reasons import descriptions
 from serving.registry import REQUIRED_TASKS, TrackingStoreError, load_models
 from serving.scorer import Scorer
@@ -39,7 +40,8 @@ class LoadError(RuntimeError):
 class Generation:
     scorer: Scorer
     missing: dict[str, str]  # task -> why its model is not loaded
-    kpis: dict = field(default_factory=dict)  # the page's KPI strip
+    kpis: dict = field(default_factory=dict)  # the page's KPI strip, whole book
+    kpi_parts: pd.DataFrame | None = None  # its parts per owner and segment (serving.kpi_strip)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
 
@@ -88,40 +90,12 @@ def load_generation(settings: ServingSettings) -> Generation:
     scorer = Scorer(models, snapshot, book, as_of, descriptions(catalogue),
                     settings.reasons_per_direction,
                     dtypes={f.name: f.dtype for f in catalogue})
-    kpis = kpi_strip(tables, as_of, settings.gross_margin)
+    parts = kpi_parts(tables, as_of, settings.gross_margin)
     seconds = time.perf_counter() - started
     log.info("loaded %d accounts of %s with models %s in %.1f s", len(scorer.ids), as_of,
              scorer.versions(), seconds)
-    return Generation(scorer=scorer, missing=missing, kpis=kpis, load_seconds=seconds)
-
-
-def kpi_strip(tables, as_of: date, gross_margin: float) -> dict:
-    """The account KPIs of the last full month before as_of: churn (trailing 12 months),
-    renewal rate, net revenue retention, and ARR by segment."""
-    from features.kpis import compute_kpis
-
-    last = (pd.Timestamp(as_of) - pd.offsets.MonthBegin(1)).date()
-    if last >= as_of:
-        last = (pd.Timestamp(as_of) - timedelta(days=1)).date().replace(day=1)
-    total = compute_kpis(tables, by=("month",), gross_margin=gross_margin, start=last, end=last)
-    seg = compute_kpis(tables, by=("month", "segment"), gross_margin=gross_margin, start=last,
-                       end=last)
-    if total.empty:
-        return {}
-    row = total.iloc[-1]
-    return {
-        "month": str(row["month"])[:7],
-        "logo_churn_rate": _number(row["logo_churn_rate"]),
-        "logo_churn_rate_ttm": _number(row["logo_churn_rate_ttm"]),
-        "renewal_rate": _number(row["renewal_rate"]),
-        "net_revenue_retention": _number(row["net_revenue_retention"]),
-        "arr": _number(row["arr_end"]),
-        "arr_by_segment": {str(r["segment"]): _number(r["arr_end"]) for _, r in seg.iterrows()},
-    }
-
-
-def _number(value) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
+    return Generation(scorer=scorer, missing=missing, kpis=strip(parts), kpi_parts=parts,
+                      load_seconds=seconds)
 
 
 class StateHolder:

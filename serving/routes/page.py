@@ -7,20 +7,23 @@ sign-in and sign-out forms are refused when posted from another origin.
 
 from __future__ import annotations
 
-import math
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 import numpy as np
+from babel.dates import format_date
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from serving.auth import AuthError, credentials, foreign_origin, login_cookie, logout_cookie
-from serving.ranking import CROSS_SELL_LIST, KINDS, CursorError, ranked_items
+from serving.kpi_strip import strip
+from serving.phrasing import money_formatter, plain, reason_text
+from serving.ranking import CROSS_SELL_LIST, KINDS, CursorError, ranked_items, sorted_items
 from serving.schemas import Kind
 from serving.scorer import Scorer
 from serving.valuation import PLAYS
@@ -42,23 +45,16 @@ KIND_RANKING = {  # what an account manager reads under the tabs: how the list i
 }
 
 
-def plain(value: object) -> str:
-    """A feature value as a person reads it: 12.779722 -> "12.8", 0.2857 -> "0.29",
-    21220.5 -> "21,220", True -> "yes"; the API keeps full precision, the page need not."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "–"
-        if value.is_integer() or abs(value) >= 100:
-            return f"{value:,.0f}"
-        return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
-    return str(value)
-
-
 templates.env.filters["plain"] = plain
+templates.env.globals["reason_text"] = reason_text
+PROBABILITY = {"churn": "churn_probability", "upsell": "upsell_probability",
+               CROSS_SELL_LIST: "next_best_product_probability"}
+#: The page's sortable columns: sort key -> the direction a click sorts first. "rank" is the
+#: list's own order (its value, descending); nulls always sort last.
+SORTS: dict[str, Literal["asc", "desc"]] = {
+    "rank": "asc", "account": "asc", "owner": "asc", "arr": "desc", "probability": "desc",
+    "renewal": "asc"}
+Sort = Literal["rank", "account", "owner", "arr", "probability", "renewal"]
 
 
 def _signed_in(request: Request) -> bool:
@@ -72,19 +68,11 @@ def _signed_in(request: Request) -> bool:
         return False
 
 
-def list_summary(scorer: Scorer, kind: str, owner: str | None, segment: str | None,
-                 first_id: str | None) -> tuple[float, int]:
-    """The money a filtered list stands for (its ranking value summed over every account),
-    and how many of its accounts rank above ``first_id`` (so a page can say "26-50 of 75"
-    although keyset pages do not know their offset)."""
+def list_sum(scorer: Scorer, kind: str, owner: str | None, segment: str | None) -> float:
+    """The money a filtered list stands for: its ranking value summed over every account."""
     value = scorer.cols[KINDS[kind][1]].astype("float64")
     keep = ~np.isnan(value) & scorer.filter_mask(owner, segment)
-    above = 0
-    row = scorer.row_of.get(first_id) if first_id is not None else None
-    if row is not None:
-        v0, id0 = value[row], scorer.ids[row]
-        above = int((keep & ((value > v0) | ((value == v0) & (scorer.ids < id0)))).sum())
-    return float(value[keep].sum()), above
+    return float(value[keep].sum())
 
 
 def month_label(month: str | None) -> str:
@@ -95,6 +83,31 @@ def month_label(month: str | None) -> str:
         return month or ""
 
 
+def sort_key(scorer: Scorer, kind: str, sort: str) -> np.ndarray:
+    """One value per account to order a list by (`SORTS`)."""
+    if sort == "renewal":
+        return scorer.days_to_renewal()
+    if sort in ("account", "owner"):
+        column = scorer.cols["name" if sort == "account" else "owner"]
+        names = [(v if isinstance(v, str) and v else None) for v in column]
+        if sort == "account":
+            names = [n or a for n, a in zip(names, scorer.ids, strict=True)]
+        return np.array([n.casefold() if n else None for n in names], dtype=object)
+    return scorer.cols["arr" if sort == "arr" else PROBABILITY[kind]].astype("float64")
+
+
+def renewal_dates(scorer: Scorer, rows: list[int]) -> list[date | None]:
+    """The next renewal of each account: as_of + its days to renewal (None: no fixed term)."""
+    days = scorer.days_to_renewal()
+    return [None if np.isnan(days[r]) else scorer.as_of + timedelta(days=int(days[r]))
+            for r in rows]
+
+
+@lru_cache(maxsize=8)
+def _money(currency: str, locale: str):
+    return money_formatter(currency, locale)
+
+
 @router.get("/", response_class=HTMLResponse)
 async def page(
     request: Request,
@@ -102,6 +115,9 @@ async def page(
     owner: Annotated[str | None, Query(max_length=200)] = None,
     segment: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    sort: Annotated[Sort, Query(description="Column to order the list by")] = "rank",
+    dir: Annotated[Literal["asc", "desc"] | None, Query()] = None,
+    start: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> HTMLResponse:
     if not _signed_in(request):
         return templates.TemplateResponse(request, "login.html", {"error": None}, 401)
@@ -112,26 +128,49 @@ async def page(
             "error": holder.last_error, "missing": holder.last_missing}, 503)
     scorer = generation.scorer
     owner, segment = owner or None, segment or None
-    try:
-        items, next_cursor, total = await run_in_threadpool(
-            ranked_items, scorer, kind, owner, segment, PAGE_SIZE, cursor, True)
-    except CursorError:  # a stale or edited link: show the list from the top
-        cursor = None
-        items, next_cursor, total = await run_in_threadpool(
-            ranked_items, scorer, kind, owner, segment, PAGE_SIZE, None, True)
-    list_sum, offset = list_summary(scorer, kind, owner, segment,
-                                    items[0]["account_id"] if items else None)
+    settings = request.app.state.settings
+    direction = dir or SORTS[sort]
     filters = {k: v for k, v in {"kind": kind, "owner": owner, "segment": segment}.items() if v}
+    if sort == "rank" and direction == "asc":  # the list's own order: keyset pages
+        try:
+            items, next_cursor, total = await run_in_threadpool(
+                ranked_items, scorer, kind, owner, segment, PAGE_SIZE, cursor, True)
+        except CursorError:  # a stale or edited link: show the list from the top
+            cursor = None
+            items, next_cursor, total = await run_in_threadpool(
+                ranked_items, scorer, kind, owner, segment, PAGE_SIZE, None, True)
+        offset = items[0]["list_rank"] - 1 if items else 0
+        first_url = "/?" + urlencode(filters) if cursor else None
+        next_url = "/?" + urlencode({**filters, "cursor": next_cursor}) if next_cursor else None
+    else:
+        ordered = {**filters, "sort": sort, "dir": direction}
+        key = sort_key(scorer, kind, sort)
+        items, next_start, total = await run_in_threadpool(
+            sorted_items, scorer, kind, owner, segment, key, direction == "desc", PAGE_SIZE,
+            start)
+        offset = start
+        first_url = "/?" + urlencode(ordered) if start else None
+        next_url = "/?" + urlencode({**ordered, "start": next_start}) if next_start else None
+    for it, renews in zip(items, renewal_dates(scorer, [scorer.row_of[it["account_id"]]
+                                                        for it in items]), strict=True):
+        it["renewal_date"] = renews
+    sort_urls = {key: "/?" + urlencode({**filters, "sort": key, "dir": (
+        ("desc" if direction == "asc" else "asc") if key == sort else SORTS[key])})
+        for key in SORTS}
+    kpis = (strip(generation.kpi_parts, owner, segment)
+            if generation.kpi_parts is not None else generation.kpis)
     return templates.TemplateResponse(request, "page.html", {
         "kind": kind, "kinds": KIND_LABELS, "ranking": KIND_RANKING[kind],
         "owner": owner, "segment": segment,
         "owners": scorer.owners(), "segments": scorer.segments(), "items": items,
-        "total": total, "list_sum": list_sum, "offset": offset,
-        "task": KINDS[kind][0], "as_of": scorer.as_of, "kpis": generation.kpis,
-        "kpi_month": month_label(generation.kpis.get("month")),
+        "total": total, "list_sum": list_sum(scorer, kind, owner, segment), "offset": offset,
+        "task": KINDS[kind][0], "as_of": scorer.as_of, "kpis": kpis,
+        "kpi_month": month_label(kpis.get("month")),
         "versions": scorer.versions(), "plays": PLAYS,
-        "first_url": "/?" + urlencode(filters) if cursor else None,
-        "next_url": "/?" + urlencode({**filters, "cursor": next_cursor}) if next_cursor else None,
+        "sort": sort, "dir": direction, "sort_urls": sort_urls,
+        "money_text": _money(settings.currency, settings.currency_locale),
+        "day": lambda d: format_date(d, "medium", locale=settings.currency_locale),
+        "first_url": first_url, "next_url": next_url,
         "csv_url": "/v1/opportunities?" + urlencode({**filters, "limit": 10_000,
                                                      "format": "csv"}),
         "auth_on": request.app.state.auth.enabled,

@@ -29,6 +29,7 @@ import pytest
 
 from serving.auth import COOKIE_NAME
 from serving.keys import KeyStore
+from serving.phrasing import money_formatter, reason_text
 from serving.settings import ServingSettings
 
 try:
@@ -50,7 +51,11 @@ PROBABILITY = {"churn": "churn_probability", "upsell": "upsell_probability",
 ROWS = "#opportunities tbody tr[data-account-id]"
 READ_ROWS = """rows => rows.map(r => {
   const text = sel => { const e = r.querySelector(sel); return e ? e.textContent.trim() : null; };
-  return {id: r.dataset.accountId, rank: Number(text('.col-rank')), owner: text('.col-owner'),
+  const renewal = r.querySelector('.col-renewal time');
+  return {id: r.dataset.accountId, rank: Number(text('.col-rank')),
+          overall: Number(r.querySelector('.col-rank').dataset.overallRank),
+          renewal: renewal ? renewal.getAttribute('datetime') : null,
+          owner: text('.col-owner'),
           segment: text('.col-segment'), arr: text('.col-arr'), prob: text('.col-prob'),
           tier: text('.col-tier'), value: text('.col-value'), product: text('.col-product'),
           play: text('.col-play .play'),
@@ -205,8 +210,11 @@ def rows(page) -> list[dict]:
     return page.eval_on_selector_all(ROWS, READ_ROWS)
 
 
+USD = money_formatter("USD", "en_US")  # the default currency setting
+
+
 def money(value: float) -> str:
-    return f"{value:,.0f}"
+    return USD(value)
 
 
 def pct(value: float) -> str:
@@ -290,9 +298,11 @@ def test_churn_list_shows_ranked_accounts_with_scores_reasons_plays_and_kpis(pag
     ups = [r for r in shown[0]["reasons"] if r.startswith("▲")]
     downs = [r for r in shown[0]["reasons"] if r.startswith("▼")]
     assert len(ups) == len(top["raising"]) and len(downs) == len(top["lowering"])
-    for text, reason in zip(ups + downs, top["raising"] + top["lowering"], strict=True):
-        assert text.removeprefix("▲Raises: ").removeprefix("▼Lowers: ").startswith(
-            reason.description), (text, reason)
+    for text, (direction, reason) in zip(
+            ups + downs, [("raising", r) for r in top["raising"]]
+            + [("lowering", r) for r in top["lowering"]], strict=True):
+        assert text.removeprefix("▲Raises: ").removeprefix("▼Lowers: ") == reason_text(
+            reason.feature, reason.description, reason.value, "churn", direction), text
 
     kpis = live.generation.kpis
     for name in ("logo_churn_rate", "renewal_rate", "net_revenue_retention"):
@@ -332,9 +342,11 @@ def test_filters_by_owner_and_segment_keep_only_those_accounts(page, live):
     assert shown and all(r["owner"] == owner for r in shown)
     assert_rows_match(shown, expected.head(PAGE_SIZE), "churn")
     expect(page.locator("#list-total")).to_have_text(f"{len(expected):,}")
-    # ranks stay those of the whole list, so a filtered page has gaps
+    # the rank shown is the rank within the filtered list; the whole list's is kept beside it
+    assert [r["rank"] for r in shown] == list(range(1, len(shown) + 1))
     all_ids = list(live.expected("churn")["account_id"])
-    assert [r["rank"] for r in shown] == [all_ids.index(r["id"]) + 1 for r in shown]
+    assert [r["overall"] for r in shown] == [all_ids.index(r["id"]) + 1 for r in shown]
+    assert shown[-1]["overall"] > len(shown)  # the busiest owner does not hold the top 25
 
     segment = str(expected["segment"].iloc[0])
     other_segment = next(s for s in live.generation.scorer.segments() if s != segment)
@@ -400,8 +412,114 @@ def test_csv_download_has_the_lists_accounts_in_the_same_order(page, live, kind,
     assert [r["account_id"] for r in table] == list(expected["account_id"])  # the whole list
     expect(page.locator("#list-total")).to_have_text(f"{len(table):,}")
     for r, c in zip(shown, table[:PAGE_SIZE], strict=True):  # the page's rows, cell by cell
-        assert (r["id"], r["rank"], r["owner"]) == (c["account_id"], int(c["rank"]), c["owner"])
+        assert (r["id"], r["rank"], r["overall"], r["owner"]) == (
+            c["account_id"], int(c["list_rank"]), int(c["rank"]), c["owner"])
         assert r["arr"] == money(float(c["arr"]))
         assert r["prob"] == pct(float(c[PROBABILITY[kind]]))
         assert r["value"] == money(float(c[VALUE[kind]]))
         assert r["play"] == c["play"]
+        # the plain-language reasons, as the page shows them
+        assert c["reasons_text"] == "; ".join(
+            re.sub(r"^[▲▼](Raises|Lowers): ", lambda m: m.group(1).lower() + ": ", text)
+            for text in r["reasons"]), r["id"]
+
+
+VISIBLE_ROWS = """rows => rows.filter(r => {
+  const box = r.getBoundingClientRect();
+  return box.top >= 0 && box.bottom <= window.innerHeight;
+}).length"""
+
+
+def test_list_is_dense_enough_to_show_eight_accounts_above_the_fold(browser, live):
+    context = browser.new_context(base_url=live.url, viewport={"width": 1366, "height": 768})
+    try:
+        page = context.new_page()
+        sign_in(page, live.key)
+        visible = page.eval_on_selector_all(ROWS, VISIBLE_ROWS)
+        assert visible >= 8, f"only {visible} accounts above the fold at 1366x768"
+        # nothing scrolls sideways, and each row's reason and play are there
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+        assert page.evaluate("(t => t.scrollWidth <= t.parentElement.clientWidth)"
+                             "(document.getElementById('opportunities'))")
+        first = rows(page)[0]
+        assert first["reasons"] and first["play"] and first["renewal"] is not None
+        ARTEFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTEFACTS / "page-churn-1366x768.png"))
+    finally:
+        context.close()
+
+
+def renewal_days(live) -> pd.Series:
+    """days_to_renewal per account, read from the served snapshot."""
+    snapshot = live.generation.scorer.snapshot
+    return snapshot.set_index("account_id")["days_to_renewal"].astype("float64")
+
+
+def test_renewal_column_shows_the_next_renewal_date(page, live):
+    days = renewal_days(live)
+    as_of = pd.Timestamp(live.generation.scorer.as_of)
+    shown = rows(page)
+    assert any(r["renewal"] for r in shown)
+    for r in shown:
+        d = days[r["id"]]
+        assert r["renewal"] == (None if pd.isna(d) else
+                                (as_of + pd.Timedelta(days=int(d))).date().isoformat()), r["id"]
+
+
+def test_columns_sort_the_whole_filtered_list_and_keep_the_ranks(page, live):
+    owner = live.busiest_owner()
+    filter_by(page, owner=owner)
+    listed = live.expected("churn", owner=owner).reset_index(drop=True)
+    listed["list_rank"] = range(1, len(listed) + 1)
+    listed["days"] = listed["account_id"].map(renewal_days(live))
+
+    go(page, page.get_by_role("link", name="Renewal"))  # soonest first, no renewal last
+    assert query(page)["sort"] == ["renewal"] and query(page)["owner"] == [owner]
+    soonest = listed.sort_values("days", na_position="last", kind="stable")
+    shown = rows(page)
+    assert [r["id"] for r in shown] == list(soonest["account_id"].head(PAGE_SIZE))
+    assert [r["rank"] for r in shown] == list(soonest["list_rank"].head(PAGE_SIZE))
+    expect(page.get_by_role("columnheader", name=re.compile("Renewal"))).to_have_attribute(
+        "aria-sort", "ascending")
+    ARTEFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "page-churn-owner-by-renewal.png"))
+    go(page, page.get_by_role("link", name="Next page"))
+    assert [r["id"] for r in rows(page)] == list(
+        soonest["account_id"].iloc[PAGE_SIZE: 2 * PAGE_SIZE])
+    expect(page.locator("#shown")).to_have_text(
+        f"{PAGE_SIZE + 1}–{min(2 * PAGE_SIZE, len(listed))}")
+
+    go(page, page.get_by_role("link", name=re.compile("^Renewal")))  # again: latest first
+    latest = listed.sort_values("days", ascending=False, na_position="last", kind="stable")
+    assert [r["id"] for r in rows(page)] == list(latest["account_id"].head(PAGE_SIZE))
+
+    go(page, page.get_by_role("link", name="ARR", exact=True))  # biggest first
+    biggest = listed.sort_values("arr", ascending=False, kind="stable")
+    assert_rows_match(rows(page), biggest.head(PAGE_SIZE), "churn")
+
+    go(page, page.get_by_role("link", name="back to the ranking"))
+    assert_rows_match(rows(page), listed.head(PAGE_SIZE), "churn")
+
+
+@pytest.mark.parametrize("by", ["owner", "segment"])
+def test_kpi_strip_describes_the_filtered_accounts(page, live, by):
+    from features.kpis import compute_kpis
+    from features.validation import load_tables
+
+    kpis = live.generation.kpis
+    month = pd.Timestamp(f"{kpis['month']}-01").date()
+    value = live.busiest_owner() if by == "owner" else live.generation.scorer.segments()[0]
+    filter_by(page, **{by: value})
+    tables = load_tables(live.app.state.settings.raw_dir)
+    frame = compute_kpis(tables, by=("month", by), start=month, end=month,
+                         gross_margin=live.app.state.settings.gross_margin)
+    mine = frame[frame[by] == value].iloc[0]
+    assert mine["arr_end"] != kpis["arr"]  # a filter that changes the figures
+    expect(page.locator("#kpi-heading")).to_contain_text(value)
+    expect(page.locator("[data-kpi=arr] .value")).to_have_text(money(mine["arr_end"]))
+    for name in ("logo_churn_rate", "renewal_rate", "net_revenue_retention"):
+        shown = "–" if pd.isna(mine[name]) else pct(float(mine[name]))
+        expect(page.locator(f"[data-kpi={name}] .value")).to_have_text(shown)
+    shown = "–" if pd.isna(mine["logo_churn_rate_ttm"]) else pct(float(mine["logo_churn_rate_ttm"]))
+    expect(page.locator("[data-kpi=logo_churn_rate_ttm]")).to_have_text(
+        f"trailing 12 months: {shown}")
