@@ -17,9 +17,11 @@ import json
 from datetime import date
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow import csv
 
 from features.csv_safe import safe_cell
 from features.store import replace_dir_atomic
@@ -48,8 +50,10 @@ def write_files(folder: Path, full: pd.DataFrame, changed: pd.DataFrame, note: d
     """Publish the run's four files and its note in ``folder``, all or nothing."""
     def fill(staging: Path) -> None:
         for stem, frame in ((FULL, full), (CHANGED, changed)):
-            pq.write_table(arrow_table(frame), staging / f"{stem}.parquet")
-            csv_frame(frame).to_csv(staging / f"{stem}.csv", index=False, date_format="%Y-%m-%d")
+            table = arrow_table(frame)
+            pq.write_table(table, staging / f"{stem}.parquet")
+            csv.write_csv(csv_table(table), staging / f"{stem}.csv",
+                          csv.WriteOptions(quoting_style="needed"))
         (staging / NOTE).write_text(json.dumps(note, indent=2, default=str), encoding="utf-8")
 
     return replace_dir_atomic(folder, fill)
@@ -63,22 +67,24 @@ def arrow_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
-def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as spreadsheet cells: reasons as plain text, text cells formula-safe."""
-    out = frame.copy()
-    for column in REASON_COLUMNS.values():
-        if column in out:
-            out[column] = out[column].map(plain_reasons)
-    for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(safe_cell)
-    return out
+def csv_table(table: pa.Table) -> pa.Table:
+    """The table as spreadsheet cells: reasons as plain text, text cells formula-safe."""
+    reasons = set(REASON_COLUMNS.values())
+    for i, field in enumerate(table.schema):
+        if field.type != pa.string():
+            continue
+        cells = table.column(i).to_pylist()
+        if field.name in reasons:
+            cells = [plain_reasons(c) for c in cells]
+        table = table.set_column(i, field.name, pa.array([safe_cell(c) for c in cells],
+                                                         pa.string()))
+    return table
 
 
-def plain_reasons(cell: object) -> object:
-    """A reasons JSON cell as "description (+0.42); ..." (raising first), or as it was."""
-    if not isinstance(cell, str):
-        return cell
-    found = json.loads(cell)
+def plain_reasons(cell: str | None) -> str | None:
+    """A reasons JSON cell as "description (+0.42); ..." (raising first); None stays None."""
+    if cell is None:
+        return None
+    found = orjson.loads(cell)
     return "; ".join(f"{r.get('description') or r['feature']} ({r['contribution']:+.2f})"
                      for direction in DIRECTIONS for r in found.get(direction, []))

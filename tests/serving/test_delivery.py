@@ -146,9 +146,9 @@ def test_a_failed_write_publishes_no_files(tmp_path, monkeypatch):
     two_runs(tmp_path)
     import serving.delivery.files as files
 
-    def broken(frame):
+    def broken(table):
         raise OSError("disk full")
-    monkeypatch.setattr(files, "csv_frame", broken)
+    monkeypatch.setattr(files, "csv_table", broken)
     with pytest.raises(OSError, match="disk full"):
         publish(settings_for(tmp_path), ScoreHistory(history_dir(tmp_path)), NEXT_MONDAY)
     out = tmp_path / "delivery" / "files"
