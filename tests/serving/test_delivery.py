@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -196,6 +197,12 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
+    def wait_for(self, n: int, seconds: float = 10) -> None:
+        """Until n requests arrived: a client that gave up may be read after it left."""
+        end = time.monotonic() + seconds
+        while len(self.requests) < n and time.monotonic() < end:
+            time.sleep(0.01)
+
     def accounts(self, k: int) -> list[str]:
         return [a["account_id"] for a in json.loads(self.requests[k][1])["accounts"]]
 
@@ -218,7 +225,7 @@ def receiver() -> Iterator[Callable[[Callable[[int], int | None]], Receiver]]:
 
 def hook_settings(data_dir: Path, url: str, monkeypatch, **kw) -> ServingSettings:
     monkeypatch.setenv("CRM_HOOK_SECRET", SECRET)
-    kw = {"webhook_backoff_seconds": 0.01, "webhook_timeout_seconds": 2.0, **kw}
+    kw = {"webhook_backoff_seconds": 0.01, "webhook_timeout_seconds": 10.0, **kw}
     return settings_for(data_dir, delivery_files=False,
                         webhooks=[{"url": url, "secret_env": "CRM_HOOK_SECRET"}], **kw)
 
@@ -294,6 +301,7 @@ def test_a_receiver_that_never_answers_ends_in_the_dead_letter_and_the_next_run_
     report = publish(settings, ScoreHistory(history_dir(tmp_path)), NEXT_MONDAY)
 
     assert (report.batches, report.delivered, report.dead_lettered, report.waiting) == (1, 0, 1, 1)
+    silent.wait_for(2)
     assert len(silent.requests) == 2
     [letter] = dead_letter(settings).entries()
     assert (letter["url"], letter["idempotency_key"], letter["accounts"], letter["attempts"]) \
@@ -333,12 +341,16 @@ def test_a_spent_time_budget_keeps_the_rest_for_the_next_run(tmp_path, receiver,
     two_runs(tmp_path)
     silent = receiver(lambda n: None)
     settings = hook_settings(tmp_path, silent.url, monkeypatch, webhook_batch_size=1,
-                             webhook_timeout_seconds=5, webhook_time_budget_seconds=0.3)
+                             webhook_timeout_seconds=30, webhook_time_budget_seconds=1)
     report = publish(settings, ScoreHistory(history_dir(tmp_path)), NEXT_MONDAY)
     assert (report.batches, report.dead_lettered, report.waiting) == (4, 4, 4)
-    assert len(silent.requests) == 1  # one try used the budget; the rest were not sent
-    assert report.seconds_webhooks < 2
-    assert [e["accounts"] for e in dead_letter(settings).entries()] == [1, 1, 1, 1]
+    assert report.seconds_webhooks < 5  # the budget, not 4 batches x 4 tries x 30 s
+    letters = dead_letter(settings).entries()
+    assert [e["accounts"] for e in letters] == [1, 1, 1, 1]
+    assert letters[0]["error"].startswith("no answer within")  # the budget cut the timeout
+    assert [e["error"] for e in letters[1:]] == [
+        "not tried: the run's webhook time budget was spent"] * 3
+    assert len(silent.requests) <= 1
 
 
 def test_an_unset_secret_is_a_configuration_error_before_anything_is_written(tmp_path,
@@ -363,3 +375,48 @@ def test_a_webhook_url_must_be_http(tmp_path):
 def test_publishing_a_run_that_is_not_in_the_history_says_so(tmp_path):
     with pytest.raises(DeliveryError, match="nothing to publish: no scores for as_of=2024-03-11"):
         publish(settings_for(tmp_path), ScoreHistory(history_dir(tmp_path)), NEXT_MONDAY)
+
+
+# --- on real batch scores ---------------------------------------------------------------------
+def test_two_scored_runs_of_the_served_book_publish_every_account_and_the_changed_ones(
+        served_data, tmp_path, receiver, monkeypatch):
+    """The batch files of two real runs, scored by the champions: the files hold every account
+    with the generated CRM ids, and the changed set is the rule's, recomputed here by hand."""
+    from serving.batch import score_duckdb
+
+    runs = (date(2025, 4, 1), date(2025, 5, 1))
+    scoring = ServingSettings(data_dir=served_data,
+                              mlflow_tracking_uri=f"sqlite:///{served_data / 'mlflow/mlflow.db'}")
+    for as_of in runs:
+        score_duckdb(scoring, as_of, str(history_dir(tmp_path)))
+    hook = receiver(lambda n: 200)
+    monkeypatch.setenv("CRM_HOOK_SECRET", SECRET)
+    settings = ServingSettings(**{
+        **scoring.model_dump(), "delivery_dir": tmp_path / "delivery", "webhook_batch_size": 50,
+        "webhooks": [{"url": hook.url, "secret_env": "CRM_HOOK_SECRET"}]})
+    history = ScoreHistory(history_dir(tmp_path))
+    report = publish(settings, history, runs[1])
+
+    before, after = history.read(runs[0]), history.read(runs[1])
+    full = pq.read_table(report.folder / "scores.parquet").to_pandas()
+    assert full["account_id"].tolist() == after["account_id"].tolist()
+    assert full["external_id"].tolist() == [a.replace("A", "CRM", 1) for a in full.account_id]
+    pd.testing.assert_frame_equal(full.drop(columns="external_id"), after)
+
+    old = before.set_index("account_id")
+    expected = []
+    for row in after.itertuples():
+        if row.account_id not in old.index:
+            expected.append(row.account_id)
+            continue
+        was = old.loc[row.account_id]
+        if (round(abs(row.churn_probability - was.churn_probability), 9) >= 0.05
+                or round(abs(row.upsell_probability - was.upsell_probability), 9) >= 0.05
+                or row.risk_tier != was.risk_tier):
+            expected.append(row.account_id)
+    changed = pq.read_table(report.folder / "changed.parquet").to_pandas()
+    assert 0 < len(expected) < len(after)
+    assert changed["account_id"].tolist() == expected
+    assert (report.accounts, report.changed, report.delivered) == (
+        len(after), len(expected), -(-len(expected) // 50))
+    assert [a for k in range(len(hook.requests)) for a in hook.accounts(k)] == expected
