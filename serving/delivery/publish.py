@@ -144,42 +144,56 @@ def send_webhooks(settings: ServingSettings, secrets: dict[str, str], changed: p
     """The dead letters first, then this run's batches, within the time budget."""
     letters = dead_letter(settings)
     waiting = [Batch.from_entry(e) for e in letters.entries()]
-    counts = dict(batches=0, delivered=0, dead_lettered=0, retried=0, recovered=0)
     if not secrets and not waiting:
-        return {**counts, "waiting": 0}
+        return dict(batches=0, delivered=0, dead_lettered=0, retried=0, recovered=0, waiting=0)
     deadline = time.monotonic() + settings.webhook_time_budget_seconds
     with httpx.Client(follow_redirects=False) as client:
         sender = Sender(client, settings.webhook_timeout_seconds, settings.webhook_attempts,
                         settings.webhook_backoff_seconds, deadline)
-        kept = []
-        for batch in waiting:
-            if batch.url not in secrets:
-                log.warning("dead letter %s for %s: that webhook is no longer configured; kept",
-                            batch.idempotency_key, public_url(batch.url))
-                kept.append(batch)
-                continue
-            counts["retried"] += 1
-            error = sender.deliver(batch, secrets[batch.url])
-            if error is None:
-                counts["recovered"] += 1
-            else:
-                kept.append(failed(batch, error))
+        kept, retried, recovered = retry_dead_letters(sender, secrets, waiting)
         letters.replace([b.entry() for b in kept])
         held = {(b.url, b.idempotency_key) for b in kept}
+        counts = dict(batches=0, delivered=0, dead_lettered=0)
         for key, body, accounts in bodies(changed, as_of, previous_as_of, versions,
                                           settings.webhook_batch_size):
             for url, secret in secrets.items():
                 counts["batches"] += 1
+                if (url, key) in recovered:  # a re-run: its dead letter just got through
+                    counts["delivered"] += 1
+                    continue
+                if (url, key) in held:  # a re-run: its dead letter just failed again
+                    counts["dead_lettered"] += 1
+                    continue
                 batch = Batch(url, key, as_of.isoformat(), accounts, body)
                 error = sender.deliver(batch, secret)
                 if error is None:
                     counts["delivered"] += 1
-                    continue
-                counts["dead_lettered"] += 1
-                if (url, key) not in held:
+                else:
+                    counts["dead_lettered"] += 1
                     letters.append(failed(batch, error).entry())
                     held.add((url, key))
-    return {**counts, "waiting": len(held)}
+    return {**counts, "retried": retried, "recovered": len(recovered), "waiting": len(held)}
+
+
+def retry_dead_letters(sender: Sender, secrets: dict[str, str], waiting: list[Batch]
+                       ) -> tuple[list[Batch], int, set[tuple[str, str]]]:
+    """Send the waiting batches again, oldest first. Returns those still failing (and those
+    of a webhook no longer configured), how many were tried, and (url, key) of those that
+    got through."""
+    kept, tried, recovered = [], 0, set()
+    for batch in waiting:
+        if batch.url not in secrets:
+            log.warning("dead letter %s for %s: that webhook is no longer configured; kept",
+                        batch.idempotency_key, public_url(batch.url))
+            kept.append(batch)
+            continue
+        tried += 1
+        error = sender.deliver(batch, secrets[batch.url])
+        if error is None:
+            recovered.add((batch.url, batch.idempotency_key))
+        else:
+            kept.append(failed(batch, error))
+    return kept, tried, recovered
 
 
 def failed(batch: Batch, error: str) -> Batch:

@@ -334,6 +334,7 @@ def test_a_refused_batch_is_not_retried_and_waits_in_the_dead_letter(tmp_path, r
     assert dead_letter(settings).entries()[0]["error"] == "answered HTTP 400 (after 1 try)"
     again = publish(settings, ScoreHistory(history_dir(tmp_path)), NEXT_MONDAY)
     assert (again.retried, again.recovered, again.waiting) == (1, 0, 1)  # one line, not two
+    assert (again.batches, again.dead_lettered, len(hook.requests)) == (1, 1, 2)  # tried once
     assert dead_letter(settings).entries()[0]["attempts"] == 2
 
 
