@@ -124,6 +124,15 @@ class ServingSettings(Settings):
         "left when it is spent goes to the dead letter for the next run.", gt=0,
     )
 
+    @field_validator("webhooks")
+    @classmethod
+    def _one_entry_per_url(cls, targets: list[WebhookTarget]) -> list[WebhookTarget]:
+        urls = [t.url for t in targets]
+        for url in urls:
+            if urls.count(url) > 1:
+                raise ValueError(f"{url} is listed twice: give each receiver once")
+        return targets
+
     @property
     def delivery_path(self) -> Path:
         return self.delivery_dir or self.data_dir / "delivery"

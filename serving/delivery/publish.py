@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from serving.delivery.changes import changed_rows, previous_run
+from serving.delivery.changes import PREVIOUS, changed_rows, previous_run
 from serving.delivery.dead_letter import DeadLetter
 from serving.delivery.files import EXTERNAL_ID, files_folder, write_files
 from serving.delivery.webhooks import Batch, Sender, bodies, public_url
@@ -69,7 +69,8 @@ def publish(settings: ServingSettings, history: ScoreHistory, as_of: date) -> De
     except FileNotFoundError as exc:
         raise DeliveryError(f"nothing to publish: {exc} (score the run first)") from None
     previous_as_of = previous_run(history.dates(), as_of)
-    previous = history.read(previous_as_of) if previous_as_of else None
+    previous = (history.read(previous_as_of, columns=["account_id", *PREVIOUS])
+                if previous_as_of else None)
     versions = history.model_versions(as_of)
     current = with_external_ids(current, external_ids(settings.raw_dir))
     changed = changed_rows(current, previous, previous_as_of,

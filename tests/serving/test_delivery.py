@@ -368,9 +368,12 @@ def test_an_unset_secret_is_a_configuration_error_before_anything_is_written(tmp
     assert not (tmp_path / "delivery").exists()
 
 
-def test_a_webhook_url_must_be_http(tmp_path):
+def test_a_webhook_url_must_be_http_and_given_once(tmp_path):
     with pytest.raises(ValueError, match="give an http:// or https:// URL"):
         settings_for(tmp_path, webhooks=[{"url": "ftp://crm.example/", "secret_env": "S"}])
+    twice = {"url": "https://crm.example/h", "secret_env": "S"}
+    with pytest.raises(ValueError, match="https://crm.example/h is listed twice"):
+        settings_for(tmp_path, webhooks=[twice, twice])
 
 
 def test_publishing_a_run_that_is_not_in_the_history_says_so(tmp_path):
