@@ -112,6 +112,7 @@ def test_files_hold_every_account_and_the_changed_ones_with_the_crms_id(tmp_path
     assert (report.accounts, report.changed, report.previous_as_of) == (5, 4, MONDAY)
     folder = tmp_path / "delivery" / "files" / "as_of=2024-03-11"
     assert report.folder == folder
+    assert json.loads(json.dumps(report.as_dict()))["folder"] == str(folder)  # a JSON log line
     assert sorted(p.name for p in folder.iterdir()) == [
         "_delivery.json", "changed.csv", "changed.parquet", "scores.csv", "scores.parquet"]
     full = pq.read_table(folder / "scores.parquet")
