@@ -58,6 +58,12 @@ class Column:
     documented_note: str = ""  # what an undocumented value means for the features
     months: bool = False  # a whole number of months (e.g. "6") is also a documented value
     null_note: str | None = None  # nullable, but nulls are worth a warning saying this
+    optional: bool = False  # may be absent from a file or source: then null in every row
+
+    @property
+    def sql_absent(self) -> str:
+        """The value of an absent optional column in SQL (a typed null)."""
+        return f"CAST(NULL AS {DUCKDB_TYPES[self.type]})"
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,11 @@ class Table:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns every file or source of the table must have (not ``optional``)."""
+        return tuple(c.name for c in self.columns if not c.optional)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -129,6 +140,10 @@ ACCOUNTS = Table(
         Column("owner", "string", "Account manager who owns the account; null = unassigned.",
                nullable=True, label=True, null_note="shown as 'unassigned'"),
         Column("created_at", "timestamp", "When the account was created in the CRM."),
+        Column("external_id", "string",
+               "The account's id in the CRM that imports the scores (its record id), written "
+               "into the delivered files and webhooks; optional: absent = null.",
+               nullable=True, optional=True),
     ),
     foreign_keys=(_fk("parent_account_id", "accounts", "account_id"),),
 )

@@ -175,7 +175,8 @@ def _table_section(table: Table) -> str:
 
 def _column_row(column: Column) -> str:
     kind = f"{column.type} ({DUCKDB_TYPES[column.type]})"
-    nullable = "yes" if column.nullable else "no"
+    nullable = ("yes (optional: may be absent)" if column.optional
+                else "yes" if column.nullable else "no")
     cells = (f"`{column.name}`", kind, nullable, _values(column), _cell(column.description))
     return "| " + " | ".join(cells) + " |"
 

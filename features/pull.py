@@ -140,12 +140,16 @@ def _plan_as_named(source: Source, table: Table) -> Plan | None:
     plan = Plan(table, found, "")
     for column in table.columns:
         actual = _pick_column(available, column.name)
+        if actual is None and column.optional:
+            _set(plan, column.name, column.sql_absent, "absent (an optional column)")
+            continue
         if actual is None:
             raise SourceError(f"{source.display}: table {found} has no column {column.name} "
                               f"(the contract's {table.name}.{column.name}; map it with "
                               f"--mapping; {found} has {', '.join(available)})")
         _set(plan, column.name, _quote(actual), f"{found}.{actual}")
-    plan.sql = source.select(found, [plan.sources[c].split(".")[-1] for c in table.column_names])
+    plan.sql = source.select(found, [plan.sources[c].split(".")[-1] for c in table.column_names
+                                     if plan.expressions[c] != table.column(c).sql_absent])
     return plan
 
 
@@ -189,6 +193,9 @@ def _plan_columns(table: Table, spec: TableMapping, available: list[str], origin
         else:
             wanted = spec.columns.get(name, name)
             actual = _pick_column(available, wanted)
+            if actual is None and column.optional and name not in spec.columns:
+                _set(plan, name, column.sql_absent, "absent (an optional column)")
+                continue
             if actual is None:
                 if name in spec.columns:
                     raise MappingError(

@@ -239,7 +239,8 @@ def file_problem(path: Path, exc: Exception) -> str:
 
 
 def typed_view_sql(table: Table, src_types: dict[str, str]) -> str:
-    """``<table>`` as the contract types of the ``src_<table>`` columns, extras kept as they are.
+    """``<table>`` as the contract types of the ``src_<table>`` columns, extras kept as they are,
+    an absent optional column as nulls.
 
     Text timestamps go through TIMESTAMPTZ so that a written UTC offset is honoured (the
     connection's time zone is UTC); naive ones are taken as UTC.
@@ -251,7 +252,8 @@ def typed_view_sql(table: Table, src_types: dict[str, str]) -> str:
             return f'CAST(CAST("{name}" AS TIMESTAMPTZ) AS TIMESTAMP)'
         return f'CAST("{name}" AS {DUCKDB_TYPES[logical]})'
 
-    parts = [f'{cast(c.name, c.type)} AS "{c.name}"' for c in table.columns] + [
+    parts = [f'{cast(c.name, c.type) if c.name in src_types else c.sql_absent} AS "{c.name}"'
+             for c in table.columns] + [
         f'"{c}"' for c in src_types if c not in contract
     ]
     select = ", ".join(parts)

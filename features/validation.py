@@ -129,7 +129,7 @@ def _validate_table(raw: RawTables, table: Table) -> list[Violation]:
                               "its features are null", level=WARNING)]
         return [Violation(table.name, None, MISSING_TABLE, 0, ())]
     src_types = _src_types(raw.con, f"src_{table.name}")
-    missing = [c.name for c in table.columns if c.name not in src_types]
+    missing = [name for name in table.required_columns if name not in src_types]
     violations = [Violation(table.name, name, MISSING_COLUMN, 0, ()) for name in missing]
     scan = _Scan.of(raw, table, src_types)
     violations += scan.run(raw.con)

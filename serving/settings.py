@@ -10,10 +10,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.settings import Settings
 from serving.phrasing import money_formatter
+
+
+class WebhookTarget(BaseModel):
+    """One receiver of each run's changed accounts; its shared secret stays in the environment
+    (``secret_env`` names the variable), never in the settings file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Where the batches are POSTed (http:// or https://).")
+    secret_env: str = Field(
+        description="Environment variable holding the shared secret the bodies are signed "
+        "with (HMAC-SHA256, see docs/webhooks.md).", min_length=1,
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        import httpx
+
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"{url!r} is not a URL ({exc})") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"{url!r}: give an http:// or https:// URL with a host")
+        return url
 
 
 class ServingSettings(Settings):
@@ -83,6 +109,55 @@ class ServingSettings(Settings):
         value = value.strip().upper()
         money_formatter(value, "en_US")
         return value
+
+    # Delivery of each run into the CRM (serving.delivery)
+    delivery_dir: Path | None = Field(
+        None, description="Where each run's CRM files (files/as_of=.../) and the webhooks' dead "
+        "letter (dead-letter.jsonl) go (default: <data_dir>/delivery).",
+    )
+    delivery_files: bool = Field(
+        True, description="Write each run's bulk files for a CRM import: every account, and "
+        "the changed ones, as CSV and Parquet.",
+    )
+    delivery_change_threshold: float = Field(
+        0.05, description="An account is changed when its churn or upsell probability moved by "
+        "at least this much since the previous run, its risk tier changed, or it is new.",
+        ge=0, le=1,
+    )
+    webhooks: list[WebhookTarget] = Field(
+        default_factory=list, description="Receivers of each run's changed accounts, e.g. "
+        "[{url = 'https://crm.example.com/hooks/propensity', secret_env = 'CRM_HOOK_SECRET'}].",
+    )
+    webhook_batch_size: int = Field(
+        500, description="Changed accounts per webhook POST.", ge=1
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, description="Longest wait for one webhook answer.", gt=0
+    )
+    webhook_attempts: int = Field(
+        4, description="Tries per batch and run (timeouts, connection errors, 408, 429 and 5xx "
+        "answers are retried); a batch still failing goes to the dead letter.", ge=1,
+    )
+    webhook_backoff_seconds: float = Field(
+        1.0, description="Wait before the first retry; doubled at each further retry.", ge=0
+    )
+    webhook_time_budget_seconds: float = Field(
+        120.0, description="Most time one run spends on webhooks, retries included; what is "
+        "left when it is spent goes to the dead letter for the next run.", gt=0,
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _one_entry_per_url(cls, targets: list[WebhookTarget]) -> list[WebhookTarget]:
+        urls = [t.url for t in targets]
+        for url in urls:
+            if urls.count(url) > 1:
+                raise ValueError(f"{url} is listed twice: give each receiver once")
+        return targets
+
+    @property
+    def delivery_path(self) -> Path:
+        return self.delivery_dir or self.data_dir / "delivery"
 
     @property
     def keys_path(self) -> Path:

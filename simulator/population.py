@@ -244,6 +244,7 @@ def accounts_table(pop: Population) -> dict[str, pa.Array]:
         "region": take_strings(P.REGIONS, pop.region),
         "owner": take_strings(pop.owner_names, pop.owner),
         "created_at": pa.array(pop.created_us, pa.int64()).cast(pa.timestamp("us")),
+        "external_id": ids("CRM", np.arange(pop.n), 7),  # the receiving CRM's record id
     }
 
 

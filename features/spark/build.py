@@ -90,11 +90,13 @@ def read_manifest(spark: SparkSession, raw_uri: str) -> datetime | None:
 
 
 def typed_frame(frame: DataFrame, table: Table) -> DataFrame:
-    """The contract columns cast to their logical types, extra columns kept as they are."""
+    """The contract columns cast to their logical types (an absent optional one as nulls),
+    extra columns kept as they are."""
     from pyspark.sql import functions as F
 
     contract = set(table.column_names)
-    typed = [F.col(f"`{c.name}`").cast(SPARK_TYPES[c.type]).alias(c.name) for c in table.columns]
+    typed = [(F.col(f"`{c.name}`") if c.name in frame.columns else F.lit(None))
+             .cast(SPARK_TYPES[c.type]).alias(c.name) for c in table.columns]
     return frame.select(*typed, *[F.col(f"`{c}`") for c in frame.columns if c not in contract])
 
 
@@ -130,7 +132,7 @@ def register_raw(spark: SparkSession, raw_uri: str) -> SparkRaw:
         except Exception as exc:  # Spark's analysis errors: unreadable file, nanosecond times
             problems.append(f"{table.name}: Spark cannot read {uri}: {_first_line(exc)}")
             continue
-        missing = [c for c in table.column_names if c not in frame.columns]
+        missing = [c for c in table.required_columns if c not in frame.columns]
         problems += [f"{table.name}.{c}: missing column" for c in missing]
         if not missing:
             typed_frame(frame, table).createOrReplaceTempView(table.name)

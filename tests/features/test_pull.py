@@ -46,11 +46,12 @@ def pull_crm(name: str, data_dir: Path):
 def test_a_salesforce_export_pulls_validates_and_builds(tmp_path):
     pull_crm("salesforce", tmp_path)
     assert [(a["account_id"], a["parent_account_id"], a["segment"], a["region"],
-             a["created_at"]) for a in rows(tmp_path, "accounts")] == [
-        ("001A000001", None, "enterprise", "EMEA", datetime(2023, 1, 15, 10, 22, 31)),
-        ("001A000002", "001A000001", "mid-market", "EMEA", datetime(2023, 3, 1, 8)),
-        ("001A000003", None, "SMB", "NA", datetime(2023, 5, 5, 14, 30)),
-    ]  # the deleted account is filtered out
+             a["created_at"], a["external_id"]) for a in rows(tmp_path, "accounts")] == [
+        ("001A000001", None, "enterprise", "EMEA", datetime(2023, 1, 15, 10, 22, 31),
+         "001A000001"),
+        ("001A000002", "001A000001", "mid-market", "EMEA", datetime(2023, 3, 1, 8), "001A000002"),
+        ("001A000003", None, "SMB", "NA", datetime(2023, 5, 5, 14, 30), "001A000003"),
+    ]  # the deleted account is filtered out; the optional external id is mapped
     assert [(s["subscription_id"], s["account_id"], s["product"], s["seats"], s["mrr"],
              s["end_date"], s["discount_pct"], s["auto_renew"], s["cancelled_at"])
             for s in rows(tmp_path, "subscriptions")] == [
@@ -79,8 +80,10 @@ def test_a_salesforce_export_pulls_validates_and_builds(tmp_path):
 
 def test_a_hubspot_export_pulls_validates_and_builds(tmp_path):
     pull_crm("hubspot", tmp_path)
-    assert [(a["account_id"], a["segment"], a["owner"]) for a in rows(tmp_path, "accounts")] == [
-        ("101", "enterprise", "9001"), ("102", "mid-market", "9001"), ("103", "SMB", "9002")]
+    assert [(a["account_id"], a["segment"], a["owner"], a["external_id"])
+            for a in rows(tmp_path, "accounts")] == [
+        ("101", "enterprise", "9001", None), ("102", "mid-market", "9001", None),
+        ("103", "SMB", "9002", None)]  # the optional external id, not mapped: null
     assert [(s["subscription_id"], s["mrr"], s["billing_period"], s["end_date"])
             for s in rows(tmp_path, "subscriptions")] == [
         ("201", 1000.0, "annual", date(2024, 2, 1)), ("202", 1080.0, "annual", date(2025, 2, 1)),
@@ -213,7 +216,8 @@ def test_a_derived_expression_reading_a_missing_column_is_named(tmp_path):
      "derived, values)"),
     ('account_id = "Id"', 'acount_id = "Id"', "acount_id",
      "accounts.acount_id is not a column of the contract table accounts (its columns: "
-     "account_id, name, parent_account_id, segment, industry, region, owner, created_at)"),
+     "account_id, name, parent_account_id, segment, industry, region, owner, created_at, "
+     "external_id)"),
     ('discount_pct = "coalesce(CAST(Discount AS DOUBLE), 0)"',
      'discount_pct = "(SELECT max(x) FROM t)"', "max(x)",
      "subscriptions.derived.discount_pct = '(SELECT max(x) FROM t)': only a scalar expression "

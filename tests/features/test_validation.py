@@ -78,6 +78,21 @@ def test_extra_columns_are_kept(tmp_path):
     ) == {"account_id": ["A1", "A2", "A3"], "crm_tier": ["gold", "silver", "bronze"]}
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_an_optional_column_may_be_absent_and_is_then_null(tmp_path, fmt):
+    frames = valid_frames()
+    assert "external_id" not in frames["accounts"]
+    absent = load_tables(write_raw(tmp_path / "absent", frames, fmt))
+    assert absent.warnings == ()
+    assert absent.sql("SELECT external_id FROM accounts").external_id.isna().all()
+
+    frames["accounts"]["external_id"] = ["0015A", None, "0015C"]
+    given = load_tables(write_raw(tmp_path / "given", frames, fmt))
+    assert given.sql("SELECT account_id, external_id FROM accounts ORDER BY account_id")\
+        .fillna("-").to_dict("list") == {"account_id": ["A1", "A2", "A3"],
+                                         "external_id": ["0015A", "-", "0015C"]}
+
+
 def test_scheduled_end_after_extraction_is_allowed_but_stamps_are_not(tmp_path):
     # S4 ends 2025-07-01 (fixture) after the extraction on 2025-01-01: a scheduled date, fine.
     # An event stamped exactly at the extraction time, or a contact who left after it, is not.
