@@ -43,7 +43,7 @@ FILE_KEYS = frozenset({
     # serving (serving/settings.py)
     "auth_enabled", "api_keys_path", "max_batch_accounts", "max_body_bytes",
     "trust_forwarded_proto", "model_uris", "reload_max_account_drop", "reasons_per_direction",
-    "unknown_categories", "max_missing_importance",
+    "unknown_categories", "max_missing_importance", "currency", "currency_locale",
     "delivery_dir", "delivery_files", "delivery_change_threshold", "webhooks",
     "webhook_batch_size", "webhook_timeout_seconds", "webhook_attempts",
     "webhook_backoff_seconds", "webhook_time_budget_seconds",
