@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
+from serving.changes import ChangeCache
 from serving.reasons import descriptions
 from serving.registry import REQUIRED_TASKS, TrackingStoreError, load_models
 from serving.scorer import Scorer
@@ -42,6 +43,7 @@ class Generation:
     kpis: dict = field(default_factory=dict)  # the page's KPI strip
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
+    changes: ChangeCache = field(default_factory=ChangeCache)  # what changed, per run pair
 
 
 Loader = Callable[[ServingSettings], Generation]
