@@ -156,20 +156,25 @@ class ChangeSet:
                 self.done[todo] = True
 
     def drivers(self, row: int, n: int = DRIVERS) -> list[dict]:
-        """The features that moved the raw score most (largest |contribution| first), each with
-        its values in the two snapshots and a plain-language line."""
+        """The changed features that moved the raw score most (largest |contribution| first),
+        each with its values in the two snapshots and a plain-language line.
+
+        Only features whose value changed are drivers: TreeSHAP also shifts the contribution
+        of an unchanged feature when another one changes (their interaction), and "0 -> 0"
+        explains nothing to a person; that share is in the item's ``other_contribution``."""
         self.explain([row])
         contrib = self.contrib[row]
-        order = np.argsort(-np.abs(contrib), kind="stable")[:n]
         out = []
-        for j in order:
-            if contrib[j] == 0:
+        for j in np.argsort(-np.abs(contrib), kind="stable"):
+            if contrib[j] == 0 or len(out) == n:
                 break
             feature = self.features[j]
             before, after = (self._value(s, row, feature) for s in self.snapshots)
+            if before == after:  # plain(): NaN is None, so two missing values are equal
+                continue
             description = self.labels.get(feature, feature)
             out.append({"feature": feature, "description": description, "before": before,
-                        "after": after, "contribution": round(float(contrib[j]), 6),
+                        "after": after, "contribution": float(contrib[j]),
                         "text": f"{description}: {shown(before)} -> {shown(after)}"})
         return out
 
@@ -246,6 +251,8 @@ class ChangeSet:
             "previous_upsell_probability", "arr_at_risk", "previous_arr_at_risk", "change",
             "weighted_change")}
         risk, previous_risk = number["arr_at_risk"], number["previous_arr_at_risk"]
+        drivers = self.drivers(row, n_drivers)
+        raw_change = float(self.raw[row, 1] - self.raw[row, 0])
         return {
             "account_id": record["account_id"], "name": plain(record["name"]),
             "owner": plain(record["owner"]), "segment": plain(record["segment"]),
@@ -253,11 +260,12 @@ class ChangeSet:
             "kind": self.kind, **number,
             "arr_at_risk_change": None if risk is None or previous_risk is None
             else risk - previous_risk,
-            "raw_change": float(self.raw[row, 1] - self.raw[row, 0]),
+            "raw_change": raw_change,
             "play": plain(record["play"]), "model_version": self.version,
             "previous_model_version": self.previous_version,
-            "model_changed": self.model_changed,
-            "drivers": self.drivers(row, n_drivers), "rank": rank,
+            "model_changed": self.model_changed, "drivers": drivers,
+            "other_contribution": raw_change - sum(d["contribution"] for d in drivers),
+            "rank": rank,
         }
 
 

@@ -23,7 +23,7 @@ from serving.changes import (
 )
 from serving.deps import JSON, CurrentGeneration, ReadKey, single_query_values
 from serving.history import ScoreHistory, history_dir
-from serving.registry import LoadedModel, load_model
+from serving.registry import LoadedModel, ModelLoadError, load_model
 from serving.responses import INVALID_QUERY, UNAUTHORIZED, UNAVAILABLE, ErrorBody
 from serving.settings import ServingSettings
 from serving.state import Generation
@@ -81,7 +81,13 @@ class ChangeItem(BaseModel):
     previous_model_version: str | None = None
     model_changed: bool = Field(description="The runs were scored by different model "
                                 "versions: part of `change` is the new model, not the account.")
-    drivers: list[Driver] = Field(description="The features that moved the raw score most.")
+    drivers: list[Driver] = Field(description="The features whose value changed that moved "
+                                  "the raw score most, largest first (at most 5).")
+    other_contribution: float = Field(description="The rest of `raw_change`: changed features "
+                                      "beyond `drivers`, and unchanged features whose "
+                                      "contribution shifted through their interaction with "
+                                      "changed ones (TreeSHAP). `drivers` + this = "
+                                      "`raw_change`.")
     rank: int | None = Field(None, description="Position in the filtered list.")
 
 
@@ -152,18 +158,28 @@ async def changes(
                  "next_cursor": next_cursor, "items": items})
 
 
-def served_change_set(settings: ServingSettings, generation: Generation, kind: str,
-                      since: date | None) -> ChangeSet:
-    """The generation's (cached) comparison of ``kind``; HTTP errors for expected faults."""
+def generation_change_set(settings: ServingSettings, generation: Generation, kind: str,
+                          since: date | None = None) -> ChangeSet:
+    """The generation's (cached) comparison of ``kind`` between the history's runs
+    (`ChangesError` when there is none to make)."""
     scorer = generation.scorer
 
     def load(task: str, uri: str) -> LoadedModel:
-        return load_model(task, uri, settings.tracking_uri)
+        try:
+            return load_model(task, uri, settings.tracking_uri)
+        except ModelLoadError as exc:
+            raise ChangesError(503, "model_unavailable", f"the model that scored the newer "
+                               f"run cannot be loaded to explain it: {exc}") from exc
 
+    return change_set(ScoreHistory(history_dir(settings.data_dir)), settings.features_dir,
+                      kind, since, scorer.models, load, scorer.descriptions, generation.changes)
+
+
+def served_change_set(settings: ServingSettings, generation: Generation, kind: str,
+                      since: date | None) -> ChangeSet:
+    """`generation_change_set` with HTTP errors for expected faults."""
     try:
-        return change_set(ScoreHistory(history_dir(settings.data_dir)), settings.features_dir,
-                          kind, since, scorer.models, load, scorer.descriptions,
-                          generation.changes)
+        return generation_change_set(settings, generation, kind, since)
     except ChangesError as exc:
         if exc.status == 422:
             raise RequestValidationError([{"type": exc.code, "loc": ("query", "since"),

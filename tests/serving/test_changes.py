@@ -28,7 +28,7 @@ from tests.serving.week_book import AFTER, BEFORE, MOVES, build_week, copy_snaps
 EARLIER = date(2025, 4, 24)  # a run "scored by model version 0" (its note says so)
 ITEM_KEYS = {"account_id", "as_of", "previous_as_of", "churn_probability",
              "previous_churn_probability", "change", "drivers", "weighted_change", "raw_change",
-             "model_changed", "rank"}
+             "other_contribution", "model_changed", "rank"}
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,9 @@ def test_attribution_adds_up_to_the_change_in_raw_score(week, generation):
 def test_the_moved_feature_leads_each_moved_accounts_drivers(week, generation):
     cs = changes_of(week, generation)
     for account, (feature, value) in MOVES.items():
-        lead = cs.drivers(cs.row_of[account])[0]
+        drivers = cs.drivers(cs.row_of[account])
+        assert [d["feature"] for d in drivers] == [feature]  # the one feature whose value changed
+        lead = drivers[0]
         before = week.before_values[account]
         assert (lead["feature"], lead["before"], lead["after"]) == (feature, before, value)
         description = generation.scorer.descriptions[feature]
@@ -182,8 +184,8 @@ def test_changes_api_answers_the_ranked_changes_with_drivers(client, week):
     assert top["change"] == pytest.approx(
         top["churn_probability"] - top["previous_churn_probability"])
     assert top["weighted_change"] == pytest.approx(top["change"] * top["arr"])
-    assert sum(d["contribution"] for d in top["drivers"]) == pytest.approx(top["raw_change"],
-                                                                          abs=0.05)
+    assert sum(d["contribution"] for d in top["drivers"]) + top["other_contribution"] == \
+        pytest.approx(top["raw_change"], abs=1e-9)
     feature, value = MOVES[top["account_id"]]
     assert top["drivers"][0]["feature"] == feature and top["drivers"][0]["after"] == value
     assert set(top["drivers"][0]) == {"feature", "description", "before", "after",
