@@ -25,11 +25,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from serving import scoring
 from serving.history import ScoreHistory
 from serving.ranking import UNASSIGNED
 from serving.reasons import plain
@@ -138,6 +140,10 @@ class ChangeSet:
                          for s in snapshots)
         self.snapshots = (before, after)
         self.x = (model.model.matrix(before), model.model.matrix(after))
+        # which of the model's inputs changed, as the model sees them (two missing: unchanged)
+        self.changed = ~((self.x[0] == self.x[1]) | (np.isnan(self.x[0]) & np.isnan(self.x[1])))
+        self._values: dict[tuple[int, str], np.ndarray] = {}  # (snapshot, feature) -> values
+        self._drivers: dict[tuple[int, int], list[dict]] = {}  # (row, n) -> drivers
         self.contrib = np.zeros((len(self.ids), len(self.features)))
         self.raw = np.zeros((len(self.ids), 2))
         self.done = np.zeros(len(self.ids), dtype=bool)
@@ -150,7 +156,7 @@ class ChangeSet:
             todo = sorted({r for r in rows if not self.done[r]})
             if todo:
                 contrib, raw_before, raw_after = attribution(
-                    self.model, self.x[0][todo], self.x[1][todo])
+                    self.model, self.x[0][todo], self.x[1][todo], scoring.threads(len(todo)))
                 self.contrib[todo] = contrib
                 self.raw[todo, 0], self.raw[todo, 1] = raw_before, raw_after
                 self.done[todo] = True
@@ -161,36 +167,60 @@ class ChangeSet:
 
         Only features whose value changed are drivers: TreeSHAP also shifts the contribution
         of an unchanged feature when another one changes (their interaction), and "0 -> 0"
-        explains nothing to a person; that share is in the item's ``other_contribution``."""
+        explains nothing to a person; that share is in the item's ``other_contribution``.
+        Kept per (row, n): a second look (the next CSV download) costs a dict look-up."""
+        found = self._drivers.get((row, n))
+        if found is None:
+            found = self._drivers[(row, n)] = self._strongest_changed(row, n)
+        return found
+
+    def _strongest_changed(self, row: int, n: int) -> list[dict]:
         self.explain([row])
         contrib = self.contrib[row]
+        size = np.where(self.changed[row], np.abs(contrib), 0.0)
         out = []
-        for j in np.argsort(-np.abs(contrib), kind="stable"):
-            if contrib[j] == 0 or len(out) == n:
+        for j in np.argsort(-size, kind="stable")[:n]:
+            if size[j] == 0:
                 break
             feature = self.features[j]
-            before, after = (self._value(s, row, feature) for s in self.snapshots)
-            if before == after:  # plain(): NaN is None, so two missing values are equal
-                continue
+            before, after = self._value(0, row, feature), self._value(1, row, feature)
             description = self.labels.get(feature, feature)
             out.append({"feature": feature, "description": description, "before": before,
                         "after": after, "contribution": float(contrib[j]),
                         "text": f"{description}: {shown(before)} -> {shown(after)}"})
         return out
 
-    @staticmethod
-    def _value(snapshot: pd.DataFrame, row: int, feature: str) -> object:
-        return plain(snapshot.at[row, feature]) if feature in snapshot.columns else None
+    def _value(self, which: int, row: int, feature: str) -> object:
+        """A feature's value in snapshot ``which`` (0 before, 1 after), JSON-ready."""
+        values = self._values.get((which, feature))
+        if values is None:  # once per feature: pandas look-ups cost ~10 us each
+            snapshot = self.snapshots[which]
+            if feature in snapshot.columns:
+                column = snapshot[feature]
+                values = column.astype(object).where(column.notna(), None).to_numpy()
+            else:
+                values = np.full(len(snapshot), None, dtype=object)
+            self._values[(which, feature)] = values
+        return plain(values[row])
 
     # --- the ranked list ----------------------------------------------------------------------
-    def owners(self) -> list[str]:
+    @cached_property
+    def _owners(self) -> list[str]:
         named = sorted({v for v in self.table["owner"] if isinstance(v, str)})
         if UNASSIGNED not in named and self.table["owner"].isna().any():
             named.append(UNASSIGNED)
         return named
 
-    def segments(self) -> list[str]:
+    @cached_property
+    def _segments(self) -> list[str]:
         return sorted({v for v in self.table["segment"] if isinstance(v, str)})
+
+    def owners(self) -> list[str]:
+        """Owners of the newer run's accounts (``unassigned``: those without one)."""
+        return list(self._owners)
+
+    def segments(self) -> list[str]:
+        return list(self._segments)
 
     def mask(self, owner: str | None, segment: str | None) -> np.ndarray:
         keep = np.ones(len(self.ids), dtype=bool)
