@@ -43,7 +43,7 @@ def probability_chart(dates: list[date], values: dict[str, list[float | None]],
     """The chart of each named series of probabilities (None: no value that run) over
     ``dates`` (oldest first)."""
     known = [v for series in values.values() for v in series if v is not None]
-    top = max(0.1, math.ceil(max(known, default=0.1) * 10) / 10)  # a round ceiling, >= 10 %
+    top = max(0.1, math.ceil(round(max(known, default=0.1) * 10, 9)) / 10)  # round, >= 10 %
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(i: int) -> float:
