@@ -112,7 +112,11 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "No history, only one run,
                            "one_run": {"summary": "Only one run", "value": {"detail": {
                                "error": "one_run", "message": "the score history has one run "
                                "(2025-05-01): a change needs two; run `propensity run` again "
-                               "on a later date"}}}}}}}}
+                               "on a later date"}}},
+                           "no_snapshot": {"summary": "A run's feature snapshot is gone", "value": {
+                               "detail": {"error": "no_snapshot", "message": "no feature "
+                               "snapshot of 2025-04-24 in data/features: the attribution needs "
+                               "the snapshots of both runs"}}}}}}}}
 INVALID_SINCE = {422: {**INVALID_QUERY[422], "description": INVALID_QUERY[422]["description"]
                        + " `since` must be the date of a recorded run before the newest; an "
                        "unknown owner or segment names the valid ones."}}
@@ -133,7 +137,8 @@ async def changes(
     request: Request, _key: ReadKey, generation: CurrentGeneration,
     kind: Annotated[ChangeKind, Query(description="churn or upsell probability")] = "churn",
     since: Annotated[date | None, Query(description="The older run (a recorded as_of); default "
-                                        "the newest run at least 7 days before the newest")
+                                        "the newest run at least 7 days before the newest "
+                                        "(the oldest run when every run is closer)")
                      ] = None,
     owner: Annotated[str | None, Query(max_length=200, description="Account manager")] = None,
     segment: Annotated[str | None, Query(max_length=200)] = None,
