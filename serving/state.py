@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from serving.changes import ChangeCache
 from serving.kpi_strip import kpi_parts, strip
 from serving.reasons import descriptions
 from serving.registry import REQUIRED_TASKS, TrackingStoreError, load_models
@@ -44,6 +45,7 @@ class Generation:
     kpi_parts: pd.DataFrame | None = None  # its parts per owner and segment (serving.kpi_strip)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
+    changes: ChangeCache = field(default_factory=ChangeCache)  # what changed, per run pair
 
 
 Loader = Callable[[ServingSettings], Generation]
