@@ -87,10 +87,11 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
 def mcp_endpoint(settings: ServingSettings, holder: StateHolder, auth: Authenticator):
     """The MCP tools over the served generation (see serving.mcp_server), under the API keys."""
     from serving.history import ScoreHistory, history_dir
-    from serving.mcp_server import build_server, http_endpoint
+    from serving.mcp_server import build_server, http_endpoint, served_changes
 
     history = ScoreHistory(history_dir(settings.data_dir))
-    server = build_server(lambda: holder.current, lambda: history)
+    current = lambda: holder.current  # noqa: E731 - read at each call: a reload swaps it
+    server = build_server(current, lambda: history, served_changes(settings, current))
     return http_endpoint(server, auth)
 
 

@@ -53,7 +53,7 @@ def mcp_cmd(data_dir: DataDir = None) -> None:
     import sys
 
     from serving.history import ScoreHistory, history_dir
-    from serving.mcp_server import build_server
+    from serving.mcp_server import build_server, served_changes
     from serving.settings import ServingSettings
     from serving.state import LoadError, load_generation
 
@@ -65,4 +65,5 @@ def mcp_cmd(data_dir: DataDir = None) -> None:
     except LoadError as exc:
         fail(f"cannot serve the MCP tools: {exc}")
     history = ScoreHistory(history_dir(settings.data_dir))
-    build_server(lambda: generation, lambda: history).run("stdio")
+    current = lambda: generation  # noqa: E731
+    build_server(current, lambda: history, served_changes(settings, current)).run("stdio")

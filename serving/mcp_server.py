@@ -34,6 +34,7 @@ from serving.history import ScoreHistory
 from serving.ranking import KINDS, ranked_items
 from serving.results import item
 from serving.row import REASON_COLUMNS
+from serving.settings import ServingSettings
 from serving.state import Generation
 
 NAME = "propensity"
@@ -45,9 +46,11 @@ INSTRUCTIONS = (
     "time, and what_changed for the accounts whose risk moved most since an earlier run."
 )
 MAX_LIMIT = 200
+NOT_SERVING = ("no scores are being served yet (the models or snapshot are loading, or failed "
+               "to load: see /v1/models)")
 OpportunityKind = Literal["churn", "upsell", "cross_sell"]
 Current = Callable[[], Generation | None]
-Changes = Callable[..., dict]
+Changes = Callable[[str, date | None, str | None, int], dict]  # kind, since, owner, limit
 
 
 def build_server(current: Current, history: Callable[[], ScoreHistory],
@@ -60,8 +63,7 @@ def build_server(current: Current, history: Callable[[], ScoreHistory],
     def served() -> Generation:
         generation = current()
         if generation is None:
-            raise ToolError("no scores are being served yet (the models or snapshot are "
-                            "loading, or failed to load: see /v1/models)")
+            raise ToolError(NOT_SERVING)
         return generation
 
     @server.tool()
@@ -121,10 +123,31 @@ def build_server(current: Current, history: Callable[[], ScoreHistory],
             run (default: about a week before the newest), weighted by ARR, risers first,
             each with the features that drove the change and their values before and
             after."""
-            return _plain(changes(kind=kind, since=_date("since", since), owner=owner,
-                                  limit=_limit(limit)))
+            return _plain(changes(kind, _date("since", since), owner, _limit(limit)))
 
     return server
+
+
+def served_changes(settings: ServingSettings, current: Current) -> Changes:
+    """``what_changed``'s answer: the same comparison (and cache) as ``GET /v1/changes`` on
+    the served generation, its errors as tool errors."""
+    def answer(kind: str, since: date | None, owner: str | None, limit: int) -> dict:
+        from serving.changes import ChangesError
+        from serving.routes.changes import generation_change_set
+
+        generation = current()
+        if generation is None:
+            raise ToolError(NOT_SERVING)
+        try:
+            found = generation_change_set(settings, generation, kind, since)
+        except ChangesError as exc:
+            raise ToolError(exc.message) from None
+        _check_filter("owner", owner, found.owners())
+        rows, ranks, _, total = found.page(owner, None, limit, None)
+        return {"kind": kind, "as_of": str(found.runs.after),
+                "previous_as_of": str(found.runs.before), "model_changed": found.model_changed,
+                "total": total, "items": found.items(rows, ranks)}
+    return answer
 
 
 def _check_filter(name: str, value: str | None, known: list[str]) -> None:

@@ -19,6 +19,8 @@ from fastapi.responses import HTMLResponse
 from serving.changes import CHANGE_KINDS, ChangesError, ChangeSet
 from serving.chart import probability_chart
 from serving.history import ScoreHistory, history_dir
+from serving.phrasing import money_formatter, with_texts
+from serving.reasons import as_dicts
 from serving.results import item
 from serving.routes.changes import generation_change_set
 from serving.routes.page import _signed_in, templates
@@ -51,6 +53,7 @@ async def account_view(request: Request,
     context = await run_in_threadpool(account_context, request.app.state.settings, gate,
                                       account_id)
     context["auth_on"] = request.app.state.auth.enabled
+    context["money_text"] = _money_text(request)
     return templates.TemplateResponse(request, "account.html", context,
                                       404 if context["not_found"] else 200)
 
@@ -64,7 +67,9 @@ def account_context(settings, generation: Generation, account_id: str) -> dict:
                      "reasons": {}, "chart": None, "runs": [], "changes": {}, "plays": PLAYS}
     if row is not None:
         context["current"] = item(scorer.cols, row)
-        context["reasons"] = scorer.reasons([row], tuple(CHANGE_KINDS))[0]
+        found = scorer.reasons([row], tuple(CHANGE_KINDS))[0]
+        context["reasons"] = {task: with_texts(as_dicts(r), task)  # the list page's sentences
+                              for task, r in found.items() if r is not None}
     if not past.empty:
         dates = [pd.Timestamp(d).date() for d in past["as_of"]]
         context["runs"] = [{"as_of": d, "churn": _number(c), "upsell": _number(u),
@@ -106,7 +111,14 @@ async def movers(
     context = await run_in_threadpool(movers_context, request.app.state.settings, gate, kind,
                                       owner or None)
     context["auth_on"] = request.app.state.auth.enabled
+    context["money_text"] = _money_text(request)
     return templates.TemplateResponse(request, "movers.html", context)
+
+
+def _money_text(request: Request):
+    """Money in the book's currency, written like the list page writes it."""
+    settings = request.app.state.settings
+    return money_formatter(settings.currency, settings.currency_locale)
 
 
 def movers_context(settings, generation: Generation, kind: str, owner: str | None) -> dict:

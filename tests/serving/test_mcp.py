@@ -56,7 +56,7 @@ def call(server, name: str, arguments: dict):
 def test_the_tools_listed_by_the_sdk_client_are_the_read_only_four(generation, history):
     async def names():
         async with Client(build_server(lambda: generation, lambda: history,
-                                       changes=lambda **_: {})) as client:
+                                       changes=lambda *_: {})) as client:
             return {t.name for t in (await client.list_tools()).tools}
     assert asyncio.run(names()) == TOOLS | {"what_changed"}
 
@@ -163,7 +163,7 @@ def test_propensity_mcp_serves_the_tools_over_stdio(generation, served_data):
             names = {t.name for t in (await client.list_tools()).tools}
             return names, await client.call_tool("get_account", {"account_id": account_id})
     names, result = asyncio.run(over_stdio())
-    assert names == TOOLS
+    assert names == TOOLS | {"what_changed"}
     assert result.structured_content["churn_probability"] == pytest.approx(
         float(generation.scorer.cols["churn_probability"][1]), abs=1e-6)
 
@@ -176,3 +176,25 @@ def test_propensity_mcp_without_models_exits_with_a_clear_message(tmp_path):
     result = CliRunner().invoke(app, ["mcp", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "cannot serve the MCP tools" in result.output
+
+
+def test_what_changed_names_the_feature_moved_on_purpose_like_the_changes_route(
+        served_data, tmp_path_factory):
+    from serving.mcp_server import served_changes
+    from tests.serving.week_book import AFTER, BEFORE, MOVES, build_week
+
+    week = build_week(served_data, tmp_path_factory.mktemp("mcp-week"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        generation = load_generation(week.settings)
+        current = lambda: generation  # noqa: E731
+        server = build_server(current, lambda: ScoreHistory(week.data_dir / "history"),
+                              served_changes(week.settings, current))
+        result = call(server, "what_changed", {"kind": "churn", "limit": 50})
+        refused = call(server, "what_changed", {"since": "2020-01-01"})
+    answer = result.structured_content
+    assert (answer["as_of"], answer["previous_as_of"]) == (str(AFTER), str(BEFORE))
+    by_id = {i["account_id"]: i for i in answer["items"]}
+    for account_id, (feature, _) in MOVES.items():
+        assert by_id[account_id]["drivers"][0]["feature"] == feature
+    assert refused.is_error and "2020-01-01" in refused.content[0].text
