@@ -17,6 +17,7 @@ from features.cli_options import DataDir
 from features.pull_cli import pull_cmd
 from serving.batch_cli import score_cmd
 from serving.cli import serve_cmd
+from serving.daily.cli import run_cmd
 from serving.keys_cli import keys_app
 from simulator.cli import generate_cmd
 from training.cli import models_app, train_app
@@ -39,6 +40,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("serve")(serve_cmd)
 app.command("score")(score_cmd)
+app.command("run")(run_cmd)
 
 
 def simulator_reference(settings):

@@ -37,13 +37,13 @@ FILE_KEYS = frozenset({
     "data_dir", "seed", "windows_days", "event_types", "max_event_types", "gross_margin",
     "build_workers",
     "duckdb_threads", "duckdb_memory_limit", "mlflow_tracking_uri", "audit_log_path",
-    "spark_master", "spark_conf",
+    "spark_master", "spark_conf", "source", "source_mapping",
     # training (training/settings.py)
     "horizon_days", "upsell_min_growth", "promotion_max_ece_increase",
     # serving (serving/settings.py)
     "auth_enabled", "api_keys_path", "max_batch_accounts", "max_body_bytes",
     "trust_forwarded_proto", "model_uris", "reload_max_account_drop", "reasons_per_direction",
-    "unknown_categories", "max_missing_importance",
+    "unknown_categories", "max_missing_importance", "admin_api_key", "history_keep_days",
 })
 
 
@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     audit_log_path: Path | None = Field(
         None, description="Append-only log of admin actions, JSON lines "
         "(default: <data_dir>/audit.log)."
+    )
+    source: str | None = Field(
+        None, description="Where `propensity run` pulls the contract's tables from first (a "
+        "folder, postgresql://..., adbc+<driver>:<uri>: see `data pull --source`); unset: the "
+        "run uses <data_dir>/raw as it is.",
+    )
+    source_mapping: Path | None = Field(
+        None, description="TOML mapping of the source's tables and columns to the contract's "
+        "(see `data pull --mapping`); unset: the source uses the contract's names.",
     )
     # Spark (--engine spark; needs the `spark` extra and Java 17)
     spark_master: str = Field("local[*]", description="Spark master URL (spark.master).")

@@ -21,7 +21,7 @@ from serving import errors
 from serving.auth import Authenticator
 from serving.limits import BodyLimitMiddleware, body_limit
 from serving.metrics import Metrics, MetricsMiddleware
-from serving.routes import health, models, opportunities, page, scores
+from serving.routes import health, history, models, opportunities, page, scores
 from serving.settings import ServingSettings
 from serving.state import Loader, StateHolder, load_generation
 
@@ -68,7 +68,7 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_body_bytes,
                                                                 settings.max_batch_accounts))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
-    for module in (health, scores, opportunities, models, page):
+    for module in (health, scores, history, opportunities, models, page):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from features.settings import Settings
 
@@ -60,6 +60,14 @@ class ServingSettings(Settings):
         "carry more than this share of a model's importance (split gain); 1 turns it off.",
         ge=0,
         le=1,
+    )
+    admin_api_key: SecretStr | None = Field(
+        None, description="An API key of scope admin, sent by `propensity run --reload-url` "
+        "to POST /v1/admin/reload (prefer the PROPENSITY_ADMIN_API_KEY variable to a file).",
+    )
+    history_keep_days: int = Field(
+        0, description="Score history partitions kept by `propensity run`: those within this "
+        "many days of the newest run; 0 keeps everything.", ge=0,
     )
 
     @property
