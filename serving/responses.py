@@ -90,7 +90,7 @@ INVALID_DATES = {422: _answer(
     not_a_date={"summary": "Not an ISO date", "value": {"detail": [
         {"type": "date_from_datetime_parsing", "loc": ["query", "from"],
          "msg": "Input should be a valid date or datetime, invalid character in year",
-         "input": "01/03/2025"}]}},
+         "input": "01/03/2025", "ctx": {"error": "invalid character in year"}}]}},
     reversed={"summary": "from after to", "value": {"detail": [
         {"type": "date_order", "loc": ["query", "from"],
          "msg": "from (2025-06-01) is after to (2025-05-01)", "input": "2025-06-01"}]}},

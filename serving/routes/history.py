@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from serving.deps import JSON, ReadKey, single_query_values
 from serving.history import ScoreHistory, history_dir
-from serving.responses import HISTORY_NOT_FOUND, INVALID_DATES, UNAUTHORIZED
+from serving.responses import AUTH_UNAVAILABLE, HISTORY_NOT_FOUND, INVALID_DATES, UNAUTHORIZED
 from serving.row import NUMBERS, PROBABILITIES, REASON_COLUMNS, ROW
 from serving.schemas import AccountHistory
 
@@ -24,7 +24,7 @@ FIELDS = tuple(c.name for c in ROW if c.name != "account_id")
 @router.get(
     "/accounts/{account_id}/history", response_model=AccountHistory,
     summary="One account's scores over time",
-    responses={**UNAUTHORIZED, **HISTORY_NOT_FOUND, **INVALID_DATES},
+    responses={**UNAUTHORIZED, **HISTORY_NOT_FOUND, **INVALID_DATES, **AUTH_UNAVAILABLE},
 )
 def account_history(
     request: Request, _key: ReadKey,
