@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Churn and upsell propensity for key-account management.
 
 CRM systems score one account or thousands (`POST /v1/score`, `GET /v1/accounts/{id}`);
-account managers read ranked lists (`GET /v1/opportunities`, or the page at `/`).
+account managers read ranked lists (`GET /v1/opportunities`, or the page at `/`), and an
+account's scores over time from the daily run's score history
+(`GET /v1/accounts/{id}/history`).
 Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`
 (scope `read`; `admin` for `/v1/admin/reload`). The page's sign-in cookie only reads (GET).
 

@@ -108,3 +108,13 @@ def _save(ctx: RunContext, manifest: dict) -> None:
     manifest.update({"as_of": ctx.as_of.isoformat(), "engine": ctx.engine, "steps": steps,
                      "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
     write_manifest(ctx.settings.data_dir, ctx.as_of, manifest)
+
+
+def run_one(step: str, as_of: date, settings=None, **options) -> StepReport:
+    """One step of the run of ``as_of`` on its own, for orchestrators that give each step its
+    own task (Airflow, Dagster): same skipping, lock and manifest as ``propensity run``.
+    ``options`` are RunContext's (engine, force, reasons, reload_url, deliver)."""
+    from serving.settings import ServingSettings
+
+    ctx = RunContext(settings or ServingSettings(), as_of, **options)
+    return run_daily(ctx, steps=(step,))[0]
