@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving import errors
 from serving.auth import Authenticator
+from serving.history import ScoreHistory, history_dir
 from serving.limits import BodyLimitMiddleware, body_limit
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.routes import health, history, models, opportunities, page, scores
@@ -66,6 +67,7 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     app.state.holder = holder
     app.state.auth = auth
     app.state.metrics = Metrics(lambda: holder.current)
+    app.state.history = ScoreHistory(history_dir(settings.data_dir))  # GET .../history
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_body_bytes,
                                                                 settings.max_batch_accounts))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -40,10 +41,17 @@ def history_dir(data_dir: Path) -> Path:
 
 
 class ScoreHistory:
-    """The published history partitions under one root (``<data_dir>/history``)."""
+    """The published history partitions under one root (``<data_dir>/history``).
+
+    One instance serves many reads (the API keeps one): it holds a DuckDB connection whose
+    Parquet metadata cache spares re-reading every file's footer per request, and the notes of
+    the versions it has read (a published version folder never changes)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._con = None
+        self._lock = threading.Lock()
+        self._notes: dict[str, dict] = {}
 
     def path(self, as_of: date) -> Path:
         return self.root / f"as_of={as_of:%Y-%m-%d}"
@@ -83,14 +91,13 @@ class ScoreHistory:
                 end: date | None = None) -> pd.DataFrame:
         """Every published run's row for one account within ``[start, end]``, oldest first,
         with a ``model_versions`` column (task -> version) from each run's note."""
-        import duckdb
-
         dates = [d for d in self.dates()
                  if (start is None or d >= start) and (end is None or d <= end)]
         if not dates:
             return pd.DataFrame()
-        files = [str(p) for d in dates for p in parts(Path(os.path.realpath(self.path(d))))]
-        with duckdb.connect() as con:
+        folders = {d: Path(os.path.realpath(self.path(d))) for d in dates}
+        files = [str(p) for d in dates for p in parts(folders[d])]
+        with self._cursor() as con:
             rows = con.execute(
                 "SELECT * FROM read_parquet($files, union_by_name = true, "
                 "hive_partitioning = false) WHERE account_id = $id ORDER BY as_of",
@@ -98,11 +105,28 @@ class ScoreHistory:
             ).df()
         if rows.empty:
             return rows
-        notes = {d: self.note(d) for d in {pd.Timestamp(d).date() for d in rows["as_of"]}}
+        notes = {d: self._version_note(folders[d])
+                 for d in {pd.Timestamp(d).date() for d in rows["as_of"]}}
         days = [pd.Timestamp(d).date() for d in rows["as_of"]]
         rows["model_versions"] = [_versions(notes[d]) for d in days]
         rows["catalogue_version"] = [notes[d].get("catalogue_version") for d in days]
         return rows
+
+    def _cursor(self):
+        """A cursor of the instance's connection (one per call: safe across threads)."""
+        import duckdb
+
+        with self._lock:
+            if self._con is None:
+                self._con = duckdb.connect()
+                self._con.execute("SET parquet_metadata_cache = true")
+            return self._con.cursor()
+
+    def _version_note(self, folder: Path) -> dict:
+        key = str(folder)
+        if key not in self._notes:
+            self._notes[key] = _read_note(folder)
+        return self._notes[key]
 
     def prune(self, before: date) -> list[date]:
         """Remove the partitions of runs older than ``before`` (retention); returns their

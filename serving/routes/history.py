@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from serving.deps import JSON, ReadKey, single_query_values
-from serving.history import ScoreHistory, history_dir
+from serving.history import ScoreHistory
 from serving.responses import AUTH_UNAVAILABLE, HISTORY_NOT_FOUND, INVALID_DATES, UNAUTHORIZED
 from serving.row import NUMBERS, PROBABILITIES, REASON_COLUMNS, ROW
 from serving.schemas import AccountHistory
@@ -41,7 +41,7 @@ def account_history(
         raise RequestValidationError([{
             "type": "date_order", "loc": ("query", "from"), "input": start.isoformat(),
             "msg": f"from ({start}) is after to ({end})"}])
-    history = ScoreHistory(history_dir(request.app.state.settings.data_dir))
+    history: ScoreHistory = request.app.state.history
     rows = history.account(account_id, start, end)
     if rows.empty and (start is None and end is None or history.account(account_id).empty):
         raise HTTPException(404, {"error": "unknown_account",
