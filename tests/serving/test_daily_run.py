@@ -390,3 +390,42 @@ def test_a_date_in_the_future_is_refused():
     with pytest.raises(RunFailed, match=r"step validate failed: as_of 2025-05-02 is in the "
                                         r"future \(today is 2025-05-01, UTC\)"):
         check_date(date(2025, 5, 2), today=date(2025, 5, 1))
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_run_on_spark_builds_and_scores_into_the_same_history(tmp_path, served_data,
+                                                                monkeypatch):
+    from tests.spark_session import spark_test_settings, start_spark
+
+    start_spark()  # the run reuses this small local session
+    monkeypatch.setenv("PROPENSITY_SPARK_MASTER", spark_test_settings().spark_master)
+    data = book_dir(tmp_path / "data", served_data)
+    args = ["run", "--engine", "spark", "--as-of", "2025-05-01", "--data-dir", str(data)]
+    result = runner.invoke(app, args, env=cli_env(served_data))
+    assert result.exit_code == 0, result.output
+    statuses = {json.loads(line)["step"]: json.loads(line)["status"]
+                for line in result.stdout.splitlines()}
+    assert statuses["build"] == statuses["score"] == "done"
+    history = ScoreHistory(history_dir(data))
+    scores = history.read(DATES[2])
+    snapshot = FeatureStore(data / "features")
+    assert sorted(scores["account_id"]) == sorted(snapshot.read(DATES[2])["account_id"])
+    assert history.note(DATES[2])["engine"] == "spark"
+    assert history.catalogue_version(DATES[2]) == snapshot.catalogue_version(DATES[2])
+    again = runner.invoke(app, args, env=cli_env(served_data))
+    assert {json.loads(line)["status"] for line in again.stdout.splitlines()} == {"skipped"}
+
+
+def test_run_one_runs_a_single_step_for_an_orchestrator(tmp_path):
+    from serving.daily.run import run_one
+
+    for day in ("2025-01-01", "2025-04-01"):
+        _publish(history_dir(tmp_path), date.fromisoformat(day))
+    settings = ServingSettings(data_dir=tmp_path, history_keep_days=30)
+    report = run_one("retain", date(2025, 4, 1), settings)
+    assert (report.step, report.status) == ("retain", "done")
+    assert ScoreHistory(history_dir(tmp_path)).dates() == [date(2025, 4, 1)]
+    assert read_manifest(tmp_path, date(2025, 4, 1))["steps"] == {}
+    with pytest.raises(ValueError, match="unknown step"):
+        run_one("train", date(2025, 4, 1), settings)
