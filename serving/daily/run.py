@@ -103,8 +103,11 @@ def _failed(name: str, cause: str, began: float, report: Callable[[StepReport], 
 
 
 def _save(ctx: RunContext, manifest: dict) -> None:
-    """The previous records of steps not run this time, this run's on top, written whole."""
+    """The previous records of steps not run this time, this run's on top, written whole;
+    left as it is when nothing changed (a rerun of a date is a no-op)."""
     steps = {**manifest.get("steps", {}), **ctx.records}
+    if manifest and steps == manifest.get("steps"):
+        return
     manifest.update({"as_of": ctx.as_of.isoformat(), "engine": ctx.engine, "steps": steps,
                      "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
     write_manifest(ctx.settings.data_dir, ctx.as_of, manifest)

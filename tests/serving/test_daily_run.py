@@ -57,6 +57,7 @@ def state_of(data: Path, day: date) -> dict:
         "mtimes": {str(p): p.stat().st_mtime_ns
                    for folder in (features, history) for p in Path(folder).resolve().iterdir()},
         "manifest": manifest_path(data, day).read_text(),
+        "manifest_mtime": manifest_path(data, day).stat().st_mtime_ns,
     }
 
 
@@ -136,10 +137,7 @@ def test_rerunning_a_date_is_a_no_op_reported_as_json_lines(three_runs, served_d
     assert {line["status"] for line in lines} == {"skipped"}
     assert all(set(line) == {"as_of", "step", "status", "seconds", "detail"} for line in lines)
     assert lines[4]["detail"] == "no delivery configured"
-    after = state_of(data, DATES[2])
-    assert {k: v for k, v in after.items() if k != "manifest"} == \
-        {k: v for k, v in before.items() if k != "manifest"}
-    assert json.loads(after["manifest"])["steps"] == json.loads(before["manifest"])["steps"]
+    assert state_of(data, DATES[2]) == before  # same versions, mtimes and manifest
 
 
 @pytest.mark.slow
@@ -429,3 +427,21 @@ def test_run_one_runs_a_single_step_for_an_orchestrator(tmp_path):
     assert read_manifest(tmp_path, date(2025, 4, 1))["steps"] == {}
     with pytest.raises(ValueError, match="unknown step"):
         run_one("train", date(2025, 4, 1), settings)
+
+
+def test_bad_options_are_usage_errors_and_a_missing_export_names_the_step(tmp_path):
+    for args, message in (
+            (["--engine", "pandas"], "--engine 'pandas': choose duckdb or spark"),
+            (["--log-format", "xml"], "--log-format 'xml': choose auto, rich or json"),
+            (["--as-of", "May 1st"], "'May 1st': not a date")):
+        result = runner.invoke(app, ["run", *args, "--data-dir", str(tmp_path)])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    rich = runner.invoke(app, ["run", "--as-of", "2025-05-01", "--log-format", "rich",
+                               "--data-dir", str(tmp_path)])
+    assert rich.exit_code == 1
+    text = " ".join(rich.stderr.split())
+    assert "pull skipped" in text and "validate failed" in text
+    assert (f"error: run of 2025-05-01: step validate failed: no raw data at {tmp_path / 'raw'}"
+            in text)
+    assert rich.stdout == ""
+    assert not manifest_path(tmp_path, date(2025, 5, 1)).exists()
