@@ -17,6 +17,7 @@ from features.cli_options import DataDir
 from features.pull_cli import pull_cmd
 from serving.batch_cli import score_cmd
 from serving.cli import mcp_cmd, serve_cmd
+from serving.daily.cli import run_cmd
 from serving.keys_cli import keys_app
 from simulator.cli import generate_cmd
 from training.cli import models_app, train_app
@@ -40,6 +41,7 @@ app.add_typer(keys_app, name="keys")
 app.command("serve")(serve_cmd)
 app.command("mcp")(mcp_cmd)
 app.command("score")(score_cmd)
+app.command("run")(run_cmd)
 
 
 def simulator_reference(settings):
@@ -65,7 +67,8 @@ def demo(
 ) -> None:
     """The main job end to end on embedded defaults: generate, validate, build the monthly
     snapshot grid, compute KPIs, train and register the churn, upsell and cross-sell models,
-    and print a short summary."""
+    print a short summary, then two daily runs a week apart (the newest snapshot date and 7
+    days before) into the score history."""
     import pandas as pd
 
     from features.build import month_starts
@@ -93,6 +96,29 @@ def demo(
     print_kpis(frame, last_months=3)
     out.print(f"KPIs for every month: {path}")
     _train_all(settings)
+    _two_daily_runs(settings.data_dir, dates[-1])
+    out.print("Serve them: `propensity keys create me --scope read`, then "
+              "`propensity serve` (page on http://127.0.0.1:8000, API docs on /docs)")
+
+
+def _two_daily_runs(data_dir, newest) -> None:
+    """The daily job at the newest snapshot date and a week before it, so the score history
+    (and what changed between the two) has something to show."""
+    from datetime import timedelta
+
+    from features.cli_options import out, settings_of
+    from serving.daily.cli import RichReporter
+    from serving.daily.run import run_daily
+    from serving.daily.steps import RunContext, crm_delivery
+    from serving.settings import ServingSettings
+
+    settings = settings_of(ServingSettings, data_dir)
+    for day in (newest - timedelta(days=7), newest):
+        with RichReporter(day) as reporter:
+            run_daily(RunContext(settings, day, deliver=crm_delivery(settings)), reporter)
+        reporter.summary()
+    out.print(f"score history: {settings.data_dir / 'history'} (runs of "
+              f"{newest - timedelta(days=7)} and {newest}; `propensity run` adds a day)")
 
 
 def _train_all(settings: TrainingSettings) -> None:
@@ -123,5 +149,3 @@ def _train_all(settings: TrainingSettings) -> None:
         )
     out.print(table)
     out.print(f"MLflow store: {settings.mlflow_dir} (make mlflow-ui to browse)")
-    out.print("Serve them: `propensity keys create me --scope read`, then "
-              "`propensity serve` (page on http://127.0.0.1:8000, API docs on /docs)")

@@ -37,7 +37,7 @@ FILE_KEYS = frozenset({
     "data_dir", "seed", "windows_days", "event_types", "max_event_types", "gross_margin",
     "build_workers",
     "duckdb_threads", "duckdb_memory_limit", "mlflow_tracking_uri", "audit_log_path",
-    "spark_master", "spark_conf",
+    "spark_master", "spark_conf", "source", "source_mapping",
     # training (training/settings.py)
     "horizon_days", "upsell_min_growth", "promotion_max_ece_increase",
     # serving (serving/settings.py)
@@ -46,7 +46,8 @@ FILE_KEYS = frozenset({
     "unknown_categories", "max_missing_importance", "currency", "currency_locale",
     "delivery_dir", "delivery_files", "delivery_change_threshold", "webhooks",
     "webhook_batch_size", "webhook_timeout_seconds", "webhook_attempts",
-    "webhook_backoff_seconds", "webhook_time_budget_seconds",
+    "webhook_backoff_seconds", "webhook_time_budget_seconds", "admin_api_key",
+    "history_keep_days",
 })
 
 
@@ -103,6 +104,15 @@ class Settings(BaseSettings):
     audit_log_path: Path | None = Field(
         None, description="Append-only log of admin actions, JSON lines "
         "(default: <data_dir>/audit.log)."
+    )
+    source: str | None = Field(
+        None, description="Where `propensity run` pulls the contract's tables from first (a "
+        "folder, postgresql://..., adbc+<driver>:<uri>: see `data pull --source`); unset: the "
+        "run uses <data_dir>/raw as it is.",
+    )
+    source_mapping: Path | None = Field(
+        None, description="TOML mapping of the source's tables and columns to the contract's "
+        "(see `data pull --mapping`); unset: the source uses the contract's names.",
     )
     # Spark (--engine spark; needs the `spark` extra and Java 17)
     spark_master: str = Field("local[*]", description="Spark master URL (spark.master).")

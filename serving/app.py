@@ -20,9 +20,19 @@ from starlette.routing import Route
 
 from serving import errors
 from serving.auth import Authenticator
+from serving.history import ScoreHistory, history_dir
 from serving.limits import BodyLimitMiddleware, body_limit
 from serving.metrics import Metrics, MetricsMiddleware
-from serving.routes import account_page, changes, health, models, opportunities, page, scores
+from serving.routes import (
+    account_page,
+    changes,
+    health,
+    history,
+    models,
+    opportunities,
+    page,
+    scores,
+)
 from serving.settings import ServingSettings
 from serving.state import Loader, StateHolder, load_generation
 
@@ -31,7 +41,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Churn and upsell propensity for key-account management.
 
 CRM systems score one account or thousands (`POST /v1/score`, `GET /v1/accounts/{id}`);
-account managers read ranked lists (`GET /v1/opportunities`, or the page at `/`).
+account managers read ranked lists (`GET /v1/opportunities`, or the page at `/`), and an
+account's scores over time from the daily run's score history
+(`GET /v1/accounts/{id}/history`).
 Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`
 (scope `read`; `admin` for `/v1/admin/reload`). The page's sign-in cookie only reads (GET).
 
@@ -68,11 +80,13 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     app.state.holder = holder
     app.state.auth = auth
     app.state.metrics = Metrics(lambda: holder.current)
+    app.state.history = ScoreHistory(history_dir(settings.data_dir))  # GET .../history
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_body_bytes,
                                                                 settings.max_batch_accounts))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
-    for module in (health, scores, opportunities, changes, models, page, account_page):
+    for module in (health, scores, history, opportunities, changes, models, page,
+                   account_page):
         app.include_router(module.router)
     app.router.routes.append(Route(MCP_PATH, mcp_app, methods=["GET", "POST", "DELETE"]))
 

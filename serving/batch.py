@@ -142,11 +142,21 @@ def to_output_table(frame: pd.DataFrame) -> pa.Table:
     return pa.table(columns, schema=OUTPUT_SCHEMA)
 
 
-def scoring_note(as_of: date, engine: str, models: dict[str, LoadedModel]) -> str:
+def scoring_note(as_of: date, engine: str, models: dict[str, LoadedModel],
+                 catalogue_version: str | None = None) -> str:
+    """``_scoring.json``: the models (URI and version per task) and the feature catalogue
+    version of the snapshot scored, so a partition says what produced it."""
     return json.dumps({
-        "as_of": as_of.isoformat(), "engine": engine,
+        "as_of": as_of.isoformat(), "engine": engine, "catalogue_version": catalogue_version,
         "models": {t: {"uri": m.uri, "version": m.version} for t, m in models.items()},
     }, indent=2)
+
+
+def stored_catalogue_version(settings: ServingSettings, as_of: date) -> str | None:
+    """The catalogue version stamped in the locally stored snapshot of ``as_of``."""
+    from features.store import FeatureStore
+
+    return FeatureStore(settings.features_dir).catalogue_version(as_of)
 
 
 def partition(out: str, as_of: date) -> str:
@@ -180,7 +190,7 @@ def score_duckdb(settings: ServingSettings, as_of: date, out: str, reasons: int 
     ]).sort_by("account_id")
     path = write_local_partition(
         Path(out), as_of, lambda d: pq.write_table(table, d / PART),
-        scoring_note(as_of, "duckdb", models))
+        scoring_note(as_of, "duckdb", models, stored_catalogue_version(settings, as_of)))
     return BatchResult(as_of, str(path), table.num_rows, time.perf_counter() - began,
                        {t: m.version for t, m in models.items()})
 
@@ -244,7 +254,9 @@ def score_spark(spark: SparkSession, settings: ServingSettings, as_of: date, out
         check_reasons_rule(models)
     snapshot = spark_snapshot(spark, features_uri or str(settings.features_dir), as_of)
     scored = spark_scored(spark, settings, models, snapshot, as_of, reasons, raw_uri)
-    final = write_spark_partition(spark, scored, out, as_of, scoring_note(as_of, "spark", models))
+    catalogue = None if features_uri else stored_catalogue_version(settings, as_of)
+    final = write_spark_partition(spark, scored, out, as_of,
+                                  scoring_note(as_of, "spark", models, catalogue))
     accounts = spark.read.parquet(final).count()
     return BatchResult(as_of, final, accounts, time.perf_counter() - began,
                        {t: m.version for t, m in models.items()})

@@ -78,6 +78,24 @@ NOT_FOUND = {404: _answer(
                            "account 'A9999999' is not in the snapshot of 2025-05-01",
                            "Unknown account id"))}
 
+HISTORY_NOT_FOUND = {404: _answer(
+    "No run of the score history has scored this account.",
+    unknown_account=_error("unknown_account",
+                           "account 'A9999999' is in no run of the score history",
+                           "Unknown account id"))}
+
+INVALID_DATES = {422: _answer(
+    "`from` or `to` is not an ISO date (YYYY-MM-DD), or `from` is after `to`.",
+    ValidationErrorBody,
+    not_a_date={"summary": "Not an ISO date", "value": {"detail": [
+        {"type": "date_from_datetime_parsing", "loc": ["query", "from"],
+         "msg": "Input should be a valid date or datetime, invalid character in year",
+         "input": "01/03/2025", "ctx": {"error": "invalid character in year"}}]}},
+    reversed={"summary": "from after to", "value": {"detail": [
+        {"type": "date_order", "loc": ["query", "from"],
+         "msg": "from (2025-06-01) is after to (2025-05-01)", "input": "2025-06-01"}]}},
+)}
+
 TOO_LARGE = {413: _answer(
     f"The body is larger than `{SETTING}` (refused unread), or it carries more accounts than "
     "`max_batch_accounts`.",

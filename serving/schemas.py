@@ -159,6 +159,42 @@ AccountScore = create_model(
 )
 
 
+class StoredReason(BaseModel):
+    """A reason as the score history keeps it (the history keeps scores, not feature values)."""
+
+    feature: str = Field(description="Feature name in the catalogue.")
+    description: str = Field(description="What the feature means, in plain language.")
+    contribution: float = Field(description="Signed contribution to the log-odds (TreeSHAP).")
+
+
+class StoredReasonSet(BaseModel):
+    raising: list[StoredReason]
+    lowering: list[StoredReason]
+
+
+#: One run's scores of one account, as the score history recorded them.
+HistoryItem = create_model(
+    "HistoryItem",
+    __doc__="One run's scores of one account, as the score history recorded them.",
+    as_of=(str, Field(description="The run's date (the snapshot's boundary).",
+                      examples=["2025-05-01"])),
+    **{c.name: _row_field(c) for c in ROW if c.name != "account_id"},
+    model_versions=(dict[str, str | None], Field(
+        description="Registered version of each task's model that scored this run.",
+        examples=[{"churn": "3", "upsell": "2", "cross-sell": "2"}])),
+    catalogue_version=(str | None, Field(
+        None, description="Feature catalogue version of the snapshot scored.")),
+    reasons=(dict[str, StoredReasonSet] | None, Field(
+        None, description="Per model (churn, upsell, cross-sell): the top reasons both ways.")),
+)
+
+
+class AccountHistory(BaseModel):
+    account_id: str
+    items: list[HistoryItem] = Field(description="One item per run in the range, oldest "
+                                     "first.")
+
+
 class ScoreResponse(BaseModel):
     as_of: str | None = Field(description="Snapshot date of the features (by-id scoring).")
     model_versions: dict[str, str | None]

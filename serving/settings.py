@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from features.settings import Settings
 from serving.phrasing import money_formatter
@@ -158,6 +158,14 @@ class ServingSettings(Settings):
     @property
     def delivery_path(self) -> Path:
         return self.delivery_dir or self.data_dir / "delivery"
+    admin_api_key: SecretStr | None = Field(
+        None, description="An API key of scope admin, sent by `propensity run --reload-url` "
+        "to POST /v1/admin/reload (prefer the PROPENSITY_ADMIN_API_KEY variable to a file).",
+    )
+    history_keep_days: int = Field(
+        0, description="Score history partitions kept by `propensity run`: those within this "
+        "many days of the newest run; 0 keeps everything.", ge=0,
+    )
 
     @property
     def keys_path(self) -> Path:

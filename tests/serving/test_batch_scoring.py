@@ -85,6 +85,8 @@ def test_duckdb_engine_writes_one_file_per_as_of_with_every_account(duck_run, se
     note = json.loads((folder / SCORING_FILE).read_text())
     assert note["engine"] == "duckdb"
     assert {t: m["version"] for t, m in note["models"].items()} == result.versions
+    assert note["catalogue_version"] == FeatureStore(served_data / "features").catalogue_version(
+        AS_OF)
 
 
 @pytest.mark.slow

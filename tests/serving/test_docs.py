@@ -151,3 +151,19 @@ def test_routes_with_a_body_and_a_key_check_the_key_before_reading_it(app):
                and required_scope(r.dependant) is not None]
     assert [r.path for r in guarded] == ["/v1/score"]
     assert all(isinstance(r, FastJSONRoute) for r in guarded)
+
+
+
+def test_the_history_routes_examples_are_what_it_answers(tmp_path):
+    open_app = create_app(ServingSettings(data_dir=tmp_path, auth_enabled=False),
+                          loader=no_models, load_on_start=False)
+    client = TestClient(open_app)
+    schema = client.get("/openapi.json").json()
+    name = "GET /v1/accounts/{account_id}/history"
+    for status, which, params in (
+            (422, "not_a_date", {"from": "01/03/2025"}),
+            (422, "reversed", {"from": "2025-06-01", "to": "2025-05-01"}),
+            (404, "unknown_account", {})):
+        answer = client.get("/v1/accounts/A9999999/history", params=params)
+        assert answer.status_code == status
+        assert answer.json() == example(schema, name, status, which)
