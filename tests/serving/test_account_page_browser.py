@@ -21,6 +21,7 @@ from features.store import FeatureStore
 from serving.batch import score_duckdb
 from serving.history import ScoreHistory, history_dir
 from serving.keys import KeyStore
+from serving.phrasing import reason_text
 from tests.serving.test_page_browser import (  # noqa: F401  (fixtures)
     ARTEFACTS,
     Live,
@@ -153,7 +154,9 @@ def test_account_view_shows_history_reasons_what_changed_and_the_play(page, live
     reasons = scorer.reasons([row], ("churn",))[0]["churn"]
     shown = page.locator("#reasons-churn li")
     expect(shown).to_have_count(len(reasons["raising"]) + len(reasons["lowering"]))
-    expect(shown.first).to_contain_text(reasons["raising"][0].description)
+    first = reasons["raising"][0]  # the list page's sentence for it
+    expect(shown.first).to_contain_text(
+        reason_text(first.feature, first.description, first.value, "churn", "raising"))
     expect(page.locator("#play .play")).to_have_text(scorer.cols["play"][row])
     ARTEFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTEFACTS / "page-account.png"), full_page=True)
