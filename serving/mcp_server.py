@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any, Literal
 
@@ -208,17 +209,42 @@ class KeyGate:
         await self.app(scope, receive, send)
 
 
-def http_endpoint(server: MCPServer, auth: Authenticator) -> tuple[ASGIApp, Callable]:
+class HttpEndpoint:
     """The streamable-HTTP endpoint (stateless, JSON answers: any worker can answer any
-    request) behind the key gate, and the session manager's ``run`` for the app's lifespan.
+    request). Its session manager runs for one app lifespan and cannot be restarted, so each
+    lifespan (``running``) makes a new one; before it starts the endpoint answers 503.
     DNS-rebinding protection is on when authentication is off (then a web page on another
     host must not reach a local server through a rebound name)."""
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=not auth.enabled,
-        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"],
-        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
-    server.streamable_http_app(stateless_http=True, json_response=True,
-                               transport_security=security)
-    manager = server.session_manager
-    return KeyGate(StreamableHTTPASGIApp(manager), auth), manager.run
 
+    def __init__(self, server: MCPServer, auth: Authenticator) -> None:
+        self.server = server
+        self.security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=not auth.enabled,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
+        self.app: ASGIApp | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self.server.streamable_http_app(stateless_http=True, json_response=True,
+                                        transport_security=self.security)
+        manager = self.server.session_manager
+        self.app = StreamableHTTPASGIApp(manager)
+        try:
+            async with manager.run():
+                yield
+        finally:
+            self.app = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            body = {"detail": {"error": "not_ready", "message": "the MCP endpoint is starting"}}
+            await JSONResponse(body, 503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def http_endpoint(server: MCPServer, auth: Authenticator) -> tuple[ASGIApp, Callable]:
+    """The endpoint behind the key gate, and the context manager to run for each lifespan."""
+    endpoint = HttpEndpoint(server, auth)
+    return KeyGate(endpoint, auth), endpoint.running

@@ -35,7 +35,8 @@ KEYS: dict[str, str] = {}  # scope -> a key of the app's key store; made by `ser
 #      feature, unknown categories, records missing too much, and for bodies giving both or
 #      neither of account_ids and features;
 #    - GET /v1/opportunities: 400 for a cursor the server did not issue (cursors are opaque);
-#      422 for an owner or segment no account of the served snapshot has.
+#      422 for an owner or segment no account of the served snapshot has;
+#    - GET /v1/accounts/{account_id}/history: 422 when `from` is after `to` (two parameters).
 # 2. "Negative data rejection" is off for GET /v1/opportunities only: its optional text
 #    parameters (owner, segment, cursor) are `string | null`, and schemathesis mutates them into
 #    objects or booleans whose query-string form (`owner=%C2%BC`, `segment=false`) is a valid
@@ -49,6 +50,8 @@ CONFIG = schemathesis.Config.from_dict({"operations": [
     {"include-name": "GET /v1/opportunities",
      "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "422"]},
                 "negative_data_rejection": {"enabled": False}}},
+    {"include-name": "GET /v1/accounts/{account_id}/history",
+     "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}}},
 ]})
 
 # The loader ignores these settings (it serves SERVED); they set the 413 limit. The data
