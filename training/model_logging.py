@@ -28,9 +28,8 @@ import pandas as pd
 from training.models import FeatureSchema
 
 if TYPE_CHECKING:
-    from mlflow.models.model import ModelInfo
-
     import lightgbm
+    from mlflow.models.model import ModelInfo
 
     from training.estimator import Estimator
 
