@@ -5,6 +5,7 @@ every training row and its out-of-fold predictions are what calibration sees."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ def test_no_validation_date_within_the_horizon_of_a_training_date(offsets, horiz
                                     if d + timedelta(days=horizon) <= fold.validation[0])
     blocks = [d for f in folds for d in f.validation]
     assert blocks == sorted(set(blocks))  # disjoint, in time order
-    assert all(len(a.train) <= len(b.train) for a, b in zip(folds, folds[1:]))
+    assert all(len(a.train) <= len(b.train) for a, b in pairwise(folds))
 
 
 def test_paired_standard_error_is_clustered_by_account():
