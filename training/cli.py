@@ -186,8 +186,8 @@ def _print_result(result) -> None:
 def selection_table(selection: dict) -> RichTable:
     """Candidates by out-of-fold log loss (the choice's score), AUC, per-fold log loss."""
     folds = selection["folds"]
-    table = RichTable(title=f"model choice: {len(folds)}-fold expanding-window CV over the "
-                            f"training dates, {selection['rule']} (log loss)")
+    table = RichTable(title=f"model choice: {len(folds)}-fold expanding-window CV, out-of-fold "
+                            "log loss; the simplest within 1 s.e. of the best wins")
     for col in ("candidate", "log loss", "vs best", "1 s.e.", "ROC AUC", "log loss per fold"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for name, c in selection["candidates"].items():
