@@ -7,7 +7,10 @@ Fitted on a held-out time slice (never the rows the model learnt from). Two mapp
 - ``isotonic``: a monotone step-wise-linear map; follows any monotone distortion given enough
   rows, overfits on few.
 
-``fit_calibrator(method="auto")`` picks between them by cross-validated log loss on the slice.
+``fit_calibrator(method="auto")`` picks between them by cross-validated log loss on the slice,
+isotonic only when it wins by more than the standard error of the difference: its flat steps
+tie scores the model had ranked apart, which costs ranking (on the demo's cross-sell, isotonic
+won by 0.0001 log loss and cost 0.02 ROC AUC on the test window), so it has to earn that.
 A fitted :class:`Calibrator` is plain numbers (``to_dict``), so a served model applies it with
 numpy alone: ``np.interp`` over the isotonic thresholds, or ``a`` and ``b`` on the logit.
 """
@@ -88,15 +91,17 @@ def fit_calibrator(
 
     ``method``: ``"isotonic"``, ``"sigmoid"``, ``"identity"`` or ``"auto"``. Every method's
     log loss is estimated with stratified ``n_folds``-fold cross-validation on the slice
-    (shuffled with ``seed``, so deterministic); ``"auto"`` takes the lower of isotonic and
-    sigmoid (sigmoid on a tie: fewer parameters). The returned calibrator is refitted on the
-    whole slice.
+    (shuffled with ``seed``, so deterministic); ``"auto"`` takes isotonic when its log loss is
+    lower than sigmoid's by more than one standard error of the per-row difference, else
+    sigmoid (fewer parameters, and strictly monotone: it keeps the model's ranking). The
+    returned calibrator is refitted on the whole slice.
 
     The report holds: ``method``, ``n``, ``positives``, ``n_folds``, ``cv_log_loss_<method>``
-    for isotonic, sigmoid and identity (out-of-fold predictions pooled), and ``ece`` /
-    ``brier`` / ``log_loss`` ``_before`` and ``_after`` on the slice. The ``_after`` values are
-    in-sample (the calibrator saw these rows); the CV score of the chosen method is the honest
-    figure, and the test window the final one.
+    for isotonic, sigmoid and identity (out-of-fold predictions pooled),
+    ``cv_isotonic_gain_se`` (the standard error of isotonic's per-row gain over sigmoid), and
+    ``ece`` / ``brier`` / ``log_loss`` ``_before`` and ``_after`` on the slice. The ``_after``
+    values are in-sample (the calibrator saw these rows); the CV score of the chosen method is
+    the honest figure, and the test window the final one.
     """
     from sklearn.metrics import brier_score_loss, log_loss
     from sklearn.model_selection import StratifiedKFold
@@ -113,14 +118,18 @@ def fit_calibrator(
     folds = StratifiedKFold(n_splits=min(n_folds, minority), shuffle=True, random_state=seed)
     splits = list(folds.split(p_raw.reshape(-1, 1), y))
     cv: dict[str, float] = {}
+    rows: dict[str, np.ndarray] = {}
     for m in METHODS:
         oof = np.empty_like(p_raw)
         for train, test in splits:
             oof[test] = _fit(m, p_raw[train], y[train]).predict(p_raw[test])
         cv[m] = float(log_loss(y, oof, labels=[0, 1]))
+        q = np.clip(oof, P_MIN, P_MAX)
+        rows[m] = -(y * np.log(q) + (1 - y) * np.log1p(-q))
+    prefer_isotonic, gain_se = isotonic_wins(rows["sigmoid"], rows["isotonic"])
     chosen = method
     if method == "auto":
-        chosen = "isotonic" if cv["isotonic"] < cv["sigmoid"] else "sigmoid"
+        chosen = "isotonic" if prefer_isotonic else "sigmoid"
     calibrator = _fit(chosen, p_raw, y)
     p_cal = calibrator.predict(p_raw)
     report: dict[str, Any] = {
@@ -129,6 +138,7 @@ def fit_calibrator(
         "positives": int(y.sum()),
         "n_folds": len(splits),
         **{f"cv_log_loss_{m}": cv[m] for m in METHODS},
+        "cv_isotonic_gain_se": gain_se,
         "ece_before": expected_calibration_error(y, p_raw),
         "ece_after": expected_calibration_error(y, p_cal),
         "brier_before": float(brier_score_loss(y, p_raw)),
@@ -137,6 +147,14 @@ def fit_calibrator(
         "log_loss_after": float(log_loss(y, p_cal, labels=[0, 1])),
     }
     return calibrator, report
+
+
+def isotonic_wins(loss_sigmoid: np.ndarray, loss_isotonic: np.ndarray) -> tuple[bool, float]:
+    """(isotonic's mean per-row log loss is lower than sigmoid's by more than one standard
+    error of the per-row difference, that standard error)."""
+    gain = np.asarray(loss_sigmoid, float) - np.asarray(loss_isotonic, float)
+    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
+    return bool(gain.mean() > se), se
 
 
 def _fit(method: str, p_raw: np.ndarray, y: np.ndarray) -> Calibrator:

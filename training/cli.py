@@ -166,6 +166,8 @@ def _print_result(result) -> None:
         if metric in result.metrics:
             table.add_row(metric, *[_fmt(columns[c].get(metric)) for c in columns])
     out.print(table)
+    if result.selection:
+        out.print(selection_table(result.selection))
     beat = {b: result.metrics["roc_auc"] - m["roc_auc"] for b, m in result.baselines.items()}
     out.print("ROC AUC over baselines: " + ", ".join(f"{b} {d:+.4f}" for b, d in beat.items()))
     if result.oracle:
@@ -179,6 +181,24 @@ def _print_result(result) -> None:
         out.print(f"left out {len(result.dropped_features)} feature(s) constant or all-null in "
                   f"the training window: {', '.join(result.dropped_features)}", highlight=False)
     out.print(f"promotion: {result.reason}; run {result.run_id}")
+
+
+def selection_table(selection: dict) -> RichTable:
+    """Candidates by out-of-fold log loss (the choice's score), AUC, per-fold log loss."""
+    folds = selection["folds"]
+    table = RichTable(title=f"model choice: {len(folds)}-fold expanding-window CV, out-of-fold "
+                            "log loss; the simplest within 1 s.e. of the best wins")
+    for col in ("candidate", "log loss", "vs best", "1 s.e.", "ROC AUC", "log loss per fold"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for name, c in selection["candidates"].items():
+        detail = (f"C={selection['logistic_c']:g}" if name == "logistic" else
+                  f"{selection['rounds']['final']} trees" if name == "lightgbm" else
+                  f"tree weight {c['tree_weight']:g}")
+        mark = " (chosen)" if name == selection["chosen"] else ""
+        table.add_row(f"{name} ({detail}){mark}", _fmt(c["log_loss"]),
+                      f"{c['difference_to_best']:+.4f}", _fmt(c["standard_error"]),
+                      _fmt(c["roc_auc"]), " ".join(_fmt(v) for v in c["folds"]["log_loss"]))
+    return table
 
 
 def _fmt(value) -> str:

@@ -1,6 +1,8 @@
 """Log a fitted propensity model to MLflow as the standalone pyfunc in `pyfunc_model.py`.
 
-The logged model holds the booster, schema, calibrator and meta as artifacts plus a copy of
+The logged model holds the booster (when the model has trees), the linear part (when it has
+one: `training.estimator.export_linear`), the combination (kind and tree weight), schema,
+calibrator and meta as artifacts plus a copy of
 `pyfunc_model.py` ("models from code"), so loading it needs mlflow, lightgbm, numpy and pandas
 only, never this project. Its signature takes every feature as optional (absent columns are
 missing values: the booster handles them) and of type Any, and a `reasons` parameter (default
@@ -29,13 +31,15 @@ if TYPE_CHECKING:
     import lightgbm
     from mlflow.models.model import ModelInfo
 
+    from training.estimator import Estimator
+
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 MODEL_NAME = "model"  # the LoggedModel's name inside the run
 RUNTIME_PACKAGES = ("mlflow", "lightgbm", "numpy", "pandas")
 
 
 def log_propensity_model(
-    booster: lightgbm.Booster,
+    model: Estimator | lightgbm.Booster,
     schema: FeatureSchema,
     calibrator_dict: dict,
     meta: dict,
@@ -49,12 +53,13 @@ def log_propensity_model(
     """
     import mlflow
 
-    if booster.feature_name() != schema.columns:
+    model = as_estimator(model, schema)
+    if model.booster is not None and model.booster.feature_name() != schema.columns:
         raise ValueError("booster features and schema columns disagree")
     example = example_frame(input_example, schema)
     # MLflow would otherwise copy the uv.lock of whatever directory we run in into the model
     with tempfile.TemporaryDirectory() as tmp, _env(MLFLOW_UV_AUTO_DETECT="false"):
-        artifacts = _write_artifacts(Path(tmp), booster, schema, calibrator_dict, meta)
+        artifacts = _write_artifacts(Path(tmp), model, schema, calibrator_dict, meta)
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=str(MODEL_CODE),
@@ -64,6 +69,15 @@ def log_propensity_model(
             registered_model_name=registered_model_name,
             pip_requirements=[f"{p}=={version(p)}" for p in RUNTIME_PACKAGES],
         )
+
+
+def as_estimator(model: Estimator | lightgbm.Booster, schema: FeatureSchema) -> Estimator:
+    """An estimator as is; a bare LightGBM booster as the lightgbm kind."""
+    from training.estimator import Estimator
+
+    if isinstance(model, Estimator):
+        return model
+    return Estimator("lightgbm", schema, model, None, None, 1.0)
 
 
 @contextmanager
@@ -81,14 +95,20 @@ def _env(**values: str) -> Iterator[None]:
 
 
 def _write_artifacts(
-    root: Path, booster, schema: FeatureSchema, calibrator: dict, meta: dict
+    root: Path, model: Estimator | lightgbm.Booster, schema: FeatureSchema, calibrator: dict,
+    meta: dict,
 ) -> dict[str, str]:
+    model = as_estimator(model, schema)
     files = {
-        "booster": (root / "booster.txt", booster.model_to_string()),
+        "combination": (root / "combination.json", json.dumps(model.combination())),
         "schema": (root / "schema.json", json.dumps(schema.to_dict(), indent=1)),
         "calibrator": (root / "calibrator.json", json.dumps(calibrator)),
         "meta": (root / "meta.json", json.dumps(meta, indent=1, default=str)),
     }
+    if model.booster is not None:
+        files["booster"] = (root / "booster.txt", model.booster.model_to_string())
+    if model.linear_export is not None:
+        files["linear"] = (root / "linear.json", json.dumps(model.linear_export, indent=1))
     for path, text in files.values():
         path.write_text(text, encoding="utf-8")
     return {name: str(path) for name, (path, _) in files.items()}

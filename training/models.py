@@ -133,13 +133,14 @@ def min_leaf_rows(n_rows: int) -> int:
 def fit_lightgbm(
     train: pd.DataFrame,
     y_train,
-    valid: pd.DataFrame,
+    valid: pd.DataFrame | None,
     y_valid,
     schema: FeatureSchema,
     seed: int,
     params: dict | None = None,
 ) -> lightgbm.Booster:
-    """Gradient-boosted trees, early-stopped on the validation frame's binary log loss.
+    """Gradient-boosted trees, early-stopped on the validation frame's binary log loss
+    (``valid=None``: exactly ``num_boost_round`` trees, no early stopping: the refit).
 
     Categoricals go to LightGBM natively (pandas category dtype with the schema's levels).
     Class imbalance is deliberately not reweighted (no `is_unbalance` / `scale_pos_weight`):
@@ -169,6 +170,8 @@ def fit_lightgbm(
         categorical_feature=cats,
         free_raw_data=False,
     )
+    if valid is None:
+        return lgb.train(merged, dtrain, num_boost_round=rounds)
     dvalid = lgb.Dataset(
         to_model_frame(valid, schema),
         label=np.asarray(y_valid, dtype="float64"),

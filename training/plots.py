@@ -134,9 +134,11 @@ def lift_gain_chart(y: np.ndarray, p: np.ndarray, path: Path | str) -> Path:
 
 
 def feature_importance(
-    names: Sequence[str], gains: np.ndarray, path: Path | str, top: int = 25
+    names: Sequence[str], gains: np.ndarray, path: Path | str, top: int = 25,
+    measure: str = "Total gain",
 ) -> Path:
-    """Horizontal bars of the ``top`` features by total gain, largest at the top."""
+    """Horizontal bars of the ``top`` features by ``gains`` (what they are: ``measure``, the
+    axis label; LightGBM's total gain by default), largest at the top."""
     gains = np.asarray(gains, dtype=float)
     if gains.shape != (len(names),):
         raise ValueError(f"{len(names)} names but gains has shape {gains.shape}")
@@ -150,7 +152,7 @@ def feature_importance(
     if total > 0:
         for pos, g in zip(positions, gains[order], strict=True):
             ax.text(g, pos, f" {g / total:.1%}", va="center", fontsize=8)
-    _style(ax, f"Feature importance (top {len(order)} of {len(names)})", "Total gain", "")
+    _style(ax, f"Feature importance (top {len(order)} of {len(names)})", measure, "")
     ax.grid(axis="y", visible=False)
     ax.margins(x=0.12)
     return _save(fig, path, "feature_importance.png")

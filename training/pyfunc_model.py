@@ -5,7 +5,14 @@ it imports mlflow, lightgbm, numpy and pandas, never this project. Serving loads
 `mlflow.pyfunc.load_model("models:/propensity-churn@champion")` and needs nothing else.
 
 Artifacts (written by `training.model_logging.log_propensity_model`):
-- `booster`: LightGBM `model_to_string()` text;
+- `combination`: {"kind": "lightgbm" | "logistic" | "blend", "tree_weight": w}; raw log-odds =
+  w * tree + (1 - w) * linear (absent in models logged before it: LightGBM alone);
+- `booster`: LightGBM `model_to_string()` text (the lightgbm and blend kinds);
+- `linear`: the logistic regression as numbers (the logistic and blend kinds): `intercept`;
+  per numeric column `median` (imputation), `mean`, `scale`, `coef` of the standardised value
+  and `missing` (its missing indicator's `mean`, `scale`, `coef`, or null); per categorical
+  column `levels` (level -> coef; missing or unknown: 0) and `centre` (the training mean of
+  its term, which the bias carries so that contributions are centred);
 - `schema`: {"numeric": [...], "categorical": {col: [levels]}, "columns": [...]};
 - `calibrator`: {"method": "isotonic", "x": [...], "y": [...]}, {"method": "sigmoid", "a", "b"}
   or {"method": "identity"};
@@ -112,13 +119,25 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         artifacts = context.artifacts
-        self.booster = lgb.Booster(model_file=artifacts["booster"])
+        self.combination = (_read_json(artifacts["combination"]) if "combination" in artifacts
+                            else {"kind": "lightgbm", "tree_weight": 1.0})
+        self.kind = self.combination["kind"]
+        self.tree_weight = float(self.combination["tree_weight"])
+        self.booster = (lgb.Booster(model_file=artifacts["booster"])
+                        if "booster" in artifacts else None)
         self.schema = _read_json(artifacts["schema"])
         self.calibrator = _read_json(artifacts["calibrator"])
         self.meta = _read_json(artifacts["meta"])
-        self.features = self.booster.feature_name()
-        if self.features != list(self.schema["columns"]):
+        self.features = list(self.schema["columns"])
+        if self.booster is not None and self.features != self.booster.feature_name():
             raise ValueError("booster features and schema columns disagree")
+        if (self.booster is None) != (self.kind == "logistic"):
+            raise ValueError(f"a {self.kind} model has a booster exactly when it has trees")
+        self.linear = (LinearPart(_read_json(artifacts["linear"]), self.schema)
+                       if "linear" in artifacts else None)
+        if (self.linear is None) != (self.kind == "lightgbm"):
+            raise ValueError(f"a {self.kind} model has a linear part exactly when it is "
+                             "logistic or a blend")
         self.level_codes = {
             col: {level: float(i) for i, level in enumerate(levels)}
             for col, levels in self.schema["categorical"].items()
@@ -168,18 +187,39 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
                 out[:, j] = [_float_or_nan(v) for v in column]
         return out
 
+    def log_odds_matrix(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Raw (uncalibrated) log-odds of an encoded matrix: w * tree + (1 - w) * linear."""
+        z = np.zeros(len(x))
+        if self.booster is not None:
+            z += self.tree_weight * np.asarray(
+                self.booster.predict(x, raw_score=True, num_threads=threads), dtype="float64")
+        if self.linear is not None:
+            z += (1.0 - self.tree_weight) * self.linear.log_odds(x)
+        return z
+
     def probability_matrix(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
         """Calibrated probabilities of an encoded matrix."""
         if len(x) == 0:
             return np.empty(0)
-        raw = self.booster.predict(x, num_threads=threads)
-        return calibrate(np.asarray(raw, dtype="float64"), self.calibrator)
+        if self.kind == "lightgbm":  # LightGBM's own transform, as models always did
+            raw = np.asarray(self.booster.predict(x, num_threads=threads), dtype="float64")
+        else:
+            raw = _sigmoid(self.log_odds_matrix(x, threads))
+        return calibrate(raw, self.calibrator)
 
     def contributions_matrix(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
-        """TreeSHAP contributions (log-odds), one column per feature plus the bias last."""
+        """Contributions (log-odds), one column per feature plus the bias last; each row sums
+        to the raw log-odds: TreeSHAP for the trees, centred coefficient terms for the linear
+        part (a numeric's includes its missing indicator), weighted like the scores."""
         if len(x) == 0:
             return np.empty((0, len(self.features) + 1))
-        return np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=threads))
+        out = np.zeros((len(x), len(self.features) + 1))
+        if self.booster is not None:
+            out += self.tree_weight * np.asarray(
+                self.booster.predict(x, pred_contrib=True, num_threads=threads))
+        if self.linear is not None:
+            out += (1.0 - self.tree_weight) * self.linear.contributions(x)
+        return out
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict | None = None
@@ -193,13 +233,65 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
         frame = model_frame(model_input, self.schema)[self.features]
         if frame.empty:
             return pd.DataFrame({PROBABILITY: np.empty(0)}, index=frame.index)
-        raw = np.asarray(self.booster.predict(frame), dtype="float64")
-        out = pd.DataFrame({PROBABILITY: calibrate(raw, self.calibrator)}, index=frame.index)
         k = int((params or {}).get(REASONS) or 0)
-        if k > 0:
-            contrib = np.asarray(self.booster.predict(frame, pred_contrib=True))
+        if self.kind == "lightgbm":  # the booster reads the typed frame itself
+            raw = np.asarray(self.booster.predict(frame), dtype="float64")
+            contrib = np.asarray(self.booster.predict(frame, pred_contrib=True)) if k > 0 else None
+        else:
+            x = self.matrix(frame)
+            raw = _sigmoid(self.log_odds_matrix(x))
+            contrib = self.contributions_matrix(x) if k > 0 else None
+        out = pd.DataFrame({PROBABILITY: calibrate(raw, self.calibrator)}, index=frame.index)
+        if contrib is not None:
             out[REASONS] = top_reasons(contrib, self.features, k)
         return out
+
+
+class LinearPart:
+    """The `linear` artifact over the encoded matrix (model column order; categoricals as level
+    codes, NaN for missing): arrays per column, so scoring is a few numpy operations."""
+
+    def __init__(self, linear: dict, schema: dict) -> None:
+        numeric, categorical = schema["numeric"], schema["categorical"]
+        self.numeric = np.arange(len(numeric))
+        params = [linear["numeric"][c] for c in numeric]
+        self.median = np.array([p["median"] for p in params], dtype="float64")
+        self.mean = np.array([p["mean"] for p in params], dtype="float64")
+        self.scale = np.array([p["scale"] for p in params], dtype="float64")
+        self.coef = np.array([p["coef"] for p in params], dtype="float64")
+        missing = [p["missing"] or {"mean": 0.0, "scale": 1.0, "coef": 0.0} for p in params]
+        self.m_mean = np.array([m["mean"] for m in missing], dtype="float64")
+        self.m_scale = np.array([m["scale"] for m in missing], dtype="float64")
+        self.m_coef = np.array([m["coef"] for m in missing], dtype="float64")
+        self.tables = []  # (column index, level coefs + 0 for missing, centre)
+        for j, (col, levels) in enumerate(categorical.items(), start=len(numeric)):
+            p = linear["categorical"][col]
+            table = np.array([p["levels"][lvl] for lvl in levels] + [0.0], dtype="float64")
+            self.tables.append((j, table, float(p["centre"])))
+        self.bias = float(linear["intercept"]) + sum(c for _, _, c in self.tables)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Per-row terms, one column per feature, then the bias; rows sum to the log-odds."""
+        out = np.empty((len(x), x.shape[1] + 1))
+        values = x[:, self.numeric]
+        absent = np.isnan(values)
+        out[:, self.numeric] = (
+            self.coef * (np.where(absent, self.median, values) - self.mean) / self.scale
+            + self.m_coef * (absent - self.m_mean) / self.m_scale
+        )
+        for j, table, centre in self.tables:
+            codes = x[:, j]
+            index = np.where(np.isnan(codes), len(table) - 1, codes).astype(np.int64)
+            out[:, j] = table[index] - centre
+        out[:, -1] = self.bias
+        return out
+
+    def log_odds(self, x: np.ndarray) -> np.ndarray:
+        return self.contributions(x).sum(axis=1)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function without overflow
 
 
 def _float_or_nan(value: object) -> float:

@@ -66,6 +66,7 @@ class TrainResult:
     window: dict[str, str]
     rows: dict[str, int]
     dropped_features: list[str] = field(default_factory=list)  # constant or null in training
+    selection: dict = field(default_factory=dict)  # candidates, folds, choice (selection.json)
 
     def as_json(self) -> dict:
         return {
@@ -73,7 +74,7 @@ class TrainResult:
             "version": self.version, "alias": self.alias, "reason": self.reason,
             "metrics": self.metrics, "baselines": self.baselines, "oracle": self.oracle,
             "calibration": self.calibration, "window": self.window, "rows": self.rows,
-            "dropped_features": self.dropped_features,
+            "dropped_features": self.dropped_features, "selection": self.selection,
         }
 
 
@@ -124,7 +125,7 @@ class Fitted:
     features: list[str]
     dropped: list[str]  # constant or all-null in the training window: not given to the model
     schema: object
-    booster: object
+    booster: object  # the model's LightGBM part; None when the logistic regression was chosen
     calibrator: object
     calibration: dict
     raw_test: np.ndarray
@@ -132,6 +133,8 @@ class Fitted:
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]]
     oracle: dict[str, float] | None
+    model: object = None  # training.estimator.Estimator: the chosen, refitted model
+    selection: dict = field(default_factory=dict)  # training.selection.Selection.as_json()
 
 
 def _observed_dates(tables, store: FeatureStore, horizon: int, catalogue: str) -> list[date]:
@@ -164,19 +167,23 @@ def check_catalogue_versions(store: FeatureStore, dates: list[date], catalogue: 
 def fit_and_score(task: str, tables, store: FeatureStore, split, settings: TrainingSettings, *,
                   product: str | None, renewal_only: bool, say: Progress,
                   reference: Reference | None = None) -> Fitted:
-    """Datasets of one split, LightGBM + calibration, both baselines, test metrics (and the
-    reference's, when one is given and knows this task)."""
+    """Datasets of one split; the model chosen by expanding-window cross-validation over all
+    training dates (the split's train and validation dates), refitted on them and calibrated
+    on the out-of-fold predictions (`training.selection`); both baselines; test metrics (and
+    the reference's, when one is given and knows this task)."""
     from training import baselines as bl
     from training import models
     from training.calibration import fit_calibrator
     from training.metrics import evaluate
+    from training.selection import select_and_refit
 
-    say(f"building the {task} dataset ({len(split.train)} train, {len(split.validation)} "
-        f"validation, {len(split.test)} test dates)")
+    training_dates = sorted({*split.train, *split.validation})
+    say(f"building the {task} dataset ({len(training_dates)} training, {len(split.test)} "
+        "test dates)")
     parts = {
-        part: _dataset(task, tables, store, getattr(split, part), settings.horizon_days,
+        part: _dataset(task, tables, store, dates, settings.horizon_days,
                        settings.upsell_min_growth, product, renewal_only)
-        for part in ("train", "validation", "test")
+        for part, dates in (("train", training_dates), ("test", split.test))
     }
     for part, frame in parts.items():
         _check_labels(part, frame)
@@ -193,18 +200,25 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     frames = {part: models.to_model_frame(f, schema) for part, f in parts.items()}
     y = {part: f["label"].to_numpy() for part, f in parts.items()}
 
-    say("fitting LightGBM with early stopping")
-    booster = models.fit_lightgbm(frames["train"], y["train"], frames["validation"],
-                                  y["validation"], schema, settings.seed)
-    raw = {part: models.predict_raw(booster, frames[part]) for part in ("validation", "test")}
-    say("calibrating on the validation slice")
-    calibrator, calibration = fit_calibrator(raw["validation"], y["validation"], method="auto",
+    say("choosing logistic / LightGBM / blend by expanding-window cross-validation")
+    train = parts["train"]
+    try:
+        estimator, selection = select_and_refit(
+            frames["train"], y["train"], train[AS_OF], train[ACCOUNT_ID], schema,
+            settings.horizon_days, settings.seed, say=say)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    raw_test = estimator.predict_raw(frames["test"])
+    say(f"calibrating on {len(selection.oof):,} out-of-fold predictions")
+    calibrator, calibration = fit_calibrator(selection.oof, selection.oof_label, method="auto",
                                              seed=settings.seed)
-    p_test = calibrator.predict(raw["test"])
+    p_test = calibrator.predict(raw_test)
 
     say("baselines: logistic regression and the rule-based health score")
-    logistic = bl.logistic_baseline(schema, settings.seed)
-    logistic.fit(frames["train"], y["train"])
+    logistic = estimator.linear  # the same pipeline on the same rows, when the model has one
+    if logistic is None:
+        logistic = bl.logistic_baseline(schema, settings.seed)
+        logistic.fit(frames["train"], y["train"])
     test = parts["test"]
     scores = {
         "model": p_test,
@@ -214,7 +228,7 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     exposure = test["arr_at_as_of"].to_numpy() if "arr_at_as_of" in test else None
     value = test["value"].clip(lower=0).to_numpy() if "value" in test else None
     metrics = evaluate(y["test"], p_test, value=value, exposure=exposure)
-    metrics["ece_before_calibration"] = evaluate(y["test"], raw["test"])["ece"]
+    metrics["ece_before_calibration"] = evaluate(y["test"], raw_test)["ece"]
     baselines = {
         b: evaluate(y["test"], scores[b], value=value, exposure=exposure) for b in BASELINES
     }
@@ -226,8 +240,8 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
                                 upsell_min_growth=settings.upsell_min_growth)
     if p_reference is not None:
         oracle = evaluate(y["test"], p_reference, value=value, exposure=exposure)
-    return Fitted(parts, features, dropped, schema, booster, calibrator, calibration, raw["test"],
-                  scores, metrics, baselines, oracle)
+    return Fitted(parts, features, dropped, schema, estimator.booster, calibrator, calibration,
+                  raw_test, scores, metrics, baselines, oracle, estimator, selection.as_json())
 
 
 def train(
@@ -265,7 +279,7 @@ def train(
     version_tag = catalogue_version(feature_groups(spec))
     observed = _observed_dates(tables, store, horizon, version_tag)
     try:
-        split = time_split(observed, horizon, validation=2, test=2)
+        split = time_split(observed, horizon, validation=0, test=2)  # CV inside the training
     except ValueError as exc:
         raise TrainingError(f"{len(observed)} snapshot dates with a fully observed {horizon}-day "
                             f"label window: {exc}") from exc
@@ -293,7 +307,10 @@ def train(
         mlflow.log_params({
             "task": task, "horizon_days": horizon, "seed": settings.seed,
             "n_features": len(features), "n_features_dropped": len(fit.dropped),
-            "best_iteration": fit.booster.best_iteration,
+            "model_kind": fit.model.kind, "tree_weight": fit.model.tree_weight,
+            "lightgbm_rounds": fit.selection["rounds"]["final"],
+            "logistic_c": fit.selection["logistic_c"],
+            "cv_folds": len(fit.selection["folds"]),
             "calibration_method": fit.calibration.get("method"),
             **{f"window_{k}": v for k, v in window.items()},
             **{f"rows_{k}": v for k, v in rows.items()},
@@ -312,12 +329,14 @@ def train(
                          "event_types": list(spec.event_types),
                          "schema": fit.schema.to_dict()}, "features.json")
         mlflow.log_dict(fit.calibration, "calibration.json")
+        mlflow.log_dict(fit.selection, "selection.json")
+        mlflow.log_metrics(selection_metrics(fit.selection))
         _log_report(fit, test, y_test)
         meta = {"task": task, "horizon_days": horizon, "window": window,
                 "catalogue_version": version_tag, "event_types": list(spec.event_types),
                 "dropped_features": fit.dropped, "value": value_stats(task, parts["train"]),
                 "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
-        info = log_propensity_model(fit.booster, fit.schema, fit.calibrator.to_dict(), meta,
+        info = log_propensity_model(fit.model, fit.schema, fit.calibrator.to_dict(), meta,
                                     test[features].head(5), registered_model_name=name)
         version = int(info.registered_model_version)
         decision = decide(metrics, champion_metrics, settings.promotion_max_ece_increase)
@@ -327,7 +346,7 @@ def train(
             task=task, run_id=run.info.run_id, registered_model=name, version=version,
             alias=decision.alias, reason=decision.reason, metrics=metrics,
             baselines=fit.baselines, oracle=fit.oracle, calibration=fit.calibration,
-            window=window, rows=rows, dropped_features=fit.dropped,
+            window=window, rows=rows, dropped_features=fit.dropped, selection=fit.selection,
         )
 
 
@@ -368,26 +387,40 @@ def backtest(
 
 
 def _log_report(fit: Fitted, test: pd.DataFrame, y_test: np.ndarray) -> None:
-    """The run's report plots (curves, calibration, lift, importance, SHAP) under ``report/``."""
+    """The run's report plots (curves, calibration, lift, importance, SHAP) under ``report/``.
+
+    Every plot that names features takes the names in the model's own column order
+    (``fit.model.features``), the order its contributions come in."""
     import mlflow
 
     from training import models, plots
 
-    features = fit.features
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        names = fit.model.features
         sample = models.to_model_frame(test.head(2000), fit.schema)
-        contrib = models.contributions(fit.booster, sample)
-        imp = models.importance(fit.booster)
+        contrib = fit.model.contributions(sample)
+        imp_names, imp_values, measure = fit.model.importance(sample)
         plots.roc_pr_curves(y_test, fit.scores, out / "roc_pr.png")
         plots.calibration_curve(y_test, fit.raw_test, fit.scores["model"],
                                 out / "calibration.png")
         plots.lift_gain_chart(y_test, fit.scores["model"], out / "lift_gain.png")
-        plots.feature_importance(list(imp["feature"]), list(imp["gain"]),
-                                 out / "feature_importance.png")
-        plots.shap_summary(features, contrib, test[features].head(2000),
-                           out / "shap_summary.png")
+        plots.feature_importance(list(imp_names), imp_values, out / "feature_importance.png",
+                                 measure=measure)
+        plots.shap_summary(names, contrib, test[names].head(2000), out / "shap_summary.png")
         mlflow.log_artifacts(str(out), "report")
+
+
+def selection_metrics(selection: dict) -> dict[str, float]:
+    """Each candidate's pooled out-of-fold scores and its log-loss difference to the best (with
+    its standard error) as MLflow metrics ``cv_<candidate>_<name>``; the per-fold scores are in
+    selection.json."""
+    out = {}
+    for name, c in selection.get("candidates", {}).items():
+        for key in ("log_loss", "roc_auc", "difference_to_best", "standard_error"):
+            if _finite(c.get(key)):
+                out[f"cv_{name}_{key}"] = float(c[key])
+    return out
 
 
 def _finite(value) -> bool:

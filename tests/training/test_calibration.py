@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from training.calibration import P_MAX, P_MIN, Calibrator, fit_calibrator
+from training.calibration import P_MAX, P_MIN, Calibrator, fit_calibrator, isotonic_wins
 from training.metrics import expected_calibration_error
 
 
@@ -157,6 +157,7 @@ def test_report_is_deterministic_and_json_serialisable():
     assert set(first) == {
         "method", "n", "positives", "n_folds",
         "cv_log_loss_isotonic", "cv_log_loss_sigmoid", "cv_log_loss_identity",
+        "cv_isotonic_gain_se",
         "ece_before", "ece_after", "brier_before", "brier_after",
         "log_loss_before", "log_loss_after",
     }  # fmt: skip
@@ -184,3 +185,14 @@ def test_from_dict_refuses_a_non_monotone_map():
         Calibrator.from_dict({"method": "isotonic", "x": [0.1, 0.2], "y": [0.5, 0.4]})
     with pytest.raises(ValueError, match="method"):
         Calibrator.from_dict({"method": "beta"})
+
+
+def test_isotonic_must_win_by_more_than_its_noise():
+    """Its flat steps tie scores the model ranked apart, so a gain inside the noise keeps the
+    strictly monotone sigmoid. Per-row gains 0.003, -0.001, 0.003, -0.001: mean 0.001, standard
+    deviation 0.0023094 (ddof 1), standard error 0.0011547 > 0.001: sigmoid."""
+    sigmoid = np.array([0.5, 0.4, 0.5, 0.4])
+    wins, se = isotonic_wins(sigmoid, sigmoid - [0.003, -0.001, 0.003, -0.001])
+    assert not wins and se == pytest.approx(0.0011547, abs=1e-7)
+    wins, se = isotonic_wins(sigmoid, sigmoid - [0.003, 0.002, 0.003, 0.002])  # se 0.000289
+    assert wins and se == pytest.approx(0.00028868, abs=1e-8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import mlflow
 import numpy as np
@@ -67,6 +68,7 @@ def test_train_registers_and_serves_by_alias_and_is_reproducible(book):
     # Same data, config and seed: the same metrics; an equal model is not promoted.
     second = train_json(book)
     assert second["metrics"] == first["metrics"]
+    assert second["selection"] == first["selection"]  # the same choice, folds and scores
     assert second["version"] == 2 and second["alias"] == "challenger"
     assert "does not beat" in second["reason"]
 
@@ -83,6 +85,31 @@ def test_upsell_and_cross_sell_train(book):
         out = train_json(book, task)
         assert out["registered_model"] == f"propensity-{task}"
         assert out["metrics"]["n"] > 0
+
+
+def test_the_model_is_chosen_by_cross_validation_and_refit_on_all_training_dates(book):
+    result = run("train", "churn", "--data-dir", str(book))
+    assert result.exit_code == 0, result.output
+    assert "model choice: " in result.output and "(chosen)" in result.output
+    run_id = re.findall(r"run ([0-9a-f]{32})", result.output)[-1]
+    selection = mlflow.artifacts.load_dict(f"runs:/{run_id}/selection.json")
+    logged = mlflow.get_run(run_id).data
+    horizon = pd.Timedelta(days=90)
+    for fold in selection["folds"]:
+        assert pd.Timestamp(fold["validation"][0]) - pd.Timestamp(fold["train_to"]) >= horizon
+    # every training date is in the refit: up to the horizon before the first test date
+    test_from = pd.Timestamp(logged.params["window_test"].split(",")[0])
+    assert pd.Timestamp(logged.params["window_train_to"]) + horizon <= test_from
+    assert pd.Timestamp(logged.params["window_train_to"]) + pd.DateOffset(months=1) + horizon \
+        > test_from
+    last = selection["folds"][-1]
+    assert int(logged.params["rows_train"]) > last["rows_train"] + last["rows_validation"]
+    # calibrated on the out-of-fold predictions: every validation block's rows
+    calibration = mlflow.artifacts.load_dict(f"runs:/{run_id}/calibration.json")
+    assert calibration["n"] == sum(f["rows_validation"] for f in selection["folds"])
+    assert logged.params["model_kind"] == selection["chosen"]
+    assert logged.metrics[f"cv_{selection['chosen']}_log_loss"] == pytest.approx(
+        selection["candidates"][selection["chosen"]]["log_loss"])
 
 
 def test_no_snapshots_is_a_clear_error(tmp_path):
