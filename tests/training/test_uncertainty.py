@@ -11,9 +11,9 @@ from training.uncertainty import METRICS, _Ranked, bootstrap
 
 # Two accounts, two rows each. Drawing two accounts with replacement gives AA, AB (twice as
 # likely as each of the others) or BB; worked out by hand:
-#   AA: p .9 .9 .2 .2 / y 1 1 0 0 -> AUC 1,    AP 1,   top 10 % = 1 of the two tied .9 rows: lift 2
-#   AB: p .9 .2 .4 .6 / y 1 0 1 0 -> AUC 3/4,  AP (1 + 2/3) / 2 = 5/6, top row .9 is positive: lift 2
-#   BB: p .4 .4 .6 .6 / y 1 1 0 0 -> AUC 0,    AP 2/4 (both positives below both negatives), lift 0
+#   AA: p .9 .9 .2 .2 / y 1 1 0 0 -> AUC 1,    AP 1,   top row: half of two tied .9: lift 2
+#   AB: p .9 .2 .4 .6 / y 1 0 1 0 -> AUC 3/4,  AP (1 + 2/3) / 2 = 5/6, top row positive: lift 2
+#   BB: p .4 .4 .6 .6 / y 1 1 0 0 -> AUC 0,    AP 2/4 (positives below negatives), lift 0
 TINY_Y = np.array([1, 0, 1, 0])
 TINY_P = np.array([0.9, 0.2, 0.4, 0.6])
 TINY_ACCOUNTS = np.array(["A", "A", "B", "B"])
