@@ -158,7 +158,9 @@ def train_backtest(
     pooled = report["pooled"]
     _print_intervals(f"pooled over {len(rows)} cut-offs: {pooled['rows']:,} rows, "
                      f"{pooled['accounts']:,} accounts, {pooled['positives']:,} positives",
-                     pooled["metrics"], pooled)
+                     pooled["metrics"], {"metrics": pooled["intervals"],
+                                         "differences": pooled["differences"],
+                                         "method": pooled["method"]})
     out.print(f"verdict: {report['verdict']}")
 
 
@@ -307,6 +309,13 @@ def train_tabular(
     scores.add_row("chosen, calibrated", *[_pm(summary["calibrated_metrics"].get(k)) for k in
                                            ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10")])
     out.print(scores)
+    if "intervals" in summary:
+        spread = summary["intervals"]
+        points = {cand: {m: iv["value"] for m, iv in ms.items()}
+                  for cand, ms in spread["metrics"].items()}
+        _print_intervals("pooled out-of-fold, 95 % intervals", points, spread)
+        out.print(f"versus the baseline: {summary['versus_baseline']['verdict']}",
+                  highlight=False)
     out.print(f"{summary['registered_model']} v{summary['version']} -> {summary['alias']} "
               f"({summary['reason']}); run {summary['run_id']}")
 

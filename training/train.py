@@ -494,10 +494,13 @@ def pool_backtest(cutoffs: list[dict], pooled: pd.DataFrame, baselines: list[str
         else:
             verdict = (f"not distinguishable from the better baseline ({best}): "
                        f"{versus.value:+.4f} ROC AUC [{versus.lo:+.4f}, {versus.hi:+.4f}]")
+    spread = uncertainty.as_json()
     return {
         "cutoffs": cutoffs,
         "pooled": {"rows": len(pooled), "accounts": int(pooled[ACCOUNT_ID].nunique()),
-                   "positives": int(y.sum()), "metrics": points, **uncertainty.as_json()},
+                   "positives": int(y.sum()), "metrics": points,
+                   "intervals": spread["metrics"], "differences": spread["differences"],
+                   "method": spread["method"]},
         "best_baseline": best,
         "versus_best_baseline": versus.as_dict() if versus is not None else None,
         "verdict": verdict,

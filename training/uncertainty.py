@@ -61,11 +61,12 @@ class Uncertainty:
     n_resamples: int
     confidence: float
     seed: int
-    groups: int  # accounts (or ids) resampled
+    groups: int  # accounts (or ids, or rows) resampled
+    unit: str = "accounts"
 
     def as_json(self) -> dict:
         return {
-            "method": f"bootstrap over {self.groups:,} accounts, {self.n_resamples} resamples, "
+            "method": f"bootstrap over {self.groups:,} {self.unit}, {self.n_resamples} resamples, "
                       f"{self.confidence:.0%} percentile intervals, seed {self.seed}",
             "metrics": {c: {m: i.as_dict() for m, i in ms.items()}
                         for c, ms in self.metrics.items()},
@@ -101,6 +102,7 @@ def bootstrap(
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
     confidence: float = CONFIDENCE,
+    unit: str = "accounts",
 ) -> Uncertainty:
     """Intervals of :data:`METRICS` for every score in ``scores`` (probabilities of the rows of
     ``y``), resampling ``groups`` (one key per row, e.g. the account id; None: each row alone),
@@ -108,7 +110,7 @@ def bootstrap(
 
     ``value`` (realised value of a positive) and ``exposure`` (what is at stake, ranks with the
     probability) give ``value_capture_at_10`` as in :func:`training.metrics.evaluate`; without
-    ``value`` that metric is left out.
+    ``value`` that metric is left out. ``unit`` names what ``groups`` holds, for the report.
     """
     y = np.asarray(y, dtype=float)
     n = len(y)
@@ -164,7 +166,7 @@ def bootstrap(
         }
         for a, b in pairs
     }
-    return Uncertainty(intervals, differences, n_resamples, confidence, seed, n_groups)
+    return Uncertainty(intervals, differences, n_resamples, confidence, seed, n_groups, unit)
 
 
 def _group_codes(groups: np.ndarray | None, n: int) -> np.ndarray:

@@ -78,7 +78,12 @@ def test_train_registers_and_serves_by_alias_and_is_reproducible(book):
     # Same data, settings, code and seed: the same metrics, and the version is reused.
     second = train_json(book)
     assert second["metrics"] == first["metrics"]
-    assert second["intervals"] == first["intervals"]
+    assert second["intervals"]["metrics"]["model"] == intervals["metrics"]["model"]
+    assert second["intervals"]["differences"]["model - logistic"] == (
+        intervals["differences"]["model - logistic"])
+    # the champion (v1) is this very model: paired with it, exactly no difference
+    assert second["intervals"]["differences"]["model - champion"]["roc_auc"] == {
+        "value": 0.0, "lo": 0.0, "hi": 0.0}
     assert (second["version"], second["alias"], second["reused"]) == (1, "champion", True)
     assert second["fingerprint"] == first["fingerprint"]
     assert "identical retrain of v1" in second["reason"]
