@@ -78,7 +78,7 @@ def _run(ctx: typer.Context, task: str, data_dir: Path | None, as_json: bool,
     _print_result(result)
 
 
-TRAIN_STEPS = 6  # load, dataset, fit, calibrate, baselines, log + register
+TRAIN_STEPS = 7  # load, dataset, fit, calibrate, baselines, intervals, log + register
 
 
 def quiet_mlflow_logs() -> None:
