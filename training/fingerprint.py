@@ -4,8 +4,9 @@ The fingerprint covers everything that decides the fitted model and its report: 
 product, renewal-only), the labelled rows of every part of the split (their content, so a
 changed raw table or a rebuilt snapshot with other values counts, a rewritten file with the
 same values does not), the settings that shape features, labels and fits, the feature
-catalogue's version and the code's version (git commit, with a digest of uncommitted changes;
-the package version outside a git checkout).
+catalogue's version and the code's version (the git ids of ``features/``, ``training/`` and the
+lock file, with a digest of their uncommitted changes; the package version outside a git
+checkout).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+
+#: What the code version covers: the packages that build features and fit, and the lock file.
+CODE = ("features", "training", "pyproject.toml", "uv.lock")
 
 #: Settings that do not change what is fitted: where things are, how fast, and the gate.
 NOT_FITTING = frozenset({
@@ -35,12 +39,13 @@ def frame_digest(frame: pd.DataFrame) -> str:
 
 
 def code_version(root: Path | None = None) -> str:
-    """The git commit, plus a digest of the uncommitted changes to tracked files; the installed
-    package's version when this is not a git checkout."""
+    """The git ids of what trains (``features/``, ``training/`` and the locked dependencies),
+    plus a digest of their uncommitted changes; the installed package's version when this is
+    not a git checkout. A commit that touches only the docs, the tests or serving keeps it."""
     root = root or Path(__file__).resolve().parents[1]
     try:
-        sha = _git(root, "rev-parse", "HEAD").strip()
-        diff = _git(root, "diff", "HEAD", "--binary")
+        ids = _git(root, "rev-parse", *[f"HEAD:{path}" for path in CODE]).split()
+        diff = _git(root, "diff", "HEAD", "--binary", "--", *CODE)
     except (OSError, subprocess.CalledProcessError):
         from importlib.metadata import PackageNotFoundError, version
 
@@ -48,9 +53,10 @@ def code_version(root: Path | None = None) -> str:
             return f"package {version('propensity')}"
         except PackageNotFoundError:
             return "unknown"
+    found = hashlib.sha256(" ".join(ids).encode()).hexdigest()[:40]
     if diff:
-        sha += "+" + hashlib.sha256(diff.encode()).hexdigest()[:16]
-    return sha
+        found += "+" + hashlib.sha256(diff.encode()).hexdigest()[:16]
+    return found
 
 
 def fingerprint(

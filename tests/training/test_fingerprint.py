@@ -4,6 +4,7 @@ shapes the fit gives another."""
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pandas as pd
 
@@ -49,7 +50,28 @@ def test_frame_digest_reads_values_and_columns():
     assert frame_digest(frame) != frame_digest(frame.iloc[::-1])
 
 
-def test_code_version_is_the_commit_and_a_digest_of_uncommitted_changes(tmp_path):
-    assert re.fullmatch(r"[0-9a-f]{40}(\+[0-9a-f]{16})?", code_version())
-    outside = code_version(tmp_path)  # not a git checkout
+def git(repo, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                   check=True, capture_output=True)
+
+
+def test_code_version_follows_the_code_that_trains_only(tmp_path):
+    for path in ("features/a.py", "training/b.py", "pyproject.toml", "uv.lock", "docs/c.md"):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text("1\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "one")
+    first = code_version(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", first)
+    (tmp_path / "docs/c.md").write_text("2\n")
+    git(tmp_path, "commit", "-qam", "docs only")
+    assert code_version(tmp_path) == first
+    (tmp_path / "training/b.py").write_text("2\n")
+    uncommitted = code_version(tmp_path)
+    assert re.fullmatch(first + r"\+[0-9a-f]{16}", uncommitted)
+    git(tmp_path, "commit", "-qam", "training")
+    assert code_version(tmp_path) not in (first, uncommitted)
+    assert re.fullmatch(r"[0-9a-f]{40}(\+[0-9a-f]{16})?", code_version())  # this checkout
+    outside = code_version(tmp_path / "docs" / "nowhere")
     assert outside == "unknown" or outside.startswith("package ")
