@@ -40,6 +40,7 @@ FILE_KEYS = frozenset({
     "spark_master", "spark_conf", "source", "source_mapping",
     # training (training/settings.py)
     "horizon_days", "upsell_min_growth", "promotion_max_ece_increase",
+    "promotion_auc_margin",
     # serving (serving/settings.py)
     "auth_enabled", "api_keys_path", "max_batch_accounts", "max_body_bytes",
     "trust_forwarded_proto", "model_uris", "reload_max_account_drop", "reasons_per_direction",

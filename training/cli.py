@@ -78,7 +78,7 @@ def _run(ctx: typer.Context, task: str, data_dir: Path | None, as_json: bool,
     _print_result(result)
 
 
-TRAIN_STEPS = 6  # load, dataset, fit, calibrate, baselines, log + register
+TRAIN_STEPS = 7  # load, dataset, fit, calibrate, baselines, intervals, log + register
 
 
 def quiet_mlflow_logs() -> None:
@@ -121,8 +121,12 @@ def train_backtest(
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Rolling backtest: refit at successive cut-offs and report each test window (registers
-    nothing)."""
+    """Does the model beat its baselines on your data? Refit at N expanding-window cut-offs
+    (each trained on more dates than the one before, tested on the next date at least the
+    horizon later), pool the out-of-time predictions of all cut-offs and report each
+    candidate's pooled ROC AUC, PR AUC, lift and revenue capture with 95 % intervals
+    (bootstrap over accounts), the paired difference model - better baseline and a verdict,
+    plus one row per cut-off. Registers nothing."""
     from features.sources import ContractError
     from training.tasks import TASKS
     from training.train import TrainingError, backtest
@@ -132,25 +136,67 @@ def train_backtest(
     settings = task_settings(data_dir, horizon_days)
     try:
         with steps(f"backtest {task}", cutoffs * 4) as advance:
-            rows = backtest(task, settings, cutoffs, progress=advance,
-                            reference=reference_for(ctx, settings))
+            report = backtest(task, settings, cutoffs, progress=advance,
+                              reference=reference_for(ctx, settings))
     except TrainingError as exc:
         fail(str(exc))
     except ContractError as exc:
         fail(contract_failure(settings.raw_dir, exc))
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
+        typer.echo(json.dumps(report, indent=2, default=str))
         return
-    table = RichTable(title=f"{task}: rolling backtest (ROC AUC / ECE per test date)")
-    for col in ("test date", "trained to", "rows", "model", "logistic", "health_score",
-                "oracle", "model ECE"):
+    rows = report["cutoffs"]
+    candidates = list(report["pooled"]["metrics"])
+    table = RichTable(title=f"{task}: rolling backtest, ROC AUC per cut-off")
+    for col in ("test date", "trained to", "rows", "positives", *candidates, "model ECE"):
         table.add_column(col, justify="right")
     for r in rows:
-        oracle = r["oracle"]["roc_auc"] if r["oracle"] else None
-        table.add_row(r["test"], r["train_to"], f"{r['rows_test']:,}", _fmt(r["model"]["roc_auc"]),
-                      _fmt(r["logistic"]["roc_auc"]), _fmt(r["health_score"]["roc_auc"]),
-                      _fmt(oracle), _fmt(r["model"]["ece"]))
+        table.add_row(r["test"], r["train_to"], f"{r['rows_test']:,}", f"{r['positives']:,}",
+                      *[_fmt((r.get(c) or {}).get("roc_auc")) for c in candidates],
+                      _fmt(r["model"]["ece"]))
     out.print(table)
+    pooled = report["pooled"]
+    _print_intervals(f"pooled over {len(rows)} cut-offs: {pooled['rows']:,} rows, "
+                     f"{pooled['accounts']:,} accounts, {pooled['positives']:,} positives",
+                     pooled["metrics"], {"metrics": pooled["intervals"],
+                                         "differences": pooled["differences"],
+                                         "method": pooled["method"]})
+    out.print(f"verdict: {report['verdict']}")
+
+
+INTERVAL_SHOWN = ("roc_auc", "pr_auc", "lift_at_10", "value_capture_at_10")
+
+
+def _print_intervals(title: str, points: dict, intervals: dict | None) -> None:
+    """A table of candidates x metrics, each ``value [lo, hi]``, and the paired differences
+    model - each other candidate."""
+    table = RichTable(title=title)
+    table.add_column("candidate")
+    shown = [m for m in INTERVAL_SHOWN if any(m in metrics for metrics in points.values())]
+    for metric in shown:
+        table.add_column(metric, justify="right")
+    cells = (intervals or {}).get("metrics", {})
+    for cand in points:
+        table.add_row(cand, *[_with_interval(points[cand].get(m), cells.get(cand, {}).get(m))
+                              for m in shown])
+    out.print(table)
+    for pair, diff in (intervals or {}).get("differences", {}).items():
+        parts = [f"{m} {_signed(d)}" for m, d in diff.items() if m in shown]
+        out.print(f"paired {pair}: " + "; ".join(parts), highlight=False)
+    if intervals:
+        out.print(f"intervals: {intervals['method']}", highlight=False)
+
+
+def _with_interval(value, interval: dict | None) -> str:
+    if value is None:
+        return "-"
+    if not interval or interval.get("lo") is None or interval["lo"] != interval["lo"]:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{interval['lo']:.3f}, {interval['hi']:.3f}]"
+
+
+def _signed(d: dict) -> str:
+    return f"{d['value']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
 
 
 def _print_result(result) -> None:
@@ -168,8 +214,11 @@ def _print_result(result) -> None:
     out.print(table)
     if result.selection:
         out.print(selection_table(result.selection))
-    beat = {b: result.metrics["roc_auc"] - m["roc_auc"] for b, m in result.baselines.items()}
-    out.print("ROC AUC over baselines: " + ", ".join(f"{b} {d:+.4f}" for b, d in beat.items()))
+    if result.intervals:
+        _print_intervals("95 % intervals (bootstrap over accounts)", columns, result.intervals)
+    else:
+        beat = {b: result.metrics["roc_auc"] - m["roc_auc"] for b, m in result.baselines.items()}
+        out.print("ROC AUC over baselines: " + ", ".join(f"{b} {d:+.4f}" for b, d in beat.items()))
     if result.oracle:
         gap = result.oracle["roc_auc"] - result.metrics["roc_auc"]
         out.print(f"gap to the oracle (generator's true probabilities): {gap:+.4f} AUC")
@@ -280,6 +329,13 @@ def train_tabular(
     scores.add_row("chosen, calibrated", *[_pm(summary["calibrated_metrics"].get(k)) for k in
                                            ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10")])
     out.print(scores)
+    if "intervals" in summary:
+        spread = summary["intervals"]
+        points = {cand: {m: iv["value"] for m, iv in ms.items()}
+                  for cand, ms in spread["metrics"].items()}
+        _print_intervals("pooled out-of-fold, 95 % intervals", points, spread)
+        out.print(f"versus the baseline: {summary['versus_baseline']['verdict']}",
+                  highlight=False)
     out.print(f"{summary['registered_model']} v{summary['version']} -> {summary['alias']} "
               f"({summary['reason']}); run {summary['run_id']}")
 

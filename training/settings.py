@@ -20,3 +20,7 @@ class TrainingSettings(Settings):
     promotion_max_ece_increase: float = Field(
         0.01, description="How much worse (ECE) a challenger may calibrate and still be promoted."
     )
+    promotion_auc_margin: float = Field(
+        0.01, ge=0, description="How much lower a challenger's ROC AUC may plausibly be than "
+        "the champion's (the lower end of the paired difference's 95 % interval) and still be "
+        "promoted.")

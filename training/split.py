@@ -62,26 +62,40 @@ def rolling_backtest(
     test: int = 1,
     step: int | None = None,
 ) -> list[TimeSplit]:
-    """``n_cutoffs`` splits, oldest first, each ending ``step`` dates (default ``test``) after
-    the previous one: the test window moves forward and training expands behind it."""
+    """``n_cutoffs`` expanding-window splits, oldest first, whose training really grows.
+
+    The last split uses every date. Each earlier one ends at least ``step`` dates (default
+    ``test``; less would overlap the test blocks) before the next, and further back, one date at a
+    time, until its training ends strictly before the next one's. Stepping by a fixed number
+    of dates is not enough: on a monthly grid with a 90-day horizon a month can be 28 to 31
+    days, so two neighbouring cut-offs can need the same last training date.
+    """
     if n_cutoffs < 1:
         raise ValueError(f"n_cutoffs must be at least 1, got {n_cutoffs}")
     step = test if step is None else step
-    if step < 1:
-        raise ValueError(f"step must be at least 1 date, got {step}")
+    if step < test:
+        raise ValueError(f"step must be at least the {test} test date(s), so that test blocks "
+                         f"do not overlap; got {step}")
     days = _days(dates)
-    splits = []
-    for back in range(n_cutoffs - 1, -1, -1):
-        end = len(days) - back * step
-        try:
-            splits.append(time_split(days[: max(end, 0)], horizon_days, validation, test))
-        except ValueError as exc:
-            raise ValueError(
-                f"rolling_backtest with {n_cutoffs} cut-offs {step} date(s) apart: the cut-off "
-                f"{back} step(s) before the last keeps only {max(end, 0)} of {len(days)} dates, "
-                f"too few: {exc}"
-            ) from exc
-    return splits
+    splits: list[TimeSplit] = []
+    end = len(days)
+    for back in range(n_cutoffs):
+        while True:
+            try:
+                split = time_split(days[: max(end, 0)], horizon_days, validation, test)
+            except ValueError as exc:
+                raise ValueError(
+                    f"rolling_backtest with {n_cutoffs} cut-offs at least {step} date(s) apart, "
+                    f"each training on more dates than the one before: the cut-off {back} "
+                    f"before the last keeps only {max(end, 0)} of {len(days)} dates, too few: "
+                    f"{exc}"
+                ) from exc
+            if not splits or split.train[-1] < splits[-1].train[-1]:
+                break
+            end -= 1
+        splits.append(split)
+        end -= step
+    return splits[::-1]
 
 
 def _check_sizes(horizon_days: int, validation: int, test: int) -> None:

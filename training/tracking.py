@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features.tracking_store import embedded_uri, use_store
 from training.tasks import CHALLENGER, CHAMPION
 
+if TYPE_CHECKING:
+    from training.uncertainty import Interval
+
 log = logging.getLogger(__name__)
+FINGERPRINT_TAG = "fingerprint"  # model-version tag: what the version was trained from
 
 
 def configure(uri: str, mlflow_dir: Path) -> str:
@@ -69,22 +75,83 @@ class Decision:
 
 
 def decide(
-    new: dict[str, float], champion: dict[str, float] | None, max_ece_increase: float
+    new: dict[str, float],
+    champion: dict[str, float] | None,
+    max_ece_increase: float,
+    *,
+    versus_champion: Interval | None = None,
+    versus_baselines: Mapping[str, Interval] | None = None,
+    auc_margin: float = 0.01,
 ) -> Decision:
-    """Champion only if it beats the current champion on the same test window: higher ROC AUC
-    and calibration (ECE) no worse than ``max_ece_increase``."""
+    """Champion or challenger for a new version, and why (the rule the README states).
+
+    1. **Not below its own baselines.** A model whose paired ROC AUC difference to one of its
+       own baselines (same run, same rows) has its whole interval below zero clearly loses to
+       it: challenger, with or without a champion. A person may still promote it.
+    2. No champion yet: champion.
+    3. **Not worse than the champion.** With the paired difference new - champion on the new
+       test window (``versus_champion``): challenger when its interval's lower bound is at or
+       below ``-auc_margin`` (the new model may be worse than the champion by more than the
+       margin), or when ECE is worse by more than ``max_ece_increase``. Otherwise champion: a
+       model fitted on more recent data is preferred unless the evidence says it ranks worse.
+       Without a paired interval (a champion that cannot score the new rows, compared by the
+       metrics it logged on its own window) the point rule: a higher ROC AUC.
+    """
+    for baseline, diff in (versus_baselines or {}).items():
+        if diff.hi < 0:
+            return Decision(CHALLENGER, f"loses to its own {baseline} baseline: ROC AUC "
+                                        f"{diff.text(signed=True)} (95 % interval below 0); "
+                                        "`propensity models promote` overrules")
     if champion is None:
         return Decision(CHAMPION, "no champion yet")
-    auc_gain = new["roc_auc"] - champion["roc_auc"]
     ece_loss = new["ece"] - champion["ece"]
+    ece_text = (f"ECE {new['ece']:.4f} is worse than the champion's {champion['ece']:.4f} by "
+                f"more than {max_ece_increase}")
+    if versus_champion is not None:
+        if not versus_champion.lo > -auc_margin:
+            return Decision(CHALLENGER, f"ROC AUC vs the champion {versus_champion.text(True)} "
+                                        f"on the same rows: may be worse by more than "
+                                        f"{auc_margin}")
+        if ece_loss > max_ece_increase:
+            return Decision(CHALLENGER, ece_text)
+        return Decision(CHAMPION, f"ROC AUC vs the champion {versus_champion.text(True)} (not "
+                                  f"worse by more than {auc_margin}), ECE change "
+                                  f"{ece_loss:+.4f}")
+    auc_gain = new["roc_auc"] - champion["roc_auc"]
     if auc_gain <= 0:
         return Decision(CHALLENGER, f"ROC AUC {new['roc_auc']:.4f} does not beat the champion's "
                                     f"{champion['roc_auc']:.4f}")
     if ece_loss > max_ece_increase:
-        return Decision(CHALLENGER, f"ECE {new['ece']:.4f} is worse than the champion's "
-                                    f"{champion['ece']:.4f} by more than {max_ece_increase}")
+        return Decision(CHALLENGER, ece_text)
     return Decision(CHAMPION, f"ROC AUC +{auc_gain:.4f} over the champion, ECE change "
                               f"{ece_loss:+.4f}")
+
+
+def version_with_fingerprint(name: str, fingerprint: str):
+    """The registered version of ``name`` tagged with ``fingerprint`` (the oldest, should there
+    be several), or None."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = MlflowClient().search_model_versions(
+            f"name = '{name}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'")
+    except MlflowException:
+        return None
+    found = [v for v in versions if (v.tags or {}).get(FINGERPRINT_TAG) == fingerprint]
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def aliases_of(name: str, version: str | int) -> list[str]:
+    from mlflow import MlflowClient
+
+    return sorted(MlflowClient().get_model_version(name, str(version)).aliases or [])
+
+
+def tag_version(name: str, version: str | int, key: str, value: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_model_version_tag(name, str(version), key, value)
 
 
 def champion_version(name: str):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from features.event_types import stored_spec
 from features.store import FeatureStore
 from training.settings import TrainingSettings
 from training.tasks import registered_name
+
+if TYPE_CHECKING:
+    from training.uncertainty import Uncertainty
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -67,12 +70,17 @@ class TrainResult:
     rows: dict[str, int]
     dropped_features: list[str] = field(default_factory=list)  # constant or null in training
     selection: dict = field(default_factory=dict)  # candidates, folds, choice (selection.json)
+    intervals: dict | None = None  # training.uncertainty.Uncertainty.as_json()
+    fingerprint: str = ""  # what the version was trained from (training.fingerprint)
+    reused: bool = False  # an identical retrain: ``version`` existed, nothing was registered
 
     def as_json(self) -> dict:
         return {
             "task": self.task, "run_id": self.run_id, "registered_model": self.registered_model,
             "version": self.version, "alias": self.alias, "reason": self.reason,
+            "reused": self.reused, "fingerprint": self.fingerprint,
             "metrics": self.metrics, "baselines": self.baselines, "oracle": self.oracle,
+            "intervals": self.intervals,
             "calibration": self.calibration, "window": self.window, "rows": self.rows,
             "dropped_features": self.dropped_features, "selection": self.selection,
         }
@@ -257,15 +265,20 @@ def train(
     import mlflow
 
     from features.validation import load_tables
+    from training.fingerprint import code_version, fingerprint
     from training.model_logging import log_propensity_model
     from training.split import time_split
     from training.tracking import (
+        FINGERPRINT_TAG,
+        aliases_of,
         champion_version,
         configure,
         decide,
         experiment_id,
         git_commit,
         set_alias,
+        tag_version,
+        version_with_fingerprint,
     )
     from training.value import value_stats
 
@@ -291,7 +304,17 @@ def train(
 
     uri = configure(settings.tracking_uri, settings.mlflow_dir)
     champion = champion_version(name)
-    champion_metrics = _champion_on_window(champion, test[features], y_test)
+    p_champion, champion_metrics = _champion_on_window(champion, test[features], y_test)
+    say("bootstrap intervals over accounts, paired comparisons")
+    extra = {"oracle": _reference_scores(reference, task, test, settings)}
+    if p_champion is not None:
+        extra["champion"] = p_champion
+    uncertainty = intervals(fit, settings.seed, **extra)
+    versus = {pair.split(" - ", 1)[1]: d["roc_auc"] for pair, d in uncertainty.differences.items()}
+    trained_from = fingerprint(
+        task=task, options={"product": product, "renewal_only": renewal_only},
+        settings=settings.model_dump(), parts=parts, catalogue=version_tag, code=code_version())
+    existing = version_with_fingerprint(name, trained_from)
 
     window = {
         "train_from": str(split.train[0]), "train_to": str(split.train[-1]),
@@ -303,7 +326,7 @@ def train(
     mlflow.set_experiment(experiment_id=experiment_id(name, uri, settings.mlflow_dir))
     with mlflow.start_run(run_name=f"{task} {window['test']}") as run:
         mlflow.set_tags({"task": task, "git_commit": git_commit(),
-                         "catalogue_version": version_tag})
+                         "catalogue_version": version_tag, FINGERPRINT_TAG: trained_from})
         mlflow.log_params({
             "task": task, "horizon_days": horizon, "seed": settings.seed,
             "n_features": len(features), "n_features_dropped": len(fit.dropped),
@@ -323,6 +346,10 @@ def train(
         if fit.oracle:
             mlflow.log_metrics({f"oracle_test_{k}": v for k, v in fit.oracle.items()
                                 if _finite(v)})
+        mlflow.log_metrics(uncertainty.mlflow_metrics(
+            {"model": "test_", **{b: f"{b}_test_" for b in fit.baselines},
+             "oracle": "oracle_test_", "champion": "champion_test_"}))
+        mlflow.log_dict(uncertainty.as_json(), "intervals.json")
         for part, frame in parts.items():
             mlflow.log_metric(f"label_rate_{part}", float(frame["label"].mean()))
         mlflow.log_dict({"features": features, "dropped": fit.dropped,
@@ -332,22 +359,64 @@ def train(
         mlflow.log_dict(fit.selection, "selection.json")
         mlflow.log_metrics(selection_metrics(fit.selection))
         _log_report(fit, test, y_test)
-        meta = {"task": task, "horizon_days": horizon, "window": window,
-                "catalogue_version": version_tag, "event_types": list(spec.event_types),
-                "dropped_features": fit.dropped, "value": value_stats(task, parts["train"]),
-                "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
-        info = log_propensity_model(fit.model, fit.schema, fit.calibrator.to_dict(), meta,
-                                    test[features].head(5), registered_model_name=name)
-        version = int(info.registered_model_version)
-        decision = decide(metrics, champion_metrics, settings.promotion_max_ece_increase)
-        set_alias(name, version, decision.alias)
-        mlflow.set_tags({"alias": decision.alias, "promotion_reason": decision.reason})
+        if existing is not None:
+            version = int(existing.version)
+            held = aliases_of(name, version)
+            alias = ", ".join(held) if held else "none"
+            reason = (f"identical retrain of v{version} (same data, settings and code): no new "
+                      "version registered")
+            mlflow.set_tags({"reused_version": str(version), "alias": alias,
+                             "promotion_reason": reason})
+        else:
+            meta = {"task": task, "horizon_days": horizon, "window": window,
+                    "catalogue_version": version_tag, "event_types": list(spec.event_types),
+                    "dropped_features": fit.dropped,
+                    "value": value_stats(task, parts["train"]),
+                    "test_metrics": {k: v for k, v in metrics.items() if _finite(v)}}
+            info = log_propensity_model(fit.model, fit.schema, fit.calibrator.to_dict(), meta,
+                                        test[features].head(5), registered_model_name=name)
+            version = int(info.registered_model_version)
+            tag_version(name, version, FINGERPRINT_TAG, trained_from)
+            decision = decide(
+                metrics, champion_metrics, settings.promotion_max_ece_increase,
+                versus_champion=versus.get("champion"),
+                versus_baselines={b: versus[b] for b in fit.baselines if b in versus},
+                auc_margin=settings.promotion_auc_margin)
+            alias, reason = decision.alias, decision.reason
+            set_alias(name, version, alias)
+            mlflow.set_tags({"alias": alias, "promotion_reason": reason})
         return TrainResult(
             task=task, run_id=run.info.run_id, registered_model=name, version=version,
-            alias=decision.alias, reason=decision.reason, metrics=metrics,
+            alias=alias, reason=reason, metrics=metrics,
             baselines=fit.baselines, oracle=fit.oracle, calibration=fit.calibration,
             window=window, rows=rows, dropped_features=fit.dropped, selection=fit.selection,
+            intervals=uncertainty.as_json(), fingerprint=trained_from, reused=existing is not None,
         )
+
+
+def intervals(fit: Fitted, seed: int, **extra: np.ndarray | None) -> Uncertainty:
+    """Bootstrap intervals over the test window's accounts for the model, its baselines and
+    any ``extra`` scores of the same rows (the oracle, the champion; None: left out), and the
+    paired differences model - each of them."""
+    from training.uncertainty import bootstrap
+
+    test = fit.parts["test"]
+    scores = {"model": fit.scores["model"],
+              **{b: fit.scores[b] for b in fit.baselines if b in fit.scores},
+              **{k: p for k, p in extra.items() if p is not None}}
+    return bootstrap(
+        test["label"].to_numpy(), scores, test[ACCOUNT_ID].to_numpy(),
+        value=test["value"].clip(lower=0).to_numpy() if "value" in test else None,
+        exposure=test["arr_at_as_of"].to_numpy() if "arr_at_as_of" in test else None,
+        pairs=[("model", k) for k in scores if k != "model"], seed=seed)
+
+
+def _reference_scores(reference: Reference | None, task: str, rows: pd.DataFrame,
+                      settings: TrainingSettings) -> np.ndarray | None:
+    if reference is None:
+        return None
+    return reference(task, rows[[ACCOUNT_ID, AS_OF]], horizon_days=settings.horizon_days,
+                     upsell_min_growth=settings.upsell_min_growth)
 
 
 def backtest(
@@ -359,9 +428,16 @@ def backtest(
     renewal_only: bool = False,
     progress: Progress | None = None,
     reference: Reference | None = None,
-) -> list[dict]:
-    """Rolling backtest: refit at ``n_cutoffs`` successive cut-offs, one test date apart, and
-    report each test window's metrics (model and baselines). Registers nothing."""
+) -> dict:
+    """Rolling backtest: refit at ``n_cutoffs`` expanding-window cut-offs (one test date each,
+    each cut-off trained on more dates than the one before) and pool their out-of-time
+    predictions. Registers nothing.
+
+    Returns each cut-off's metrics (model, baselines, reference), the pooled metrics of every
+    candidate with bootstrap intervals over accounts (an account's rows from every cut-off
+    resampled together), the paired differences model - each other candidate, and a verdict on
+    the model against the better of its baselines.
+    """
     from features.validation import load_tables
     from training.split import rolling_backtest
 
@@ -375,15 +451,79 @@ def backtest(
                                   test=1)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
-    rows = []
+    cutoffs, pooled = [], []
     for i, split in enumerate(splits, 1):
         fit = fit_and_score(task, tables, store, split, settings, product=product,
                             renewal_only=renewal_only, reference=reference,
                             say=lambda m, i=i: say(f"cut-off {i}/{len(splits)}: {m}"))
-        rows.append({"test": str(split.test[0]), "train_to": str(split.train[-1]),
-                     "rows_test": len(fit.parts["test"]), "model": fit.metrics,
-                     **fit.baselines, "oracle": fit.oracle})
-    return rows
+        test = fit.parts["test"]
+        cutoffs.append({"test": str(split.test[0]), "train_from": str(split.train[0]),
+                        "train_to": str(split.train[-1]), "rows_test": len(test),
+                        "positives": int(test["label"].sum()), "model": fit.metrics,
+                        **fit.baselines, "oracle": fit.oracle})
+        rows = pd.DataFrame({
+            ACCOUNT_ID: test[ACCOUNT_ID].to_numpy(), "label": test["label"].to_numpy(),
+            "value": test["value"].clip(lower=0).to_numpy() if "value" in test else np.nan,
+            "exposure": test["arr_at_as_of"].to_numpy() if "arr_at_as_of" in test else np.nan,
+            "model": fit.scores["model"],
+            **{b: fit.scores[b] for b in fit.baselines if b in fit.scores}})
+        oracle = _reference_scores(reference, task, test, settings)
+        if oracle is not None:
+            rows["oracle"] = oracle
+        pooled.append(rows)
+    return pool_backtest(cutoffs, pd.concat(pooled, ignore_index=True),
+                         baselines=[b for b in pooled[0].columns if b in cutoffs[0]
+                                    and b not in ("model", "oracle")],
+                         seed=settings.seed)
+
+
+def pool_backtest(cutoffs: list[dict], pooled: pd.DataFrame, baselines: list[str],
+                  seed: int) -> dict:
+    """The backtest's report from its cut-offs and their pooled test rows (``account_id``,
+    ``label``, ``value``, ``exposure`` and one column of probabilities per candidate: ``model``,
+    the ``baselines``, optionally ``oracle``); a candidate missing at some cut-off (NaN) is
+    left out of the pooled comparison."""
+    from training.metrics import evaluate
+    from training.uncertainty import bootstrap
+
+    candidates = ["model", *baselines] + (["oracle"] if "oracle" in pooled else [])
+    candidates = [c for c in candidates if pooled[c].notna().all()]
+    y = pooled["label"].to_numpy()
+    value = pooled["value"].to_numpy() if pooled["value"].notna().all() else None
+    exposure = pooled["exposure"].to_numpy() if pooled["exposure"].notna().all() else None
+    if value is None:
+        exposure = None
+    uncertainty = bootstrap(
+        y, {c: pooled[c].to_numpy() for c in candidates}, pooled[ACCOUNT_ID].to_numpy(),
+        value=value, exposure=exposure, pairs=[("model", c) for c in candidates[1:]],
+        seed=seed)
+    points = {c: evaluate(y, pooled[c].to_numpy(), value=value, exposure=exposure)
+              for c in candidates}
+    present = [b for b in baselines if b in candidates]
+    best = max(present, key=lambda b: points[b]["roc_auc"]) if present else None
+    verdict, versus = "no baseline to compare with", None
+    if best is not None:
+        versus = uncertainty.differences[f"model - {best}"]["roc_auc"]
+        if versus.lo > 0:
+            verdict = (f"the model beats the better baseline ({best}) by {versus.value:+.4f} "
+                       f"ROC AUC [{versus.lo:+.4f}, {versus.hi:+.4f}]")
+        elif versus.hi < 0:
+            verdict = (f"the model loses to the better baseline ({best}) by "
+                       f"{versus.value:+.4f} ROC AUC [{versus.lo:+.4f}, {versus.hi:+.4f}]")
+        else:
+            verdict = (f"not distinguishable from the better baseline ({best}): "
+                       f"{versus.value:+.4f} ROC AUC [{versus.lo:+.4f}, {versus.hi:+.4f}]")
+    spread = uncertainty.as_json()
+    return {
+        "cutoffs": cutoffs,
+        "pooled": {"rows": len(pooled), "accounts": int(pooled[ACCOUNT_ID].nunique()),
+                   "positives": int(y.sum()), "metrics": points,
+                   "intervals": spread["metrics"], "differences": spread["differences"],
+                   "method": spread["method"]},
+        "best_baseline": best,
+        "versus_best_baseline": versus.as_dict() if versus is not None else None,
+        "verdict": verdict,
+    }
 
 
 def _log_report(fit: Fitted, test: pd.DataFrame, y_test: np.ndarray) -> None:
@@ -427,14 +567,17 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and bool(np.isfinite(value))
 
 
-def _champion_on_window(champion, test: pd.DataFrame, y: np.ndarray) -> dict | None:
-    """The current champion's metrics on the new run's test window (None: no champion).
+def _champion_on_window(champion, test: pd.DataFrame, y: np.ndarray
+                        ) -> tuple[np.ndarray | None, dict | None]:
+    """The current champion's probabilities and metrics on the new run's test window
+    ((None, None): no champion).
 
     A champion that cannot score these rows (a changed feature catalogue) is compared by the
-    test metrics it logged, which is the best evidence left; that is said in the log.
+    test metrics it logged, which is the best evidence left (no probabilities: no paired
+    comparison); that is said in the log.
     """
     if champion is None:
-        return None
+        return None, None
     import mlflow
 
     from training.metrics import evaluate
@@ -442,13 +585,14 @@ def _champion_on_window(champion, test: pd.DataFrame, y: np.ndarray) -> dict | N
     try:
         model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
         p = model.predict(test)["probability"].to_numpy()  # feature columns only
-        return evaluate(y, p)
+        return p, evaluate(y, p)
     except Exception as exc:  # noqa: BLE001 - any failure to score means: fall back
         log.warning("champion v%s could not score the test window (%s); using its logged "
                     "metrics", champion.version, exc)
         run = mlflow.get_run(champion.run_id)
         logged = run.data.metrics
-        return {"roc_auc": logged.get("test_roc_auc", 0.0), "ece": logged.get("test_ece", 1.0)}
+        return None, {"roc_auc": logged.get("test_roc_auc", 0.0),
+                      "ece": logged.get("test_ece", 1.0)}
 
 
 def summary_json(result: TrainResult) -> str:

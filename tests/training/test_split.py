@@ -147,6 +147,55 @@ def test_rolling_backtest_on_two_monthly_years():
     assert [s.test for s in wider] == [grid[-5:-3], grid[-2:]]
 
 
+def test_backtest_cutoffs_of_the_demo_grid_train_on_more_dates():
+    """The issue's case: monthly snapshots 2024-02 .. 2025-05, 90 days, 2 validation dates.
+    Stepping one date back gave test 2025-04-01 with the same validation and training as test
+    2025-05-01 (2024-12-01 + 90 = 2025-03-01 <= 2025-04-01 but 2025-01-01 + 90 > 2025-04-01 is
+    not so for May). The earlier cut-off now moves back until its training ends earlier."""
+    grid = months(date(2024, 2, 1), 16)
+    first, last = rolling_backtest(grid, 90, n_cutoffs=2, validation=2, test=1)
+    assert (last.train[-1], last.validation, last.test) == (
+        date(2024, 9, 1), [date(2024, 12, 1), date(2025, 1, 1)], [date(2025, 5, 1)])
+    assert (first.train[-1], first.validation, first.test) == (
+        date(2024, 8, 1), [date(2024, 11, 1), date(2024, 12, 1)], [date(2025, 3, 1)])
+
+
+def grid_of(spacing: str, n: int) -> list[date]:
+    """Snapshot grids of the shapes users have: daily, weekly, fortnightly, calendar months,
+    quarters, and irregular (a month with gaps)."""
+    first = date(2023, 1, 1)
+    if spacing == "monthly":
+        return months(first, n)
+    if spacing == "quarterly":
+        return months(first, 3 * n)[::3]
+    if spacing == "irregular":
+        return [d for i, d in enumerate(months(first, n + n // 3)) if i % 4 != 2][:n]
+    return [first + timedelta(days=int(spacing) * i) for i in range(n)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(spacing=st.sampled_from(["1", "7", "14", "30", "monthly", "quarterly", "irregular"]),
+       n_dates=st.integers(3, 40), horizon=st.integers(1, 200), n_cutoffs=st.integers(1, 5),
+       validation=st.integers(0, 2), test=st.integers(1, 2), extra=st.integers(0, 2))
+def test_every_cutoff_trains_on_more_dates_than_the_one_before(
+        spacing, n_dates, horizon, n_cutoffs, validation, test, extra):
+    days, step = grid_of(spacing, n_dates), test + extra
+    try:
+        splits = rolling_backtest(days, horizon, n_cutoffs, validation, test, step=step)
+    except ValueError as exc:
+        assert "rolling_backtest" in str(exc) and "needs at least" in str(exc)
+        return
+    assert len(splits) == n_cutoffs
+    assert splits[-1] == time_split(days, horizon, validation, test)
+    for s in splits:
+        check_split(s, [d for d in days if d <= s.test[-1]], horizon, validation, test)
+    for earlier, later in pairwise(splits):
+        assert earlier.train[-1] < later.train[-1]  # the training set strictly grows
+        assert earlier.train[0] == later.train[0]
+        assert earlier.test[-1] < later.test[0]
+        assert days.index(later.test[-1]) - days.index(earlier.test[-1]) >= step
+
+
 @settings(max_examples=150, deadline=None)
 @given(offsets=offsets, horizon=st.integers(1, 120), n_cutoffs=st.integers(1, 4),
        step=st.integers(1, 3))
@@ -162,12 +211,15 @@ def test_rolling_cutoffs_move_forward_and_keep_the_gap(offsets, horizon, n_cutof
         check_split(s, [d for d in days if d <= s.test[-1]], horizon, 1, 1)
     for earlier, later in pairwise(splits):
         assert earlier.test[-1] < later.test[0]
-        assert earlier.validation[0] <= later.validation[0]
-        assert earlier.train[-1] <= later.train[-1]
+        assert earlier.validation[0] < later.validation[0]
+        assert earlier.train[-1] < later.train[-1]
 
 
 def test_rolling_backtest_too_few_dates():
-    with pytest.raises(ValueError, match="3 cut-offs 1 date\\(s\\) apart.*keeps only 5 of 7"):
+    with pytest.raises(ValueError, match="3 cut-offs at least 1 date\\(s\\) apart.*the cut-off 1 "
+                                         "before the last keeps only 6 of 7"):
         rolling_backtest(months(date(2024, 1, 1), 7), 90, n_cutoffs=3)
     with pytest.raises(ValueError, match="n_cutoffs must be at least 1"):
         rolling_backtest(months(date(2024, 1, 1), 7), 90, n_cutoffs=0)
+    with pytest.raises(ValueError, match="step must be at least the 2 test date"):
+        rolling_backtest(months(date(2024, 1, 1), 30), 90, n_cutoffs=2, test=2, step=1)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training.metrics import evaluate
 from training.tabular.columns import infer_label, parse_numbers
 from training.tabular.fit import (
     CandidateResult,
@@ -326,12 +327,32 @@ def test_result_reports_every_metric_and_a_calibrated_model(linear_fit):
 
 
 @pytest.mark.slow  # real cross-validated fits
+def test_pooled_out_of_fold_intervals_and_the_baseline_comparison(linear_fit):
+    r = linear_fit
+    u = r.intervals
+    assert set(u.metrics) == {"logistic", "lightgbm", "blend", "calibrated"}
+    assert set(u.differences) == {"logistic - lightgbm", "logistic - blend"}
+    for name, c in r.candidates.items():
+        auc = u.metrics[name]["roc_auc"]
+        assert auc.value == pytest.approx(evaluate(r.y, c.oof)["roc_auc"])  # pooled, not mean
+        assert auc.lo < auc.value < auc.hi
+    assert u.groups == 400 and u.unit == "rows"
+    summary = r.summary()
+    assert summary["intervals"] == u.as_json()
+    assert summary["versus_baseline"]["verdict"] == ("the chosen model is the logistic baseline "
+                                                     "itself")
+
+
+@pytest.mark.slow  # real cross-validated fits
 def test_xor_table_chooses_trees():
     r = fit_tabular(xor_table(), "label")
     auc = {n: c.metrics["roc_auc"].mean for n, c in r.candidates.items()}
     assert r.chosen == "lightgbm"
     assert auc["lightgbm"] > 0.75 and auc["logistic"] < 0.6
     assert set(r.importances.index[:2]) == {"a", "b"}
+    versus = r.summary()["versus_baseline"]
+    assert versus["roc_auc"]["lo"] > 0
+    assert versus["verdict"].startswith("lightgbm beats the logistic baseline by +")
 
 
 @pytest.mark.slow  # real cross-validated fits
@@ -393,6 +414,7 @@ def test_repeated_ids_keep_each_id_in_one_fold():
     r = fit_tabular(df, "label", id_col="acct")
     assert r.evaluation == "stratified 5-fold cross-validation grouped by 'acct'"
     assert "acct" not in r.model.preparation.schema.columns
+    assert (r.intervals.groups, r.intervals.unit) == (100, "ids")  # an id's rows together
 
 
 @pytest.mark.slow

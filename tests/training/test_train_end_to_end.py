@@ -65,19 +65,81 @@ def test_train_registers_and_serves_by_alias_and_is_reproducible(book):
     assert all(r["contribution"] > 0 for r in reasons["raising"])
     assert all(r["contribution"] < 0 for r in reasons["lowering"])
 
-    # Same data, config and seed: the same metrics; an equal model is not promoted.
+    # Intervals over accounts, and the model paired with each baseline and the oracle.
+    intervals = first["intervals"]
+    auc = intervals["metrics"]["model"]["roc_auc"]
+    assert auc["value"] == first["metrics"]["roc_auc"] and auc["lo"] < auc["value"] < auc["hi"]
+    assert set(intervals["differences"]) == {"model - logistic", "model - health_score",
+                                             "model - oracle"}
+    run_metrics = mlflow.get_run(first["run_id"]).data.metrics
+    assert run_metrics["test_roc_auc_lo"] == auc["lo"]
+    assert run_metrics["diff_logistic_roc_auc"] == pytest.approx(
+        first["metrics"]["roc_auc"] - first["baselines"]["logistic"]["roc_auc"])
+
+    # Same data, settings, code and seed: the same metrics, and the version is reused.
     second = train_json(book)
     assert second["metrics"] == first["metrics"]
     assert second["selection"] == first["selection"]  # the same choice, folds and scores
-    assert second["version"] == 2 and second["alias"] == "challenger"
-    assert "does not beat" in second["reason"]
+    assert second["intervals"]["metrics"]["model"] == intervals["metrics"]["model"]
+    assert second["intervals"]["differences"]["model - logistic"] == (
+        intervals["differences"]["model - logistic"])
+    # the champion (v1) is this very model: paired with it, exactly no difference
+    assert second["intervals"]["differences"]["model - champion"]["roc_auc"] == {
+        "value": 0.0, "lo": 0.0, "hi": 0.0}
+    assert (second["version"], second["alias"], second["reused"]) == (1, "champion", True)
+    assert second["fingerprint"] == first["fingerprint"]
+    assert "identical retrain of v1" in second["reason"]
+    assert second["run_id"] != first["run_id"]  # the run says so
+    assert mlflow.get_run(second["run_id"]).data.tags["reused_version"] == "1"
 
-    # A person overrules the gate.
-    result = run("models", "promote", "propensity-churn", "2", "--data-dir", str(book))
+
+def test_changed_data_registers_a_new_version_compared_with_the_champion(book, tmp_path):
+    """One snapshot date less: other training rows, a new version, judged against the champion
+    on the same test rows (the paired difference); a person can still overrule the gate."""
+    import shutil
+
+    data = tmp_path / "book"
+    shutil.copytree(book, data, symlinks=True)
+    first = train_json(data)
+    store = FeatureStore(data / "features")
+    (data / "features" / f"as_of={store.dates()[0]}").unlink()  # the oldest snapshot's link
+    second = train_json(data)
+    assert second["version"] == first["version"] + 1 and not second["reused"]
+    assert second["fingerprint"] != first["fingerprint"]
+    assert "model - champion" in second["intervals"]["differences"]
+    assert "vs the champion" in second["reason"]
+
+    result = run("models", "promote", "propensity-churn", str(second["version"]),
+                 "--data-dir", str(data))
     assert result.exit_code == 0, result.output
-    listed = json.loads(run("models", "list", "--json", "--data-dir", str(book)).stdout)
+    listed = json.loads(run("models", "list", "--json", "--data-dir", str(data)).stdout)
     aliases = {r["version"]: r["aliases"] for r in listed if r["name"] == "propensity-churn"}
-    assert aliases == {2: ["champion"], 1: ["challenger"]}
+    assert aliases[second["version"]] == ["champion"]
+
+
+def test_backtest_pools_cutoffs_that_train_on_more_dates(book):
+    result = run("train", "backtest", "churn", "--cutoffs", "2", "--json", "--data-dir",
+                 str(book))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    cutoffs = report["cutoffs"]
+    assert len(cutoffs) == 2
+    assert cutoffs[0]["train_to"] < cutoffs[1]["train_to"]  # the training set grew
+    assert cutoffs[0]["test"] < cutoffs[1]["test"]
+    pooled = report["pooled"]
+    assert pooled["rows"] == sum(c["rows_test"] for c in cutoffs)
+    assert pooled["positives"] == sum(c["positives"] for c in cutoffs)
+    assert set(pooled["metrics"]) == {"model", "logistic", "health_score", "oracle"}
+    for cand, metrics in pooled["metrics"].items():
+        auc = pooled["intervals"][cand]["roc_auc"]
+        assert auc["value"] == pytest.approx(metrics["roc_auc"])
+        assert auc["lo"] <= auc["value"] <= auc["hi"]
+    best = report["best_baseline"]
+    assert best in ("logistic", "health_score")
+    assert report["versus_best_baseline"] == pooled["differences"][f"model - {best}"]["roc_auc"]
+    assert best in report["verdict"]
+    text = run("train", "backtest", "churn", "--cutoffs", "2", "--data-dir", str(book))
+    assert "verdict:" in text.output and "pooled over 2 cut-offs" in text.output
 
 
 def test_upsell_and_cross_sell_train(book):

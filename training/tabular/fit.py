@@ -22,6 +22,11 @@ out-of-fold (or test-slice) probabilities; the calibrated out-of-fold probabilit
 are cross-fitted (each fold calibrated by a map fitted on the other folds), so their metrics
 are honest. The final model is refitted on all labelled rows; LightGBM then grows the mean
 number of trees its folds grew.
+
+Uncertainty: every candidate's pooled out-of-fold probabilities get 95 % bootstrap intervals
+(`training.uncertainty`, resampling ids when the id column is given, rows otherwise), and the
+chosen candidate is paired with each other one on the same resamples; the comparison that
+matters is with the logistic-regression baseline (`versus_baseline`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from training.metrics import evaluate
 from training.tabular.columns import ColumnInference, infer_columns, time_values
 from training.tabular.models import CANDIDATES, Model, fit_candidate, fit_lightgbm, fit_logistic
 from training.tabular.prepare import Preparation, prepare
+from training.uncertainty import Uncertainty, bootstrap
 
 __all__ = ["ColumnInference", "MetricSummary", "CandidateResult", "TabularModel",
            "TabularResult", "fit_tabular", "infer_columns", "prepare", "time_split"]
@@ -47,6 +53,7 @@ __all__ = ["ColumnInference", "MetricSummary", "CandidateResult", "TabularModel"
 N_FOLDS = 5
 TRAIN_SHARE = 0.7
 AUC_TIE = 0.001
+BASELINE = "logistic"  # the candidate that is training.baselines' logistic regression
 NOT_METRICS = frozenset({"n", "positive_rate"})
 Progress = Callable[[str], None]
 
@@ -97,6 +104,7 @@ class TabularResult:
     importances: pd.Series  # share per model column, largest first
     seconds: float
     rounds: list[int] = field(default_factory=list)  # LightGBM trees per fold
+    intervals: Uncertainty | None = None  # pooled out-of-fold, see `oof_intervals`
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -126,6 +134,9 @@ class TabularResult:
                                    for m, s in self.calibrated_metrics.items()},
             "calibration": self.calibration,
             "importances": {str(k): float(v) for k, v in self.importances.items()},
+            **({"intervals": self.intervals.as_json(),
+                "versus_baseline": versus_baseline(self.chosen, self.intervals)}
+               if self.intervals is not None else {}),
         }
 
 
@@ -184,6 +195,8 @@ def _fit_tabular(
     calibrator, report = fit_calibrator(p_raw, y_eval, method="auto", seed=seed)
     oof, calibrated = _calibrated_oof(candidates[chosen].oof, y, splits, report["method"], seed)
 
+    groups = table[id_col].to_numpy() if id_col is not None else None
+    spread = oof_intervals(y, candidates, chosen, oof, evaluated, groups, seed)
     say(f"refitting {chosen} on all {len(y)} rows")
     final_rounds = max(1, int(round(float(np.mean(rounds))))) if rounds else None
     estimator = fit_candidate(chosen, X, y, prep.schema, seed, n_jobs, final_rounds)
@@ -192,8 +205,42 @@ def _fit_tabular(
         y=y, evaluated=evaluated, oof=oof, calibrated_metrics=calibrated,
         calibration=report, model=TabularModel(chosen, prep, estimator, calibrator),
         importances=estimator.importance(), seconds=time.perf_counter() - started,
-        rounds=rounds,
+        rounds=rounds, intervals=spread,
     )
+
+
+def oof_intervals(
+    y: np.ndarray, candidates: dict[str, CandidateResult], chosen: str, calibrated: np.ndarray,
+    evaluated: np.ndarray, groups: np.ndarray | None, seed: int,
+) -> Uncertainty:
+    """95 % bootstrap intervals of every candidate's pooled out-of-fold probabilities (and the
+    chosen one's calibrated ones, ``calibrated``), resampling ids (rows without an id column),
+    and the paired differences chosen - each other candidate on the same resamples.
+
+    Pooled over the folds, these points differ a little from the mean over folds reported
+    beside them (one ROC AUC of all rows against the mean of five)."""
+    scores = {name: c.oof[evaluated] for name, c in candidates.items()}
+    scores["calibrated"] = calibrated[evaluated]
+    return bootstrap(y[evaluated], scores, None if groups is None else groups[evaluated],
+                     pairs=[(chosen, name) for name in candidates if name != chosen], seed=seed,
+                     unit="rows" if groups is None else "ids")
+
+
+def versus_baseline(chosen: str, intervals: Uncertainty) -> dict[str, Any]:
+    """The chosen candidate against the logistic-regression baseline, paired: the ROC AUC
+    difference with its interval, and a one-line verdict."""
+    if chosen == BASELINE:
+        return {"baseline": BASELINE, "roc_auc": None,
+                "verdict": f"the chosen model is the {BASELINE} baseline itself"}
+    d = intervals.differences[f"{chosen} - {BASELINE}"]["roc_auc"]
+    if d.lo > 0:
+        verdict = f"{chosen} beats the {BASELINE} baseline by {d.text(signed=True)} ROC AUC"
+    elif d.hi < 0:
+        verdict = f"{chosen} loses to the {BASELINE} baseline by {d.text(signed=True)} ROC AUC"
+    else:
+        verdict = (f"{chosen} is not distinguishable from the {BASELINE} baseline: "
+                   f"{d.text(signed=True)} ROC AUC")
+    return {"baseline": BASELINE, "roc_auc": d.as_dict(), "verdict": verdict}
 
 
 def choose(candidates: dict[str, CandidateResult], tie: float = AUC_TIE) -> str:

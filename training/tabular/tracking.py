@@ -95,6 +95,9 @@ def train_table(
                                 if np.isfinite(s.std)})
         mlflow.log_metrics({f"cv_{m}": s.mean for m, s in result.calibrated_metrics.items()
                             if np.isfinite(s.mean)})
+        if result.intervals is not None:
+            mlflow.log_metrics(result.intervals.mlflow_metrics(
+                {c: f"{c}_oof_" for c in [*result.candidates, "calibrated"]}))
         mlflow.log_dict(summary, "tabular_summary.json")
         y, seen = result.y[result.evaluated], result.evaluated
         with tempfile.TemporaryDirectory() as tmp:
