@@ -134,7 +134,7 @@ def _train_all(settings: TrainingSettings) -> None:
 
     table = Table(title="models (test window metrics)")
     for col in ("model", "version", "alias", "ROC AUC", "vs logistic", "vs health score",
-                "ECE", "lift@10%"):
+                "vs customer score", "ECE", "lift@10%"):
         table.add_column(col, justify="right")
     reference = simulator_reference(settings)
     for task in TASKS:
@@ -145,6 +145,8 @@ def _train_all(settings: TrainingSettings) -> None:
             r.registered_model, str(r.version), r.alias, f"{r.metrics['roc_auc']:.3f}",
             f"{r.metrics['roc_auc'] - r.baselines['logistic']['roc_auc']:+.3f}",
             f"{r.metrics['roc_auc'] - r.baselines['health_score']['roc_auc']:+.3f}",
+            f"{r.metrics['roc_auc'] - r.baselines['customer_score']['roc_auc']:+.3f}"
+            if "customer_score" in r.baselines else "-",
             f"{r.metrics['ece']:.3f}", f"{r.metrics['lift_at_10']:.2f}",
         )
     out.print(table)

@@ -29,6 +29,7 @@ from features.catalogue import (
 )
 from features.families import (
     account,
+    customer_score,
     derived,
     hierarchy,
     relationships,
@@ -52,6 +53,7 @@ class SnapshotError(ValueError):
 def feature_groups(spec: FeatureSpec | None = None) -> list[FeatureGroup]:
     """The catalogue, in column order."""
     spec = spec or FeatureSpec()
+    optional = [customer_score.group(spec)] if spec.customer_score else []
     return [
         account.group(spec),
         revenue.group(spec),
@@ -62,6 +64,7 @@ def feature_groups(spec: FeatureSpec | None = None) -> list[FeatureGroup]:
         relationships.activities_group(spec),
         hierarchy.group(spec),
         derived.group(spec),
+        *optional,
     ]
 
 

@@ -108,6 +108,7 @@ class FeatureSpec:
 
     windows_days: tuple[int, ...] = (7, 30, 90, 180)
     event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
+    customer_score: bool = False  # the customer's own health score as a feature family
 
     def windows(self, at_least: int = 0, at_most: int = 10_000) -> tuple[int, ...]:
         return tuple(w for w in self.windows_days if at_least <= w <= at_most)

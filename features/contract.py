@@ -281,11 +281,34 @@ ACTIVITIES = Table(
     foreign_keys=(_fk("account_id"),),
 )
 
+HEALTH_SCORES = Table(
+    name="health_scores",
+    description=(
+        "The customer's own account health score, as their customer-success tool (Gainsight, "
+        "ChurnZero, Totango, a spreadsheet) computed it: one row per account and scoring run. "
+        "Training reports how well it ranks churn and expansion beside the model, on the same "
+        "rows; the `customer_score_as_feature` setting also makes its latest value a feature."
+    ),
+    key=("account_id", "scored_at"),
+    known_at="scored_at",
+    optional=True,
+    columns=(
+        Column("account_id", "string", "Account scored."),
+        Column("scored_at", "timestamp", "When the score was computed; a snapshot at as_of "
+               "reads the latest score stamped strictly before as_of."),
+        Column("score", "float64", "The score on the tool's own scale (any direction: "
+               "training learns whether higher means healthier)."),
+        Column("label", "string", "The tool's band for the score (e.g. red / amber / green); "
+               "null = none.", nullable=True, label=True),
+    ),
+    foreign_keys=(_fk("account_id"),),
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
         ACCOUNTS, SUBSCRIPTIONS, USAGE_EVENTS, SUPPORT_TICKETS, NPS_RESPONSES, CONTACTS,
-        ACTIVITIES,
+        ACTIVITIES, HEALTH_SCORES,
     )
 }
 REQUIRED_TABLES = tuple(name for name, t in TABLES.items() if not t.optional)

@@ -42,17 +42,26 @@ def frequent_event_types(run: RunSql, limit: int) -> tuple[str, ...]:
 
 
 def chosen_spec(settings: Settings, run: RunSql) -> FeatureSpec:
-    """The feature spec of a build: the ``event_types`` setting, else the data's choice."""
+    """The feature spec of a build: the ``event_types`` setting, else the data's choice; the
+    customer score family when the setting asks for it and the data have scores."""
+    from features.families.customer_score import HAS_SCORES_SQL
+
+    score = settings.customer_score_as_feature and run(HAS_SCORES_SQL)[0][0] > 0
     if settings.event_types is not None:
-        return settings.feature_spec()
-    return settings.feature_spec(frequent_event_types(run, settings.max_event_types))
+        return settings.feature_spec(customer_score=score)
+    return settings.feature_spec(frequent_event_types(run, settings.max_event_types),
+                                 customer_score=score)
 
 
 def stored_spec(settings: Settings, store: FeatureStore, as_of: date | None = None
                 ) -> FeatureSpec:
     """The feature spec the snapshot of ``as_of`` (default: the latest) was built with, so
-    that training and serving read the catalogue of the stored data rather than choose anew."""
+    that training and serving read the catalogue of the stored data rather than choose anew
+    (the customer score family is in it when the snapshot has its column)."""
+    from features.families.customer_score import SCORE
+
     dates = store.dates()
     day = as_of or (dates[-1] if dates else None)
     stamped = store.event_types(day) if day is not None else None
-    return settings.feature_spec(stamped)
+    score = SCORE in store.columns(day) if day is not None else False
+    return settings.feature_spec(stamped, customer_score=score)

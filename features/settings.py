@@ -35,7 +35,7 @@ from features.tracking_store import tracking_uri
 FILE_KEYS = frozenset({
     # features (this module)
     "data_dir", "seed", "windows_days", "event_types", "max_event_types", "gross_margin",
-    "build_workers",
+    "build_workers", "customer_score_as_feature",
     "duckdb_threads", "duckdb_memory_limit", "mlflow_tracking_uri", "audit_log_path",
     "spark_master", "spark_conf", "source", "source_mapping",
     # training (training/settings.py)
@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     build_workers: int | None = Field(
         None, description="Snapshots of a grid built at once (default: one per core).", ge=1
     )
+    customer_score_as_feature: bool = Field(
+        False, description="Also make the customer's own health score (the optional "
+        "health_scores table) a feature family, when the table has scores. Training always "
+        "reports it as a baseline when present.",
+    )
     duckdb_threads: int | None = Field(None, description="DuckDB threads (default: all cores).")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory limit, e.g. '4GB'.")
     mlflow_tracking_uri: str | None = Field(
@@ -137,11 +142,16 @@ class Settings(BaseSettings):
         """From env / TOML, with a command line's --data-dir on top."""
         return cls(data_dir=data_dir) if data_dir else cls()
 
-    def feature_spec(self, chosen_event_types: tuple[str, ...] | None = None) -> FeatureSpec:
+    def feature_spec(self, chosen_event_types: tuple[str, ...] | None = None,
+                     customer_score: bool | None = None) -> FeatureSpec:
         """The catalogue's shape; event types: the setting, else ``chosen_event_types`` (the
-        data's, see ``features.event_types``), else the generator's defaults."""
+        data's, see ``features.event_types``), else the generator's defaults. The customer
+        score family: ``customer_score`` when given (the data's or the stored snapshot's
+        answer), else the setting."""
         types = self.event_types or chosen_event_types or DEFAULT_EVENT_TYPES
-        return FeatureSpec(windows_days=tuple(self.windows_days), event_types=tuple(types))
+        score = self.customer_score_as_feature if customer_score is None else customer_score
+        return FeatureSpec(windows_days=tuple(self.windows_days), event_types=tuple(types),
+                           customer_score=score)
 
     # The data directory layout is an interface other tools rely on: keep it exactly so.
     @property

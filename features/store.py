@@ -88,6 +88,11 @@ class FeatureStore:
         value = ((schema.metadata if schema is not None else None) or {}).get(EVENT_TYPES_KEY)
         return tuple(json.loads(value)) if value else None
 
+    def columns(self, as_of: date) -> tuple[str, ...]:
+        """The snapshot's column names (empty: no snapshot)."""
+        schema = read_published(self.path(as_of), lambda folder: pq.read_schema(folder / PART))
+        return tuple(schema.names) if schema is not None else ()
+
     def catalogue_version(self, as_of: date) -> str | None:
         schema = read_published(self.path(as_of), lambda folder: pq.read_schema(folder / PART))
         meta = (schema.metadata if schema is not None else None) or {}

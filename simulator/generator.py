@@ -4,7 +4,9 @@
 for the world and ``simulator.params`` for its numbers and realism targets) and writes:
 
 - ``out_dir``: one Parquet file per contract table and ``_manifest.json``, whose
-  ``extracted_at`` is the end of the window; nothing in the tables is stamped at or after it;
+  ``extracted_at`` is the end of the window; nothing in the tables is stamped at or after it
+  (``health_scores`` is the customer's own health score, of known quality: see
+  ``simulator.customer_score``);
 - ``truth_dir/account_month_truth.parquet``: per customer and month, the latent health, the
   probabilities of churn and expansion given the state when the month begins, and what
   happened; for the month a fixed term ends, its end day, the month its early (notice)
@@ -37,6 +39,7 @@ from features.contract import (
     ACTIVITY_TYPES,
     CONTACT_ROLES,
     CONTACTS,
+    HEALTH_SCORES,
     MANIFEST_FILE,
     NPS_RESPONSES,
     SUBSCRIPTIONS,
@@ -57,6 +60,7 @@ from simulator.columns import (
     take_strings,
     timestamp_array,
 )
+from simulator.customer_score import health_score_columns, health_score_rows
 from simulator.population import (
     accounts_table,
     build_population,
@@ -72,7 +76,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "propensity generator"
 # 2: notice-first renewal decisions, label-exact upsell truth, clearer health signals
-GENERATOR_VERSION = 2
+# 3: the customer's own health score (health_scores), from a random stream of its own
+GENERATOR_VERSION = 3
 
 
 def default_start(months: int, today: date | None = None) -> date:
@@ -181,6 +186,8 @@ def _simulate_and_write(
         "nps_responses": (NPS_RESPONSES, _nps(_concat(collected["nps"]), account_ids)),
         "contacts": (CONTACTS, _contacts(world, account_ids, end_day)),
         "activities": (ACTIVITIES, _activities(_concat(collected["activities"]), account_ids)),
+        "health_scores": (HEALTH_SCORES, health_score_columns(
+            health_score_rows(_concat(world.truth), n, seed), account_ids)),
     }
     rows = {}
     for name, (contract, columns) in tables.items():

@@ -141,3 +141,14 @@ TARGET_PARENT_SHARE = (0.07, 0.13)
 TARGET_ACCOUNTS_PER_OWNER = (100, 150)
 #: usage rows per active account-month: gives 40-60 million rows at 100,000 accounts x 24 months.
 TARGET_USAGE_ROWS_PER_ACCOUNT_MONTH = (22, 34)
+
+# --- the customer's own health score (health_scores) ----------------------------------------
+# A customer-success tool's monthly score of known quality: 100 * sigmoid(SCALE * (health +
+# noise)), noise ~ N(0, HEALTH_SCORE_NOISE) in units of latent health (whose spread across
+# accounts is about 0.6-0.8), computed from the month's health and stamped on its last day.
+# A share of accounts is never onboarded into the tool (no rows at all).
+HEALTH_SCORE_NOISE = 0.5
+HEALTH_SCORE_SCALE = 1.5
+HEALTH_SCORE_COVERAGE = 0.9  # share of accounts the tool scores
+HEALTH_SCORE_HOUR = 18  # the scoring run's time of day on the month's last day
+HEALTH_SCORE_BANDS = ((40.0, "red"), (70.0, "amber"), (101.0, "green"))  # upper bounds

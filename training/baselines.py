@@ -1,13 +1,15 @@
-"""The two baselines the model must beat: a regularised logistic regression and a health score.
+"""The baselines the model must beat: a regularised logistic regression, a fitted health
+scorecard, and (when the export has one) the customer's own health score.
 
-The logistic regression is what a careful analyst fits in an afternoon; the health score is
-what customer-success tools ship (a fixed, hand-weighted scorecard). If LightGBM does not beat
-both, the extra machinery is not worth running.
+The logistic regression is what a careful analyst fits in an afternoon; the health scorecard is
+what customer-success tools ship (a handful of normalised health measures, weighted), with its
+weights fitted and its signs checked on the training dates so that it is never below chance for
+lack of a sign. If the model does not beat them, the extra machinery is not worth running.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -80,115 +82,183 @@ def logistic_baseline(schema: FeatureSchema, seed: int, tune: bool = False) -> P
 
 
 @dataclass(frozen=True)
-class Signal:
-    """One scorecard line: value bands mapped to a 0-100 sub-score (100 = good for the task)."""
+class Measure:
+    """A health measure of the scorecard: a snapshot column and the direction in which it is
+    expected to raise the task's label (+1: a higher value makes the label likelier)."""
 
     column: str
-    weight: float
-    edges: tuple[float, ...]  # band i is edges[i-1] <= value < edges[i]
-    scores: tuple[float, ...]  # one more than edges
+    toward_label: int  # +1 or -1
+    what: str  # what a customer-success team calls it
 
 
-NEUTRAL = 50.0
-
-# Churn card: sub-score 100 = healthy. Risk = 1 - weighted health / 100.
-CHURN_CARD: tuple[Signal, ...] = (
-    Signal("usage_trend_30d", 15, (0.5, 0.8, 0.95, 1.1), (0, 25, 50, 75, 100)),
-    Signal("seat_utilisation_30d", 15, (0.3, 0.5, 0.7, 0.85), (0, 25, 50, 75, 100)),
-    Signal("days_since_last_event", 10, (3, 7, 14, 30), (100, 75, 50, 25, 0)),
-    Signal("nps_last", 10, (7, 9), (0, 50, 100)),
-    Signal("escalations_90d", 8, (1, 2), (100, 50, 0)),
-    Signal("tickets_90d", 4, (3, 6, 10), (100, 75, 50, 25)),
-    Signal("champions", 7, (1, 2), (0, 60, 100)),
-    Signal("champion_departed_90d", 6, (1,), (100, 0)),
-    Signal("executive_sponsor_present", 5, (1,), (30, 100)),
-    Signal("days_since_last_qbr", 5, (90, 180, 365), (100, 60, 30, 0)),
-    Signal("cancellation_notice", 10, (1,), (100, 0)),
-    Signal("days_to_renewal", 5, (30, 90, 180), (25, 50, 75, 100)),
+#: Churn: the measures customer-success tools put on a health card. Expected directions are
+#: the usual reading (falling usage, tickets, detractors, a near renewal raise churn).
+CHURN_MEASURES: tuple[Measure, ...] = (
+    Measure("usage_trend_30d", -1, "usage trend"),
+    Measure("seat_utilisation_30d", -1, "usage level (seats used)"),
+    Measure("days_since_last_event", +1, "days since last use"),
+    Measure("tickets_90d", +1, "support tickets"),
+    Measure("escalations_90d", +1, "escalations"),
+    Measure("nps_last", -1, "NPS"),
+    Measure("tenure_days", -1, "tenure"),
+    Measure("days_to_renewal", -1, "renewal proximity"),
+    Measure("champions", -1, "champions"),
+    Measure("days_since_last_qbr", +1, "days since last business review"),
+    Measure("cancellation_notice", +1, "cancellation notice"),
 )
 
-# Expansion card (upsell, cross-sell): sub-score 100 = ready to buy more.
-EXPANSION_CARD: tuple[Signal, ...] = (
-    Signal("seat_utilisation_30d", 30, (0.5, 0.7, 0.85, 0.95), (0, 25, 50, 75, 100)),
-    Signal("usage_trend_30d", 25, (0.9, 1.0, 1.1, 1.25), (0, 25, 50, 75, 100)),
-    Signal("nps_last", 15, (7, 9), (0, 50, 100)),
-    Signal("executive_sponsor_present", 15, (1,), (0, 100)),
-    Signal("champions", 10, (1, 2), (0, 50, 100)),
-    Signal("cancellation_notice", 5, (1,), (100, 0)),
+#: Expansion (upsell, cross-sell): readiness to buy more.
+EXPANSION_MEASURES: tuple[Measure, ...] = (
+    Measure("seat_utilisation_30d", +1, "usage level (seats used)"),
+    Measure("usage_trend_30d", +1, "usage trend"),
+    Measure("active_users_change_30d", +1, "active-user growth"),
+    Measure("nps_last", +1, "NPS"),
+    Measure("escalations_90d", -1, "escalations"),
+    Measure("tenure_days", +1, "tenure"),
+    Measure("days_to_renewal", -1, "renewal proximity"),
+    Measure("executive_sponsor_present", +1, "executive sponsor"),
+    Measure("champions", +1, "champions"),
+    Measure("cancellation_notice", -1, "cancellation notice"),
 )
 
-TASK_CARDS = {"churn": CHURN_CARD, "upsell": EXPANSION_CARD, "cross-sell": EXPANSION_CARD}
+TASK_MEASURES = {"churn": CHURN_MEASURES, "upsell": EXPANSION_MEASURES,
+                 "cross-sell": EXPANSION_MEASURES}
+
+NEUTRAL = 50.0  # the sub-score of a missing value
 
 
-def health_score(df: pd.DataFrame, task: str) -> np.ndarray:
-    """A customer-success scorecard in [0, 1]: churn risk for "churn", expansion readiness for
-    "upsell" / "cross-sell". No fitting; the rule-based baseline the model must beat.
+def task_measures(task: str) -> tuple[Measure, ...]:
+    measures = TASK_MEASURES.get(task)
+    if measures is None:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_MEASURES)}")
+    return measures
 
-    Each signal is banded into a 0-100 sub-score (100 = healthy for churn, ready for
-    expansion); a missing value (or column) scores a neutral 50; the card is the weighted mean.
-    A missing `nps_last` with `detractor_flag` = 1 scores as a detractor. Bands are
-    lower-inclusive: "0.5-0.8" means 0.5 <= x < 0.8. (`card_table` renders these tables from
-    the cards; a test keeps them in step.)
 
-    Churn card, risk = 1 - card / 100:
+@dataclass
+class Scorecard:
+    """A fitted health scorecard: per measure a 0-100 sub-score (the value's percentile among
+    the training rows, turned so that 100 points toward the label) and a non-negative weight.
 
-    | signal | weight | sub-score by band |
-    |---|---:|---|
-    | usage_trend_30d | 15 | <0.5: 0, 0.5-0.8: 25, 0.8-0.95: 50, 0.95-1.1: 75, >=1.1: 100 |
-    | seat_utilisation_30d | 15 | <0.3: 0, 0.3-0.5: 25, 0.5-0.7: 50, 0.7-0.85: 75, >=0.85: 100 |
-    | days_since_last_event | 10 | <3: 100, 3-7: 75, 7-14: 50, 14-30: 25, >=30: 0 |
-    | nps_last | 10 | <7: 0, 7-9: 50, >=9: 100 |
-    | escalations_90d | 8 | <1: 100, 1-2: 50, >=2: 0 |
-    | tickets_90d | 4 | <3: 100, 3-6: 75, 6-10: 50, >=10: 25 |
-    | champions | 7 | <1: 0, 1-2: 60, >=2: 100 |
-    | champion_departed_90d | 6 | <1: 100, >=1: 0 |
-    | executive_sponsor_present | 5 | <1: 30, >=1: 100 |
-    | days_since_last_qbr | 5 | <90: 100, 90-180: 60, 180-365: 30, >=365: 0 |
-    | cancellation_notice | 10 | <1: 100, >=1: 0 |
-    | days_to_renewal | 5 | <30: 25, 30-90: 50, 90-180: 75, >=180: 100 |
-
-    Expansion card (upsell, cross-sell), readiness = card / 100:
-
-    | signal | weight | sub-score by band |
-    |---|---:|---|
-    | seat_utilisation_30d | 30 | <0.5: 0, 0.5-0.7: 25, 0.7-0.85: 50, 0.85-0.95: 75, >=0.95: 100 |
-    | usage_trend_30d | 25 | <0.9: 0, 0.9-1: 25, 1-1.1: 50, 1.1-1.25: 75, >=1.25: 100 |
-    | nps_last | 15 | <7: 0, 7-9: 50, >=9: 100 |
-    | executive_sponsor_present | 15 | <1: 0, >=1: 100 |
-    | champions | 10 | <1: 0, 1-2: 50, >=2: 100 |
-    | cancellation_notice | 5 | <1: 100, >=1: 0 |
+    ``weights`` are in points summing to 100 (0: the measure was dropped); ``flipped`` names
+    the measures whose direction on the training dates was the opposite of the expected one
+    (they are used the way the data point); ``skipped`` those absent, all-null or constant.
     """
-    card = _card(task)
-    total = np.zeros(len(df))
-    for signal in card:
-        total += signal.weight * _sub_score(df, signal)
-    card_score = total / sum(s.weight for s in card)
-    return 1.0 - card_score / 100.0 if task == "churn" else card_score / 100.0
+
+    measures: tuple[Measure, ...]
+    reference: dict[str, np.ndarray]  # sorted non-null training values per measure
+    direction: dict[str, int]  # +1 / -1 as used (the expected one, or flipped)
+    weights: dict[str, float]
+    model: LogisticRegression | None  # points -> probability; None: no usable measure
+    base_rate: float
+    flipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def sub_scores(self, df: pd.DataFrame) -> pd.DataFrame:
+        """0-100 per used measure; 100 = the label is likeliest; a missing value scores 50."""
+        out = {}
+        for name, ref in self.reference.items():
+            values = _numeric(df, name)
+            lo = np.searchsorted(ref, values, side="left")
+            hi = np.searchsorted(ref, values, side="right")
+            pct = 100.0 * (lo + hi) / (2 * len(ref))  # mid-rank percentile: ties share it
+            pct = pct if self.direction[name] > 0 else 100.0 - pct
+            out[name] = np.where(np.isnan(values), NEUTRAL, pct)
+        return pd.DataFrame(out, index=df.index)
+
+    def points(self, df: pd.DataFrame) -> np.ndarray:
+        """The card: the weighted sub-scores, 0-100 (100 = the label is likeliest)."""
+        subs = self.sub_scores(df)
+        total = np.zeros(len(df))
+        for name, w in self.weights.items():
+            total += w * subs[name].to_numpy() / 100.0
+        return total
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        """Probability of the label: the logistic fit of the weighted sub-scores."""
+        if self.model is None:
+            return np.full(len(df), self.base_rate)
+        return self.model.predict_proba(self._design(self.sub_scores(df)))[:, 1]
+
+    def _design(self, subs: pd.DataFrame) -> np.ndarray:
+        used = [n for n, w in self.weights.items() if w > 0]
+        return subs[used].to_numpy() / 100.0
+
+    def table(self) -> str:
+        """The fitted card as Markdown: measure, direction used, weight in points."""
+        rows = ["| measure | higher value means | weight |", "|---|---|---:|"]
+        for m in self.measures:
+            if m.column in self.weights:
+                sign = self.direction[m.column]
+                note = " (flipped: the data disagreed)" if m.column in self.flipped else ""
+                rows.append(f"| {m.column} | {'more' if sign > 0 else 'less'} likely{note} | "
+                            f"{self.weights[m.column]:.1f} |")
+        return "\n".join(rows)
 
 
-def card_table(task: str) -> str:
-    """The task's scorecard as the Markdown rows of the table in `health_score`'s docstring."""
-    rows = ["| signal | weight | sub-score by band |", "|---|---:|---|"]
-    for s in _card(task):
-        lows = ("",) + tuple(f"{e:g}" for e in s.edges)
-        highs = tuple(f"{e:g}" for e in s.edges) + ("",)
-        bands = [
-            f"<{hi}" if not lo else f">={lo}" if not hi else f"{lo}-{hi}"
-            for lo, hi in zip(lows, highs, strict=True)
-        ]
-        text = ", ".join(f"{b}: {v:g}" for b, v in zip(bands, s.scores, strict=True))
-        rows.append(f"| {s.column} | {s.weight:g} | {text} |")
-    return "\n".join(rows)
+def fit_scorecard(df: pd.DataFrame, y: np.ndarray, measures: tuple[Measure, ...],
+                  seed: int = 0) -> Scorecard:
+    """Fit the scorecard's directions and weights on training rows ``df`` / ``y``.
 
+    1. Each measure present with at least two distinct values becomes a percentile sub-score
+       over the training rows (missing: 50).
+    2. Signs are checked: a measure whose sub-score ranks the training labels below chance in
+       its expected direction (univariate AUC < 0.5) is flipped, and named in ``flipped``.
+    3. Weights: an L2 logistic regression of the label on the sub-scores; a measure whose
+       weight comes out negative (it only helps by cancelling another, correlated one) is
+       dropped and the rest refitted, until every weight is positive. Weights are reported
+       in points out of 100, and the fit maps the card to a probability.
+    4. If the card still ranked the training rows below chance (not seen; guarded), the single
+       best measure is used alone. Each used sub-score ranks at or above chance on the training
+       rows, so the card does too: it is never below chance for lack of a sign.
+    """
+    from sklearn.metrics import roc_auc_score
 
-def _card(task: str) -> tuple[Signal, ...]:
-    card = TASK_CARDS.get(task)
-    if card is None:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_CARDS)}")
+    y = np.asarray(y, dtype="int64")
+    reference, direction, flipped, skipped = {}, {}, [], []
+    for m in measures:
+        values = _numeric(df, m.column)
+        known = values[~np.isnan(values)]
+        if len(np.unique(known)) < 2:
+            skipped.append(m.column)
+            continue
+        reference[m.column] = np.sort(known)
+        direction[m.column] = m.toward_label
+    card = Scorecard(measures, reference, direction, {}, None, float(y.mean()), flipped,
+                     skipped)
+    if not reference or len(np.unique(y)) < 2:
+        return card
+    subs = card.sub_scores(df)
+    for name in list(reference):
+        if roc_auc_score(y, subs[name]) < 0.5:
+            direction[name] = -direction[name]
+            flipped.append(name)
+    subs = card.sub_scores(df)
+    used = list(reference)
+    while used:
+        model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+        model.fit(subs[used].to_numpy() / 100.0, y)
+        coef = model.coef_[0]
+        if (coef > 0).all():
+            break
+        used = [n for n, c in zip(used, coef, strict=True) if c > 0]
+    if not used:
+        return card
+    total = float(model.coef_[0].sum())
+    card.weights = {n: 100.0 * float(c) / total for n, c in zip(used, model.coef_[0],
+                                                                 strict=True)}
+    card.weights.update({n: 0.0 for n in reference if n not in used})
+    card.weights = {n: card.weights[n] for n in reference}  # the measures' order
+    card.model = model
+    if roc_auc_score(y, card.points(df)) < 0.5:  # guard: the best single measure alone
+        best = max(reference, key=lambda n: roc_auc_score(y, subs[n]))
+        card.weights = {n: (100.0 if n == best else 0.0) for n in reference}
+        card.model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(
+            subs[[best]].to_numpy() / 100.0, y)
     return card
 
 
-def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+def _numeric(df: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as float64 with NaN for missing; all NaN when the frame lacks it."""
     if name not in df.columns:
         return np.full(len(df), np.nan)
     return (
@@ -198,11 +268,72 @@ def _column(df: pd.DataFrame, name: str) -> np.ndarray:
     )
 
 
-def _sub_score(df: pd.DataFrame, signal: Signal) -> np.ndarray:
-    values = _column(df, signal.column)
-    bands = np.digitize(np.nan_to_num(values, nan=0.0), signal.edges, right=False)
-    scores = np.where(np.isnan(values), NEUTRAL, np.asarray(signal.scores, dtype="float64")[bands])
-    if signal.column == "nps_last":  # no NPS answer on record but flagged a detractor
-        detractor = _column(df, "detractor_flag") >= 1
-        scores = np.where(np.isnan(values) & detractor, 0.0, scores)
-    return scores
+@dataclass
+class CustomerScore:
+    """The customer's own health score mapped to a probability of the label.
+
+    The map is a logistic fit of the label on the score over the training rows: monotone (so
+    the score's ranking, and its ROC AUC, are kept), in whichever direction the training dates
+    show, and it makes calibration comparable with the model's. Rows without a score before
+    their as_of get the label rate of the training rows without one (the overall rate when
+    every training row had one): they are kept, so the comparison is on the model's own rows.
+    """
+
+    model: LogisticRegression
+    centre: float
+    spread: float
+    unscored_rate: float
+
+    def predict_proba(self, score: np.ndarray) -> np.ndarray:
+        score = np.asarray(score, dtype="float64")
+        known = ~np.isnan(score)
+        p = np.full(len(score), self.unscored_rate)
+        if known.any():
+            z = ((score[known] - self.centre) / self.spread).reshape(-1, 1)
+            p[known] = self.model.predict_proba(z)[:, 1]
+        return p
+
+
+def fit_customer_score(score: np.ndarray, y: np.ndarray, seed: int = 0) -> CustomerScore | None:
+    """The map fitted on training rows; None when fewer than two distinct scores or one class
+    among the scored rows (nothing to map)."""
+    score, y = np.asarray(score, dtype="float64"), np.asarray(y, dtype="int64")
+    known = ~np.isnan(score)
+    if len(np.unique(score[known])) < 2 or len(np.unique(y[known])) < 2:
+        return None
+    centre, spread = float(score[known].mean()), float(score[known].std())
+    model = LogisticRegression(C=1e6, max_iter=1000, random_state=seed)  # ~unregularised
+    model.fit(((score[known] - centre) / spread).reshape(-1, 1), y[known])
+    rate = float(y[~known].mean()) if (~known).any() else float(y.mean())
+    return CustomerScore(model, centre, spread, rate)
+
+
+@dataclass
+class ReferenceScores:
+    """The test-row probabilities of the health scorecard and, when the export has one, of
+    the customer's own score; ``notes`` adds facts to their reported metrics (coverage)."""
+
+    scores: dict[str, np.ndarray]
+    notes: dict[str, dict[str, float]]
+    scorecard: Scorecard
+
+
+def reference_scores(task: str, parts: dict[str, pd.DataFrame], tables, seed: int
+                     ) -> ReferenceScores:
+    """The fitted scorecard (``health_score``) and the customer's score (``customer_score``,
+    only when ``tables`` has scores), both fitted on ``parts["train"]`` and scored on
+    ``parts["test"]``: the same rows the model is judged on."""
+    from features.families.customer_score import latest_scores
+
+    train, test = parts["train"], parts["test"]
+    y_train = train["label"].to_numpy()
+    card = fit_scorecard(train, y_train, task_measures(task), seed)
+    scores = {"health_score": card.predict_proba(test)}
+    notes: dict[str, dict[str, float]] = {}
+    if tables is not None and tables.has("health_scores"):
+        test_score = latest_scores(tables, test).to_numpy()
+        mapped = fit_customer_score(latest_scores(tables, train).to_numpy(), y_train, seed)
+        if mapped is not None:
+            scores["customer_score"] = mapped.predict_proba(test_score)
+            notes["customer_score"] = {"coverage": float((~np.isnan(test_score)).mean())}
+    return ReferenceScores(scores, notes, card)

@@ -219,6 +219,11 @@ def _print_result(result) -> None:
     else:
         beat = {b: result.metrics["roc_auc"] - m["roc_auc"] for b, m in result.baselines.items()}
         out.print("ROC AUC over baselines: " + ", ".join(f"{b} {d:+.4f}" for b, d in beat.items()))
+    if "customer_score" in result.baselines:
+        coverage = result.baselines["customer_score"].get("coverage", float("nan"))
+        out.print(f"customer_score: your own health score (health_scores), mapped to a "
+                  f"probability on the training dates; {coverage:.0%} of the test rows had one "
+                  "(the others get the unscored rate)")
     if result.oracle:
         gap = result.oracle["roc_auc"] - result.metrics["roc_auc"]
         out.print(f"gap to the oracle (generator's true probabilities): {gap:+.4f} AUC")

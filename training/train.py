@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
-BASELINES = ("logistic", "health_score")
+BASELINES = ("logistic", "health_score")  # always there; "customer_score" when the data have it
 
 
 class Reference(Protocol):
@@ -222,7 +222,7 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
                                              seed=settings.seed)
     p_test = calibrator.predict(raw_test)
 
-    say("baselines: logistic regression and the rule-based health score")
+    say("baselines: logistic regression, the fitted health scorecard, the customer's score")
     logistic = estimator.linear  # the same pipeline on the same rows, when the model has one
     if logistic is None:
         logistic = bl.logistic_baseline(schema, settings.seed)
@@ -231,14 +231,17 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     scores = {
         "model": p_test,
         "logistic": logistic.predict_proba(frames["test"])[:, 1],
-        "health_score": bl.health_score(test, task),
     }
+    references = bl.reference_scores(task, parts, tables, settings.seed)
+    scores.update(references.scores)
     exposure = test["arr_at_as_of"].to_numpy() if "arr_at_as_of" in test else None
     value = test["value"].clip(lower=0).to_numpy() if "value" in test else None
     metrics = evaluate(y["test"], p_test, value=value, exposure=exposure)
     metrics["ece_before_calibration"] = evaluate(y["test"], raw_test)["ece"]
     baselines = {
-        b: evaluate(y["test"], scores[b], value=value, exposure=exposure) for b in BASELINES
+        b: evaluate(y["test"], scores[b], value=value, exposure=exposure)
+        | references.notes.get(b, {})
+        for b in scores if b != "model"
     }
     oracle = None
     p_reference = None

@@ -88,6 +88,12 @@ def valid_frames() -> dict[str, pd.DataFrame]:
         "occurred_at": _ts("2024-03-01 10:00:00", "2024-10-01 15:00:00"),
         "type": ["qbr", "call"],
     })
+    health_scores = pd.DataFrame({
+        "account_id": ["A1", "A3", "A3"],
+        "scored_at": _ts("2024-11-30 18:00:00", "2024-11-30 18:00:00", "2024-12-31 18:00:00"),
+        "score": [72.5, 31.0, 28.0],
+        "label": ["green", "red", None],
+    })
     return {
         "accounts": accounts,
         "subscriptions": subscriptions,
@@ -96,6 +102,7 @@ def valid_frames() -> dict[str, pd.DataFrame]:
         "nps_responses": nps_responses,
         "contacts": contacts,
         "activities": activities,
+        "health_scores": health_scores,
     }
 
 

@@ -3,7 +3,8 @@
 Hypothesis draws a small random book of accounts around AS_OF, then rewrites its future: rows
 known at or after AS_OF are dropped, changed or added, and later-known values that fall at or
 after AS_OF (cancelled_at, closed_at with its CSAT, a contact's end_date) are moved to another
-such time or to null. Every feature of the snapshot at AS_OF must stay exactly the same.
+such time or to null. Every feature of the snapshot at AS_OF must stay exactly the same, and so
+must the customer's own health score that training reads for its comparison.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
+from features.catalogue import FeatureSpec
 from features.contract import ACTIVITY_TYPES, CONTACT_ROLES, SEGMENTS, TABLES, TICKET_PRIORITIES
+from features.families.customer_score import latest_scores
 from features.sources import RawTables
 
 AS_OF = date(2025, 7, 1)
@@ -91,10 +94,17 @@ def random_book(rng: np.random.Generator, n_accounts: int) -> dict[str, pd.DataF
         "occurred_at": [moment(h) for h in rng.integers(-24 * 250, 24 * 40, a)],
         "type": pick(ACTIVITY_TYPES, a),
     })
+    scored = sorted(set(int(h) for h in rng.integers(-24 * 300, 24 * 40, int(rng.integers(0, 10)))))
+    health_scores = pd.DataFrame({  # distinct moments: (account_id, scored_at) is the key
+        "account_id": pick(ids, len(scored)),
+        "scored_at": [moment(h) for h in scored],
+        "score": rng.uniform(0, 100, len(scored)).round(1),
+        "label": pick(["red", "green", None], len(scored)),
+    })
     return as_time_columns({
         "accounts": accounts, "subscriptions": subscriptions, "usage_events": usage,
         "support_tickets": tickets, "nps_responses": nps, "contacts": contacts,
-        "activities": activities})
+        "activities": activities, "health_scores": health_scores})
 
 
 def as_time_columns(book: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -161,11 +171,27 @@ def rewrite_future(book: dict[str, pd.DataFrame], rng: np.random.Generator) -> d
     out["activities"] = pd.concat(
         [a, pd.DataFrame({"account_id": book["accounts"]["account_id"].head(1),
                           "occurred_at": [T0], "type": ["qbr"]})], ignore_index=True)
+
+    h = out["health_scores"]
+    future_h = h["scored_at"] >= T0
+    h.loc[future_h, "score"] = 100.0
+    h = h[~(future_h & (rng.random(len(h)) < 0.5))]
+    out["health_scores"] = pd.concat([h, pd.DataFrame({  # scored exactly at AS_OF: not yet known
+        "account_id": book["accounts"]["account_id"].head(1), "scored_at": [T0],
+        "score": [-1.0], "label": ["red"]})], ignore_index=True).drop_duplicates(
+            ["account_id", "scored_at"], keep="last")
     return as_time_columns(out)
 
 
 def snapshot(book: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    return build_features(RawTables.from_frames(book), AS_OF)
+    """Every feature (the customer score family included) and the customer score that
+    training compares the model with, for every account at AS_OF."""
+    tables = RawTables.from_frames(book)
+    frame = build_features(tables, AS_OF, FeatureSpec(customer_score=True))
+    rows = pd.DataFrame({"account_id": book["accounts"]["account_id"], "as_of": T0})
+    frame["baseline_score"] = frame["account_id"].map(
+        latest_scores(tables, rows).set_axis(rows["account_id"]))
+    return frame
 
 
 @pytest.mark.slow  # 60 snapshots of generated books: ~25 s

@@ -227,7 +227,7 @@ def test_a_derived_expression_reading_a_missing_column_is_named(tmp_path):
      "contacts: give either table = \"...\" or query = \"...\" (exactly one)"),
     ('[activities]', '[activity]', "[activity]",
      "[activity] is not a contract table (known: accounts, subscriptions, usage_events, "
-     "support_tickets, nps_responses, contacts, activities)"),
+     "support_tickets, nps_responses, contacts, activities, health_scores)"),
     ('ticket_id = "Id"', 'ticket_id = "Id"\nescalated = "IsEscalated"', "escalated",
      None),
 ])

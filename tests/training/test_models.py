@@ -1,4 +1,5 @@
-"""The estimator (schema, model frame, LightGBM fit) and the two baselines."""
+"""The estimator (schema, model frame, LightGBM fit) and the logistic baseline (the
+scorecard's tests are in test_baselines.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 
-from training.baselines import (
-    CHURN_CARD,
-    EXPANSION_CARD,
-    LOGISTIC_C_GRID,
-    card_table,
-    health_score,
-    logistic_baseline,
-)
+from training.baselines import LOGISTIC_C_GRID, logistic_baseline
 from training.models import (
     FeatureSchema,
     contributions,
@@ -204,78 +198,3 @@ def test_logistic_baseline_can_tune_c_by_cross_validation(fitted):
     model = logistic_baseline(schema, seed=1, tune=True).fit(df[:600], y[:600])
     assert isinstance(model[-1], LogisticRegressionCV)
     assert model[-1].C_ in LOGISTIC_C_GRID
-
-
-def test_health_score_hand_worked_values():
-    # Churn card: a missing signal scores 50; the rest of the weight (100 in all) is neutral.
-    rows = pd.DataFrame(
-        {
-            "usage_trend_30d": [0.7, None, None, None, None],  # 0.5-0.8 -> 25, weight 15
-            "seat_utilisation_30d": [None, 0.85, None, None, None],  # >= 0.85 -> 100, w 15
-            "days_since_last_event": [None, None, 3, None, None],  # 3-7 -> 75, weight 10
-            "nps_last": [None, None, None, None, 9],  # >= 9 -> 100, weight 10
-            "detractor_flag": [0, 0, 0, 1, 0],  # NPS missing and a detractor -> 0
-        }
-    )
-    expected = [
-        1 - (15 * 25 + 85 * 50) / 10_000,  # 0.5375
-        1 - (15 * 100 + 85 * 50) / 10_000,  # 0.425
-        1 - (10 * 75 + 90 * 50) / 10_000,  # 0.475
-        1 - (10 * 0 + 90 * 50) / 10_000,  # 0.55
-        1 - (10 * 100 + 90 * 50) / 10_000,  # 0.45
-    ]
-    np.testing.assert_allclose(health_score(rows, "churn"), expected, rtol=0, atol=1e-12)
-    # Expansion card: utilisation 0.96 -> 100 (w 30), sponsor -> 100 (w 15), rest neutral.
-    ready = pd.DataFrame({"seat_utilisation_30d": [0.96], "executive_sponsor_present": [1]})
-    np.testing.assert_allclose(
-        health_score(ready, "upsell"), [(30 * 100 + 15 * 100 + 55 * 50) / 10_000]
-    )
-    assert health_score(ready, "cross-sell")[0] == health_score(ready, "upsell")[0]
-
-
-def test_health_score_extremes_and_missing_columns():
-    def card_row(card, best: bool) -> dict:
-        # the lowest edge minus one or the highest edge plus one lands in the end bands
-        row = {}
-        for s in card:
-            low, high = s.edges[0] - 1, s.edges[-1] + 1
-            best_is_high = s.scores[-1] > s.scores[0]
-            row[s.column] = high if best_is_high == best else low
-        return row
-
-    assert health_score(pd.DataFrame([card_row(CHURN_CARD, best=True)]), "churn")[0] == 0.0
-    worst = health_score(pd.DataFrame([card_row(CHURN_CARD, best=False)]), "churn")[0]
-    # the worst end bands score 0 except tickets (25) and sponsor (30) and renewal (25)
-    assert worst == pytest.approx(1 - (4 * 25 + 5 * 30 + 5 * 25) / 10_000)
-    assert health_score(pd.DataFrame([card_row(EXPANSION_CARD, best=True)]), "upsell")[0] == 1.0
-    assert health_score(pd.DataFrame([card_row(EXPANSION_CARD, best=False)]), "upsell")[0] == 0.0
-    np.testing.assert_array_equal(health_score(pd.DataFrame({"x": [1, 2]}), "churn"), [0.5, 0.5])
-    with pytest.raises(ValueError, match="unknown task"):
-        health_score(pd.DataFrame({"x": [1]}), "retention")
-
-
-def test_health_score_docstring_tables_match_the_cards():
-    for task in ("churn", "upsell"):
-        for row in card_table(task).splitlines():
-            assert row in health_score.__doc__, row
-
-
-def test_health_score_ranks_churn_driven_by_usage_and_nps():
-    rng = np.random.default_rng(11)
-    n = 3000
-    df = pd.DataFrame(
-        {
-            "usage_trend_30d": rng.uniform(0.3, 1.5, n),
-            "nps_last": rng.integers(0, 11, n).astype(float),
-            "seat_utilisation_30d": rng.uniform(0, 1, n),  # drives expansion only
-        }
-    )
-    logit = -3.0 * (df["usage_trend_30d"] - 0.9) - 0.4 * (df["nps_last"] - 7) - 2.0
-    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
-    growth = 5 * (df["seat_utilisation_30d"] - 0.8) + 2 * (df["usage_trend_30d"] - 1) - 1.5
-    expanded = rng.random(n) < 1 / (1 + np.exp(-growth))
-    # the oracle AUCs here are about 0.82 and 0.84; the coarse bands (and utilisation, noise
-    # for churn) cost some of it, not all
-    assert roc_auc_score(churned, health_score(df, "churn")) > 0.65
-    assert roc_auc_score(expanded, health_score(df, "upsell")) > 0.72
-    assert roc_auc_score(churned, health_score(df, "upsell")) < 0.4  # ready is not at risk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import mlflow
 import numpy as np
@@ -49,7 +50,8 @@ def test_train_registers_and_serves_by_alias_and_is_reproducible(book):
     assert first["version"] == 1 and first["alias"] == "champion"
     for name in ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10", "value_capture_at_10"):
         assert 0 <= first["metrics"][name] <= 100
-    assert set(first["baselines"]) == {"logistic", "health_score"}
+    # the generated book has the customer's own health score too
+    assert set(first["baselines"]) == {"logistic", "health_score", "customer_score"}
     # The composition root hands training the simulator's oracle: generated data has a truth.
     assert 0.5 < first["oracle"]["roc_auc"] <= 1
 
@@ -140,6 +142,48 @@ def test_backtest_pools_cutoffs_that_train_on_more_dates(book):
     assert best in report["verdict"]
     text = run("train", "backtest", "churn", "--cutoffs", "2", "--data-dir", str(book))
     assert "verdict:" in text.output and "pooled over 2 cut-offs" in text.output
+
+
+def test_the_customer_score_is_compared_with_the_model_on_the_same_rows(book, tmp_path,
+                                                                         monkeypatch):
+    result = run("train", "churn", "--data-dir", str(book))
+    assert result.exit_code == 0, result.output
+    assert "customer_score" in result.output  # a column of the table, and its coverage line
+    beat = next(line for line in result.output.splitlines() if "over baselines" in line)
+    assert "customer_score +" in beat or "customer_score -" in beat
+    got = train_json(book)
+    model, own = got["metrics"], got["baselines"]["customer_score"]
+    assert own["n"] == model["n"] == got["rows"]["test"]  # the model's own test rows
+    for name in ("roc_auc", "lift_at_10", "ece", "value_capture_at_10"):
+        assert name in own
+    assert 0.8 < own["coverage"] < 1.0  # the generator scores 90 % of the accounts
+    assert own["roc_auc"] > 0.6  # health + noise of a known size: informative
+
+    # The same book with a customer score that is pure noise, for every account and month
+    # (no unscored block whose rate differs by chance on ~25 test churns): about chance
+    noisy = tmp_path / "noisy"
+    shutil.copytree(book, noisy)
+    truth = pd.read_parquet(noisy / "truth" / "account_month_truth.parquet")
+    pd.DataFrame({
+        "account_id": truth["account_id"],
+        "scored_at": pd.to_datetime(truth["month"]) + pd.Timedelta(days=27),
+        "score": np.random.default_rng(0).uniform(0, 100, len(truth)).round(1),
+        "label": None,
+    }).to_parquet(noisy / "raw" / "health_scores.parquet", index=False)
+    noise = train_json(noisy)["baselines"]["customer_score"]
+    assert noise["coverage"] == 1.0
+    assert abs(noise["roc_auc"] - 0.5) < 0.12
+    assert noise["roc_auc"] < own["roc_auc"] - 0.1
+
+    # As a feature too: the setting adds the family to the snapshots, training reads it back
+    monkeypatch.setenv("PROPENSITY_CUSTOMER_SCORE_AS_FEATURE", "true")
+    result = run("features", "build", "--from", "2024-02-01", "--to", "2025-05-01",
+                 "--data-dir", str(noisy))
+    assert result.exit_code == 0, result.output
+    store = FeatureStore(noisy / "features")
+    assert "customer_health_score" in store.columns(store.dates()[-1])
+    monkeypatch.delenv("PROPENSITY_CUSTOMER_SCORE_AS_FEATURE")  # the stored catalogue decides
+    assert train_json(noisy)["baselines"]["customer_score"]["roc_auc"] == noise["roc_auc"]
 
 
 def test_upsell_and_cross_sell_train(book):
