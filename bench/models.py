@@ -54,7 +54,7 @@ def gaps(settings, task: str, cutoffs: int) -> list[dict]:
     from training.train import backtest
 
     rows = backtest(task, settings, cutoffs,
-                    reference=OracleReference(truth_dir(settings.data_dir)))
+                    reference=OracleReference(truth_dir(settings.data_dir)))["cutoffs"]
     out = []
     for r in rows:
         model, oracle = r["model"]["roc_auc"], r["oracle"]["roc_auc"]

@@ -450,7 +450,8 @@ def backtest(
     observed = _observed_dates(tables, store, settings.horizon_days,
                                catalogue_version(feature_groups(stored_spec(settings, store))))
     try:
-        splits = rolling_backtest(observed, settings.horizon_days, n_cutoffs, validation=2,
+        # like `train`: no validation block (the model is chosen by CV inside the training)
+        splits = rolling_backtest(observed, settings.horizon_days, n_cutoffs, validation=0,
                                   test=1)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
@@ -460,8 +461,9 @@ def backtest(
                             renewal_only=renewal_only, reference=reference,
                             say=lambda m, i=i: say(f"cut-off {i}/{len(splits)}: {m}"))
         test = fit.parts["test"]
-        cutoffs.append({"test": str(split.test[0]), "train_from": str(split.train[0]),
-                        "train_to": str(split.train[-1]), "rows_test": len(test),
+        trained_on = sorted({*split.train, *split.validation})  # the model trains on both
+        cutoffs.append({"test": str(split.test[0]), "train_from": str(trained_on[0]),
+                        "train_to": str(trained_on[-1]), "rows_test": len(test),
                         "positives": int(test["label"].sum()), "model": fit.metrics,
                         **fit.baselines, "oracle": fit.oracle})
         rows = pd.DataFrame({
