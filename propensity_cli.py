@@ -18,6 +18,7 @@ from features.pull_cli import pull_cmd
 from serving.batch_cli import score_cmd
 from serving.cli import serve_cmd
 from serving.keys_cli import keys_app
+from serving.monitor_cli import monitor_cmd
 from simulator.cli import generate_cmd
 from training.cli import models_app, train_app
 
@@ -39,6 +40,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("serve")(serve_cmd)
 app.command("score")(score_cmd)
+app.command("monitor")(monitor_cmd)
 
 
 def simulator_reference(settings):
