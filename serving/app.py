@@ -21,7 +21,8 @@ from serving import errors
 from serving.auth import Authenticator
 from serving.limits import BodyLimitMiddleware, body_limit
 from serving.metrics import Metrics, MetricsMiddleware
-from serving.routes import health, models, opportunities, page, scores
+from serving.monitoring.latest import LatestResult
+from serving.routes import health, models, monitoring, opportunities, page, scores
 from serving.settings import ServingSettings
 from serving.state import Loader, StateHolder, load_generation
 
@@ -63,12 +64,13 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     app.state.settings = settings
     app.state.holder = holder
     app.state.auth = auth
-    app.state.metrics = Metrics(lambda: holder.current)
+    app.state.monitoring = LatestResult(settings.monitoring_dir)
+    app.state.metrics = Metrics(lambda: holder.current, app.state.monitoring.latest)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_body_bytes,
                                                                 settings.max_batch_accounts))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
-    for module in (health, scores, opportunities, models, page):
+    for module in (health, scores, opportunities, models, monitoring, page):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -78,6 +78,12 @@ NOT_FOUND = {404: _answer(
                            "account 'A9999999' is not in the snapshot of 2025-05-01",
                            "Unknown account id"))}
 
+NO_MONITORING = {404: _answer(
+    "`propensity monitor` has not saved a result in this data directory yet.",
+    no_monitoring=_error("no_monitoring",
+                         "no monitor result in data/monitoring: run `propensity monitor`",
+                         "The monitor never ran"))}
+
 TOO_LARGE = {413: _answer(
     f"The body is larger than `{SETTING}` (refused unread), or it carries more accounts than "
     "`max_batch_accounts`.",

@@ -23,12 +23,12 @@ import pandas as pd
 from features.catalogue import ACCOUNT_ID
 from serving.monitoring import performance as perf
 from serving.monitoring.drift import OVERALL, FeatureInfo, Thresholds, input_drift
+from serving.monitoring.latest import LATEST
 from serving.monitoring.scores import SCORE_COLUMNS, score_psi, tier_shares
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-LATEST = "latest.json"
 #: The tasks monitored: one probability per account, labels from ``features.labels``.
 TASKS = tuple(SCORE_COLUMNS)
 
@@ -351,14 +351,6 @@ def save(result: dict, folder: Path) -> Path:
         staging.write_text(text, encoding="utf-8")
         os.replace(staging, target)
     return path
-
-
-def load_latest(folder: Path) -> dict | None:
-    """The newest saved result, or None when the monitor has not run."""
-    path = Path(folder) / LATEST
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def log_to_mlflow(result: dict, settings: ServingSettings) -> list[str]:
