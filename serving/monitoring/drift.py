@@ -29,6 +29,7 @@ import pandas as pd
 
 SMOOTHING = 0.5  # counts added to every bin (Jeffreys)
 OVERALL = "all"
+KS_ASYMPTOTIC = 10_000  # larger samples: the asymptotic KS p-value (scipy's own switch)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,25 @@ def noise_psi(reference_accounts: int, rows: int, bins: int, confidence: float) 
     return float(chi2.ppf(confidence, max(bins - 1, 1)) * (1 / reference_accounts + 1 / rows))
 
 
+def ks_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic and p-value. Small samples: scipy's exact test;
+    from ``KS_ASYMPTOTIC`` values on: the asymptotic p-value, Q_KS(sqrt(n m / (n + m)) D),
+    since the exact one costs a third of a second per feature at 100,000 accounts."""
+    from scipy.special import kolmogorov
+    from scipy.stats import ks_2samp
+
+    if max(len(reference), len(current)) <= KS_ASYMPTOTIC:
+        test = ks_2samp(reference, current)
+        return float(test.statistic), float(test.pvalue)
+    a, b = np.sort(reference), np.sort(current)
+    both = np.concatenate([a, b])
+    gap = np.abs(np.searchsorted(a, both, side="right") / len(a)
+                 - np.searchsorted(b, both, side="right") / len(b))
+    d = float(gap.max())
+    n = len(a) * len(b) / (len(a) + len(b))
+    return d, float(kolmogorov(np.sqrt(n) * d))
+
+
 def level(value: float, noise: float, thresholds: Thresholds) -> str:
     if np.isnan(value) or value < max(thresholds.watch, noise):
         return "ok"
@@ -131,8 +151,6 @@ def feature_drift(info: FeatureInfo, reference: pd.Series, current: pd.Series, s
                   reference_accounts: int | None = None) -> FeatureDrift:
     """One feature's drift between the training window (``reference``) and now;
     ``reference_accounts``: the distinct accounts behind ``reference`` (default: its rows)."""
-    from scipy.stats import ks_2samp
-
     ks_stat = ks_p = outside = None
     if info.numeric:
         ref, cur = as_float(reference), as_float(current)
@@ -140,8 +158,7 @@ def feature_drift(info: FeatureInfo, reference: pd.Series, current: pd.Series, s
         expected, actual = numeric_counts(ref, edges), numeric_counts(cur, edges)
         ref_seen, cur_seen = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
         if len(ref_seen) and len(cur_seen):
-            test = ks_2samp(ref_seen, cur_seen)
-            ks_stat, ks_p = float(test.statistic), float(test.pvalue)
+            ks_stat, ks_p = ks_test(ref_seen, cur_seen)
             outside = float(np.mean((cur_seen < ref_seen.min()) | (cur_seen > ref_seen.max())))
         null_ref, null_cur = float(np.isnan(ref).mean()), float(np.isnan(cur).mean())
     else:
