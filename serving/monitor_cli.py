@@ -30,23 +30,20 @@ def monitor_cmd(
     import logging
 
     from features.sources import ContractError
-    from serving.monitoring.monitor import MonitorError, log_to_mlflow, monitor, save
-    from serving.monitoring.triggers import decide_all
+    from serving.monitoring.monitor import MonitorError, monitor_and_save
     from serving.settings import ServingSettings
 
     settings = settings_of(ServingSettings, data_dir)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         with console.status("monitoring") as status:
-            result = monitor(settings, as_of, progress=status.update)
+            result = monitor_and_save(settings, as_of, log_mlflow=log_mlflow,
+                                      progress=status.update)
     except MonitorError as exc:
         fail(str(exc))
     except ContractError as exc:
         fail([f"raw data: {p}" for p in exc.problems])
-    result["triggers"] = {t: d.as_dict() for t, d in decide_all(result, settings).items()}
-    path = save(result, settings.monitoring_dir)
-    if log_mlflow:
-        log_to_mlflow(result, settings)
+    path = settings.monitoring_dir / f"monitor-{result['as_of']}.json"
     if html is not None:
         from serving.monitoring.report import render
 

@@ -328,6 +328,21 @@ def monitor(settings: ServingSettings, as_of: date | None = None,
     })
 
 
+def monitor_and_save(settings: ServingSettings, as_of: date | None = None, *,
+                     log_mlflow: bool = True, progress: Progress | None = None) -> dict:
+    """What ``propensity monitor`` (and a daily run after its scoring) does: the result with
+    each task's retraining decision under ``triggers``, saved under ``monitoring_dir`` and
+    logged to MLflow. The caller acts on ``result["triggers"][task]["retrain"]``."""
+    from serving.monitoring.triggers import decide_all
+
+    result = monitor(settings, as_of, progress)
+    result["triggers"] = {t: d.as_dict() for t, d in decide_all(result, settings).items()}
+    save(result, settings.monitoring_dir)
+    if log_mlflow:
+        log_to_mlflow(result, settings)
+    return result
+
+
 def registered_at(model) -> str | None:
     """When the model version was registered (None for a URI outside the registry)."""
     if not model.uri.startswith("models:/") or model.version is None:
