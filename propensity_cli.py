@@ -19,6 +19,7 @@ from serving.batch_cli import score_cmd
 from serving.cli import mcp_cmd, serve_cmd
 from serving.daily.cli import run_cmd
 from serving.keys_cli import keys_app
+from serving.monitor_cli import monitor_cmd
 from simulator.cli import generate_cmd
 from training.cli import models_app, train_app
 
@@ -42,6 +43,7 @@ app.command("serve")(serve_cmd)
 app.command("mcp")(mcp_cmd)
 app.command("score")(score_cmd)
 app.command("run")(run_cmd)
+app.command("monitor")(monitor_cmd)
 
 
 def simulator_reference(settings):

@@ -37,10 +37,9 @@ FILE_KEYS = frozenset({
     "data_dir", "seed", "windows_days", "event_types", "max_event_types", "gross_margin",
     "build_workers", "customer_score_as_feature",
     "duckdb_threads", "duckdb_memory_limit", "mlflow_tracking_uri", "audit_log_path",
-    "spark_master", "spark_conf", "source", "source_mapping",
+    "spark_master", "spark_conf", "source", "source_mapping", "upsell_min_growth",
     # training (training/settings.py)
-    "horizon_days", "upsell_min_growth", "promotion_max_ece_increase",
-    "promotion_auc_margin",
+    "horizon_days", "promotion_max_ece_increase", "promotion_auc_margin",
     # serving (serving/settings.py)
     "auth_enabled", "api_keys_path", "max_batch_accounts", "max_body_bytes",
     "trust_forwarded_proto", "model_uris", "reload_max_account_drop", "reasons_per_direction",
@@ -49,6 +48,10 @@ FILE_KEYS = frozenset({
     "webhook_batch_size", "webhook_timeout_seconds", "webhook_attempts",
     "webhook_backoff_seconds", "webhook_time_budget_seconds", "admin_api_key",
     "history_keep_days",
+    "drift_psi_watch", "drift_psi_alert", "drift_confidence", "monitor_reference_rows",
+    "monitor_bootstrap", "monitor_simulations", "retrain_enabled",
+    "retrain_max_age_days", "retrain_drift_importance", "retrain_auc_margin",
+    "recalibrate_ece_margin",
 })
 
 
@@ -89,6 +92,9 @@ class Settings(BaseSettings):
         8, description="How many of the data's most frequent event types get their own "
         "features when event_types is unset.", ge=1,
     )
+    upsell_min_growth: float = Field(
+        0.10, description="ARR growth share that counts as upsell (the label rule: training's "
+        "datasets and the monitor's realised labels).", ge=0)
     gross_margin: float = Field(
         0.80, description="Gross margin used for customer lifetime value.", gt=0, le=1
     )

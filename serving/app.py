@@ -23,12 +23,14 @@ from serving.auth import Authenticator
 from serving.history import ScoreHistory, history_dir
 from serving.limits import BodyLimitMiddleware, body_limit
 from serving.metrics import Metrics, MetricsMiddleware
+from serving.monitoring.latest import LatestResult
 from serving.routes import (
     account_page,
     changes,
     health,
     history,
     models,
+    monitoring,
     opportunities,
     page,
     scores,
@@ -79,14 +81,15 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     app.state.settings = settings
     app.state.holder = holder
     app.state.auth = auth
-    app.state.metrics = Metrics(lambda: holder.current)
+    app.state.monitoring = LatestResult(settings.monitoring_dir)
+    app.state.metrics = Metrics(lambda: holder.current, app.state.monitoring.latest)
     app.state.history = ScoreHistory(history_dir(settings.data_dir))  # GET .../history
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_body_bytes,
                                                                 settings.max_batch_accounts))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts 413s
-    for module in (health, scores, history, opportunities, changes, models, page,
-                   account_page):
+    for module in (health, scores, history, opportunities, changes, models, monitoring,
+                   page, account_page):
         app.include_router(module.router)
     app.router.routes.append(Route(MCP_PATH, mcp_app, methods=["GET", "POST", "DELETE"]))
 

@@ -23,7 +23,8 @@ SCORE_BUCKETS = tuple(np.round(np.linspace(0.1, 1.0, 10), 1))
 
 
 class Metrics:
-    def __init__(self, current: Callable[[], object]):
+    def __init__(self, current: Callable[[], object],
+                 monitoring: Callable[[], dict | None] = lambda: None):
         self.registry = CollectorRegistry()
         self.requests = Counter("propensity_requests", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=self.registry)
@@ -35,6 +36,7 @@ class Metrics:
         self.reloads = Counter("propensity_reloads", "Reloads by outcome", ["outcome"],
                                registry=self.registry)
         self.registry.register(GenerationCollector(current))
+        self.registry.register(MonitoringCollector(monitoring))
 
 
 class GenerationCollector(Collector):
@@ -70,6 +72,50 @@ class GenerationCollector(Collector):
             warmed.add_metric([], scorer.warmed())
             as_of.add_metric([], time.mktime(scorer.as_of.timetuple()))
         yield from (info, scores, accounts, warmed, as_of)
+
+
+class MonitoringCollector(Collector):
+    """The newest monitor result (``propensity monitor``): each feature's PSI over all
+    accounts, alerts, each task's score PSI, and the ROC AUC of the newest realised and the
+    newest estimated run. Nothing before the monitor has run."""
+
+    def __init__(self, latest: Callable[[], dict | None]):
+        self.latest = latest
+
+    def collect(self):
+        result = self.latest()
+        psi = GaugeMetricFamily("propensity_feature_psi",
+                                "Input drift: PSI of a feature against the training window",
+                                labels=["feature", "family"])
+        alerts = GaugeMetricFamily("propensity_drift_alerts",
+                                   "Features on drift alert (overall or in a segment)")
+        scores = GaugeMetricFamily("propensity_score_psi",
+                                   "PSI of a task's probabilities against the training window",
+                                   labels=["task"])
+        auc = GaugeMetricFamily("propensity_monitor_roc_auc",
+                                "ROC AUC of the newest run: realised (matured) or estimated",
+                                labels=["task", "kind", "as_of"])
+        as_of = GaugeMetricFamily("propensity_monitor_as_of_seconds",
+                                  "The monitored snapshot's as_of (Unix time)")
+        if result is not None:
+            for row in result.get("drift", []):
+                if row.get("psi") is not None:
+                    psi.add_metric([row["feature"], row.get("family", "")], row["psi"])
+            alerts.add_metric([], sum(1 for r in result.get("drift", [])
+                                      if r.get("alert") or r.get("segments_alerting")))
+            for row in result.get("score_drift", {}).get("vs_training", []):
+                if row.get("psi") is not None:
+                    scores.add_metric([row["task"]], row["psi"])
+            for kind, key in (("realised", "roc_auc"), ("estimated", "estimated_roc_auc")):
+                newest: dict[str, dict] = {}
+                for row in result.get("performance", []):
+                    if row.get(key) is not None:
+                        newest[row["task"]] = row  # runs are oldest first
+                for task, row in newest.items():
+                    auc.add_metric([task, kind, row["as_of"]], row[key])
+            day = time.strptime(result["as_of"], "%Y-%m-%d")
+            as_of.add_metric([], time.mktime(day))
+        yield from (psi, alerts, scores, auc, as_of)
 
 
 class MetricsMiddleware:

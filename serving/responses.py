@@ -96,6 +96,12 @@ INVALID_DATES = {422: _answer(
          "msg": "from (2025-06-01) is after to (2025-05-01)", "input": "2025-06-01"}]}},
 )}
 
+NO_MONITORING = {404: _answer(
+    "`propensity monitor` has not saved a result in this data directory yet.",
+    no_monitoring=_error("no_monitoring",
+                         "no monitor result in data/monitoring: run `propensity monitor`",
+                         "The monitor never ran"))}
+
 TOO_LARGE = {413: _answer(
     f"The body is larger than `{SETTING}` (refused unread), or it carries more accounts than "
     "`max_batch_accounts`.",

@@ -270,3 +270,36 @@ class Health(BaseModel):
     reason: str | None = Field(None, description="Why the service is not ready.")
     missing: dict[str, str] | None = Field(
         None, description="Tasks without a model, and the command that trains one.")
+
+
+class DriftItem(BaseModel):
+    """One feature's input drift against the training window, all accounts (more fields:
+    level, KS test, null and out-of-range shares, the segments on alert)."""
+
+    model_config = ConfigDict(extra="allow")
+    feature: str
+    psi: float | None = Field(description="Population stability index.")
+    alert: bool
+
+
+class PerformanceItem(BaseModel):
+    """One score run of one task: realised metrics once its labels matured, estimated ones
+    from the calibrated probabilities always (more fields: intervals, lift, segments)."""
+
+    model_config = ConfigDict(extra="allow")
+    as_of: str
+    task: str
+    matured: bool
+    roc_auc: float | None
+    estimated_roc_auc: float | None
+    ece: float | None
+
+
+class MonitoringResponse(BaseModel):
+    """The newest `propensity monitor` result (saved under `<data_dir>/monitoring/`)."""
+
+    model_config = ConfigDict(extra="allow")
+    as_of: str
+    drift: list[DriftItem]
+    score_drift: dict
+    performance: list[PerformanceItem]

@@ -167,6 +167,41 @@ class ServingSettings(Settings):
         "many days of the newest run; 0 keeps everything.", ge=0,
     )
 
+    # --- monitoring (propensity monitor) and its retraining triggers ---
+    drift_psi_watch: float = Field(
+        0.1, description="PSI from which a feature's (or a score's) drift is worth watching.", ge=0)
+    drift_psi_alert: float = Field(
+        0.25, description="PSI from which a drift is an alert.", ge=0)
+    drift_confidence: float = Field(
+        0.999, description="A PSI counts only above what chance alone exceeds with probability "
+        "1 - this at the sample's size (a small segment needs a larger shift).", gt=0, lt=1)
+    monitor_reference_rows: int = Field(
+        200_000, description="Most training-window rows (a seeded sample) the monitor compares "
+        "against.", ge=100)
+    monitor_bootstrap: int = Field(
+        200, description="Bootstrap resamples of accounts behind each realised metric's "
+        "interval.", ge=20)
+    monitor_simulations: int = Field(
+        100, description="Outcomes drawn from the probabilities to state the error of an "
+        "estimated (label-free) AUC.", ge=20)
+    retrain_enabled: bool = Field(
+        True, description="Let `propensity run` retrain when a trigger fires.")
+    retrain_max_age_days: int = Field(
+        30, description="Trigger: the champion is older than this many days.", ge=1)
+    retrain_drift_importance: float = Field(
+        0.2, description="Trigger: features on drift alert carry at least this share of the "
+        "model's importance.", gt=0, le=1)
+    retrain_auc_margin: float = Field(
+        0.05, description="Trigger: realised or estimated ROC AUC below the model's test AUC by "
+        "more than this.", gt=0, le=1)
+    recalibrate_ece_margin: float = Field(
+        0.03, description="Recalibration only: realised ECE above the model's test ECE by more "
+        "than this while the AUC holds.", gt=0, le=1)
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.data_dir / "monitoring"
+
     @property
     def keys_path(self) -> Path:
         return self.api_keys_path or self.data_dir / "api_keys.json"

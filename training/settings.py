@@ -1,4 +1,5 @@
-"""Training's settings: the label definition and the promotion gate, over the shared sources.
+"""Training's settings: the label horizon and the promotion gate, over the shared sources
+(the upsell label's growth is the base's: the monitor in serving computes labels too).
 
 Same ``PROPENSITY_*`` variables and TOML file as every package (``features.settings``); the
 keys below are training's own, the base brings the data directory, the catalogue's shape, the
@@ -16,7 +17,6 @@ class TrainingSettings(Settings):
     """What ``propensity train`` and ``propensity models`` read."""
 
     horizon_days: int = Field(90, description="Label horizon for churn and upsell.", gt=0)
-    upsell_min_growth: float = Field(0.10, description="ARR growth share that counts as upsell.")
     promotion_max_ece_increase: float = Field(
         0.01, description="How much worse (ECE) a challenger may calibrate and still be promoted."
     )
