@@ -91,7 +91,9 @@ def test_a_required_tables_only_book_validates_builds_trains_and_serves(
 
     from serving.app import create_app
     from serving.registry import load_models
+    from tests.serving.conftest import _serve_every_task
 
+    _serve_every_task(settings.data_dir)  # a model the gate kept back is promoted by a person
     models, _ = load_models(settings.tracking_uri, settings.model_uris)
     meta = models["churn"].meta
     assert meta["event_types"] == list(spec.event_types)

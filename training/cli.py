@@ -234,7 +234,8 @@ def _print_result(result) -> None:
     if result.dropped_features:
         out.print(f"left out {len(result.dropped_features)} feature(s) constant or all-null in "
                   f"the training window: {', '.join(result.dropped_features)}", highlight=False)
-    out.print(f"promotion: {result.reason}; run {result.run_id}")
+    out.print(f"promotion: {result.reason}")
+    out.print(f"run {result.run_id}", highlight=False)  # own line: a wrapped id is no id
 
 
 def selection_table(selection: dict) -> RichTable:

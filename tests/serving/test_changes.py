@@ -117,10 +117,10 @@ def test_attribution_adds_up_to_the_change_in_raw_score(week, generation):
     cs.explain(rows)
     raw_change = cs.raw[:, 1] - cs.raw[:, 0]
     np.testing.assert_allclose(cs.contrib.sum(axis=1), raw_change, rtol=0, atol=1e-6)
-    # the raw score is the booster's own log-odds on each snapshot
-    booster = cs.model.model.booster
+    # the raw score is the model's own log-odds on each snapshot (trees, logistic or blend)
+    model = cs.model.model
     for k, x in enumerate(cs.x):
-        np.testing.assert_allclose(cs.raw[:, k], booster.predict(x, raw_score=True), atol=1e-6)
+        np.testing.assert_allclose(cs.raw[:, k], model.log_odds_matrix(x), atol=1e-6)
     moved = np.isin(cs.ids, list(MOVES))
     assert np.all(np.abs(raw_change[moved]) > 0.1)
     assert np.all(cs.contrib[~moved] == 0)  # nothing else moved

@@ -328,9 +328,11 @@ def documented_requests(openapi: dict) -> list[tuple[str, str, dict, object]]:
     return out
 
 
-#: Routes that read the daily runs' score history, which the shared book (never run) has none
-#: of: their examples must reach the route and get its documented "no history" answer.
-HISTORY_ROUTES = {"/v1/accounts/A0000001/history": "unknown_account", "/v1/changes": "no_history"}
+#: Routes that read the daily runs' score history or the monitor's result, which the shared
+#: book (never run, never monitored) has none of: their examples must reach the route and get
+#: its documented "nothing yet" answer.
+HISTORY_ROUTES = {"/v1/accounts/A0000001/history": "unknown_account", "/v1/changes": "no_history",
+                  "/v1/monitoring": "no_monitoring"}
 
 
 def test_every_documented_example_is_accepted(client):
