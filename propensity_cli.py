@@ -54,10 +54,25 @@ def simulator_reference(settings):
     return OracleReference(truth_dir(settings.data_dir))
 
 
+def retrain_task(settings, task: str, reasons: list[str]) -> str:
+    """A daily run's retraining: a challenger of ``task`` trained on the newest labelled
+    snapshots and passed through the champion/challenger gate, the trigger's reasons tagged on
+    its MLflow run (serving runs the job but may not import training)."""
+    from features.cli_options import settings_of
+    from training.settings import TrainingSettings
+    from training.train import train
+
+    training = settings_of(TrainingSettings, settings.data_dir)
+    result = train(task, training, reference=simulator_reference(training),
+                   tags={"retrain_reason": "; ".join(reasons)[:5000]})
+    return f"{task}: v{result.version} -> {result.alias} ({result.reason})"
+
+
 @app.callback()
 def wire(ctx: typer.Context) -> None:
-    """Hand the commands what the composition root provides (training's reference)."""
-    ctx.obj = {"reference": simulator_reference}
+    """Hand the commands what the composition root provides: training's reference, and the
+    daily run's retraining."""
+    ctx.obj = {"reference": simulator_reference, "retrain": retrain_task}
 
 
 @app.command("demo")

@@ -263,8 +263,11 @@ def train(
     renewal_only: bool = False,
     progress: Progress | None = None,
     reference: Reference | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Fit, evaluate, log and register a model for ``task``; promote it if it beats the champion."""
+    """Fit, evaluate, log and register a model for ``task``; promote it if it beats the champion.
+
+    ``tags`` go on the MLflow run (e.g. why a daily run retrained)."""
     import mlflow
 
     from features.validation import load_tables
@@ -328,7 +331,7 @@ def train(
     say("logging the run and registering the model")
     mlflow.set_experiment(experiment_id=experiment_id(name, uri, settings.mlflow_dir))
     with mlflow.start_run(run_name=f"{task} {window['test']}") as run:
-        mlflow.set_tags({"task": task, "git_commit": git_commit(),
+        mlflow.set_tags({**(tags or {}), "task": task, "git_commit": git_commit(),
                          "catalogue_version": version_tag, FINGERPRINT_TAG: trained_from})
         mlflow.log_params({
             "task": task, "horizon_days": horizon, "seed": settings.seed,

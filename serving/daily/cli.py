@@ -13,10 +13,11 @@ import typer
 from features.cli_options import DataDir, console, date_option, fail, settings_of
 
 LOG_FORMATS = ("auto", "rich", "json")
-STEP_HELP = "pull, validate, build, score, publish, retain, reload"
+STEP_HELP = "pull, validate, build, score, publish, retain, monitor, retrain, reload"
 
 
 def run_cmd(
+    ctx: typer.Context,
     as_of: Annotated[date | None, date_option(
         "--as-of", help="The run's date (default: today, UTC): the snapshot's boundary.")] = None,
     force: Annotated[bool, typer.Option(
@@ -31,6 +32,9 @@ def run_cmd(
         "--reload-url", metavar="URL",
         help="A running server to switch to the new scores: POST <URL>/v1/admin/reload with "
              "the admin key of setting admin_api_key.")] = None,
+    no_retrain: Annotated[bool, typer.Option(
+        "--no-retrain", help="Report the monitor's retraining triggers without acting on "
+             "them (setting retrain_enabled switches them off for good).")] = False,
     log_format: Annotated[str, typer.Option(
         "--log-format", help="rich (live steps), json (one object per step on stdout) or auto "
              "(rich in a terminal, json otherwise).")] = "auto",
@@ -56,12 +60,14 @@ def run_cmd(
     day = as_of or datetime.now(UTC).date()
     as_json = log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    ctx = RunContext(settings, day, engine=engine, force=force, reasons=reasons,
-                     reload_url=reload_url, deliver=crm_delivery(settings))
+    trainer = ctx.obj.get("retrain") if isinstance(ctx.obj, dict) else None
+    run = RunContext(settings, day, engine=engine, force=force, reasons=reasons,
+                     reload_url=reload_url, deliver=crm_delivery(settings), retrain=trainer,
+                     no_retrain=no_retrain)
     reporter = JsonReporter(day) if as_json else RichReporter(day)
     try:
         with reporter:
-            run_daily(ctx, reporter)
+            run_daily(run, reporter)
     except RunLocked as exc:
         fail(str(exc))
     except RunFailed as exc:

@@ -22,7 +22,7 @@ from serving.daily.steps import STEPS, Outcome, RunContext, StepFailed
 
 log = logging.getLogger(__name__)
 
-DATA_STEPS = ("pull", "validate", "build", "score", "publish", "retain")
+DATA_STEPS = ("pull", "validate", "build", "score", "publish", "retain", "monitor", "retrain")
 ALL_STEPS = (*DATA_STEPS, "reload")
 
 

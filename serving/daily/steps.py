@@ -55,6 +55,11 @@ class RunContext:
     force: bool = False
     reasons: int = 3
     reload_url: str | None = None
+    #: Trains a challenger of a task through the gate (the composition root wires training;
+    #: serving may not import it): ``retrain(settings, task, reasons)`` -> a line saying what
+    #: it registered and whether it was promoted. None: triggers are reported, not acted on.
+    retrain: Callable[[ServingSettings, str, list[str]], str] | None = None
+    no_retrain: bool = False  # --no-retrain
     #: The publish step's delivery (bulk files, webhooks): returns a line saying what it
     #: delivered. None: nothing to deliver, the step is skipped.
     deliver: Callable[[RunContext], str] | None = None
@@ -405,7 +410,63 @@ def _body(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")[:200]
 
 
+# --- monitor and retrain -----------------------------------------------------------------------
+def monitor(ctx: RunContext) -> Outcome:
+    """Drift and performance of the champions at the run's date (serving.monitoring), saved
+    for /v1/monitoring and /metrics, with each task's retraining decision. A book the monitor
+    cannot judge yet (no training window, no history) is reported and skipped, not failed."""
+    from serving.monitoring.monitor import MonitorError, monitor_and_save
+
+    inputs = {"history_version": _output(ctx, "score", "history_version")}
+    kept = ctx.current("monitor", inputs)
+    if kept:
+        return Outcome("skipped", "these scores were monitored already", kept)
+    try:
+        result = monitor_and_save(ctx.settings, ctx.as_of)
+    except MonitorError as exc:
+        return Outcome("skipped", f"not monitored: {exc}")
+    triggers = {task: {"retrain": bool(d.get("retrain") or d.get("recalibrate")),
+                       "reasons": list(d.get("reasons", []))}
+                for task, d in result.get("triggers", {}).items()}
+    alerts = sum(1 for r in result.get("drift", []) if r.get("alert"))
+    due = [t for t, d in triggers.items() if d["retrain"]]
+    detail = (f"{alerts} feature(s) on drift alert; retraining due for "
+              f"{', '.join(due) if due else 'no task'}")
+    return Outcome("done", detail, _record(inputs, {"triggers": triggers}))
+
+
+def retrain(ctx: RunContext) -> Outcome:
+    """Train a challenger for each task whose trigger fired, through the champion/challenger
+    gate; the reasons go with the MLflow run and into the run's record. The reload step after
+    it then serves a promoted challenger."""
+    triggers = _output(ctx, "monitor", "triggers") or {}
+    due = {task: d["reasons"] for task, d in triggers.items() if d.get("retrain")}
+    if not due:
+        return Outcome("skipped", "no trigger fired")
+    why = "; ".join(f"{task}: {', '.join(reasons)}" for task, reasons in due.items())
+    if ctx.no_retrain or not ctx.settings.retrain_enabled:
+        switch = "--no-retrain" if ctx.no_retrain else "retrain_enabled = false"
+        return Outcome("skipped", f"retraining is off ({switch}); triggers: {why}")
+    if ctx.retrain is None:
+        return Outcome("skipped", f"no trainer wired into this run; triggers: {why}")
+    inputs = {"triggers": due, "history_version": _output(ctx, "score", "history_version")}
+    kept = ctx.current("retrain", inputs)
+    if kept:
+        return Outcome("skipped", "retrained for these triggers already", kept)
+    done, failed = [], []
+    for task, reasons in due.items():
+        try:
+            done.append(ctx.retrain(ctx.settings, task, reasons))
+        except Exception as exc:  # noqa: BLE001 - every task is tried; the step then fails
+            log.exception("retraining %s failed", task)
+            failed.append(f"{task}: {exc}")
+    if failed:
+        raise StepFailed("retraining failed for " + "; ".join(failed)
+                         + (f" (done: {'; '.join(done)})" if done else ""))
+    return Outcome("done", "; ".join(done), _record(inputs, {"retrained": done, "why": due}))
+
+
 STEPS: dict[str, Callable[[RunContext], Outcome]] = {
     "pull": pull, "validate": validate, "build": build, "score": score, "publish": publish,
-    "retain": retain, "reload": reload,
+    "retain": retain, "monitor": monitor, "retrain": retrain, "reload": reload,
 }

@@ -22,7 +22,7 @@ from propensity_cli import app
 from serving.daily.lock import RunLocked, run_lock
 from serving.daily.manifest import lock_path, manifest_path, published_version, read_manifest
 from serving.daily.run import ALL_STEPS, RunFailed, check_date, run_daily
-from serving.daily.steps import RunContext, StepFailed, pull, reload, retain
+from serving.daily.steps import RunContext, StepFailed, pull, reload, retain, retrain
 from serving.history import ScoreHistory, history_dir
 from serving.settings import ServingSettings
 
@@ -83,7 +83,11 @@ def test_a_run_does_every_step_and_records_its_inputs(three_runs):
     data, reports, delivered = three_runs
     first = {r.step: r.status for r in reports[DATES[0]]}
     assert first == {"pull": "skipped", "validate": "done", "build": "done", "score": "done",
-                     "publish": "done", "retain": "skipped", "reload": "skipped"}
+                     "publish": "done", "retain": "skipped", "monitor": "skipped",
+                     "retrain": "skipped", "reload": "skipped"}
+    # this data directory holds the runs' snapshots only, not the models' training window
+    monitor = next(r for r in reports[DATES[0]] if r.step == "monitor")
+    assert monitor.detail.startswith("not monitored: the training window ")
     assert delivered == list(DATES)
     manifest = read_manifest(data, DATES[2])
     assert manifest["as_of"] == "2025-05-01"
@@ -468,3 +472,85 @@ def test_the_command_delivers_the_runs_crm_files_unless_switched_off(served_data
     publish = [json.loads(line) for line in result.stdout.splitlines()][4]
     assert (publish["status"], publish["detail"]) == ("skipped", "no delivery configured")
     assert not (quiet / "delivery").exists()
+
+
+# --- the monitor's triggers and retraining --------------------------------------------------------
+def fired(ctx: RunContext, triggers: dict) -> RunContext:
+    """``ctx`` as if its monitor step had just decided ``triggers``."""
+    ctx.records["monitor"] = {"inputs": {}, "outputs": {"triggers": triggers}}
+    return ctx
+
+
+TRIGGERS = {"churn": {"retrain": True, "reasons": ["drift: usage features on alert"]},
+            "upsell": {"retrain": False, "reasons": []}}
+
+
+def test_a_fired_trigger_retrains_that_task_through_the_hook_and_records_why(tmp_path):
+    calls = []
+
+    def trainer(settings, task, reasons):
+        calls.append((task, reasons))
+        return f"{task}: v7 -> champion"
+
+    ctx = fired(RunContext(ServingSettings(data_dir=tmp_path), DATES[0], retrain=trainer),
+                TRIGGERS)
+    outcome = retrain(ctx)
+    assert calls == [("churn", ["drift: usage features on alert"])]
+    assert (outcome.status, outcome.detail) == ("done", "churn: v7 -> champion")
+    assert outcome.record["outputs"]["why"] == {"churn": ["drift: usage features on alert"]}
+
+
+@pytest.mark.parametrize(("options", "settings", "detail"), [
+    ({"no_retrain": True}, {}, "retraining is off (--no-retrain); triggers: churn: drift"),
+    ({}, {"retrain_enabled": False}, "retraining is off (retrain_enabled = false)"),
+])
+def test_no_retrain_and_the_setting_report_the_triggers_without_training(tmp_path, options,
+                                                                        settings, detail):
+    calls = []
+    ctx = fired(RunContext(ServingSettings(data_dir=tmp_path, **settings), DATES[0],
+                           retrain=lambda *a: calls.append(a) or "", **options), TRIGGERS)
+    outcome = retrain(ctx)
+    assert calls == [] and outcome.status == "skipped" and outcome.detail.startswith(detail)
+
+
+def test_no_fired_trigger_trains_nothing_and_a_failed_retrain_fails_the_step(tmp_path):
+    quiet = {"churn": {"retrain": False, "reasons": []}}
+    ctx = fired(RunContext(ServingSettings(data_dir=tmp_path), DATES[0],
+                           retrain=lambda *a: pytest.fail("trained")), quiet)
+    assert (retrain(ctx).status, retrain(ctx).detail) == ("skipped", "no trigger fired")
+
+    def broken(settings, task, reasons):
+        raise ValueError("no labelled snapshot")
+
+    ctx = fired(RunContext(ServingSettings(data_dir=tmp_path), DATES[0], retrain=broken),
+                TRIGGERS)
+    with pytest.raises(StepFailed, match="retraining failed for churn: no labelled snapshot"):
+        retrain(ctx)
+
+
+@pytest.mark.slow
+def test_a_run_beside_the_training_window_monitors_and_acts_on_its_triggers(served_data,
+                                                                          tmp_path):
+    data = book_dir(tmp_path / "data", served_data)
+    shutil.copytree(served_data / "features", data / "features", symlinks=True)
+    calls = []
+
+    def trainer(settings, task, reasons):
+        calls.append(task)
+        return f"{task}: retrained"
+
+    reports = {r.step: r for r in run_daily(RunContext(settings_in(data, served_data),
+                                                       DATES[2], retrain=trainer))}
+    assert reports["monitor"].status == "done", reports["monitor"].detail
+    saved = json.loads((data / "monitoring" / "latest.json").read_text())
+    assert saved["as_of"] == str(DATES[2])
+    due = sorted(t for t, d in saved["triggers"].items() if d["retrain"] or d["recalibrate"])
+    assert sorted(calls) == due  # the hook trains exactly the tasks whose trigger fired
+    steps = read_manifest(data, DATES[2])["steps"]
+    assert steps["monitor"]["outputs"]["triggers"].keys() == saved["triggers"].keys()
+    if due:
+        assert reports["retrain"].status == "done"
+        assert sorted(steps["retrain"]["outputs"]["why"]) == due
+    else:
+        assert (reports["retrain"].status, reports["retrain"].detail) == (
+            "skipped", "no trigger fired")
