@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 EPOCH = date(1970, 1, 1)
 _DAY_BITS = 21  # days since 1970 fit in 21 bits until the year 7711; account code above them
+PART_EVENTS = 16_000_000  # events per part of the accounts (about 1.5 GB of daily rows at most)
 CHANGE_WINDOW = 30  # active_users_change_30d: the 30 days before against the 30 before those
 
 
@@ -89,27 +90,45 @@ FROM {self.table} u WHERE u.{AS_OF} = {cutoff.day()}
 
 def prepare(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date]) -> GridUsage:
     """Compute the usage features of every date and store them in a table of ``con``'s
-    database (visible to its cursors); the caller drops it with ``GridUsage.drop``."""
-    table = usage_table(con, plan, sorted(set(dates)))
+    database (visible to its cursors); the caller drops it with ``GridUsage.drop``.
+
+    The accounts are taken in parts of about ``PART_EVENTS`` events (by a hash of the account),
+    so that the daily rows held in Python stay bounded whatever the size of the book.
+    """
+    dates = sorted(set(dates))
+    since = dates[0] - timedelta(days=plan.lookback)
+    events = con.execute(f"SELECT COUNT(*) FROM usage_events e WHERE {_span(since, dates[-1])}"
+                         ).fetchall()[0][0]
+    parts = max(1, -(-events // PART_EVENTS))
     name = f"_grid_usage_{uuid.uuid4().hex[:12]}"
-    con.register(name + "_arrow", table)
-    try:
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
-    finally:
-        con.unregister(name + "_arrow")
+    for i in range(parts):
+        part = f"AND hash(e.{ACCOUNT_ID}) % {parts} = {i}" if parts > 1 else ""
+        con.register(name + "_arrow", usage_table(con, plan, dates, part))
+        try:
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow" if i == 0
+                        else f"INSERT INTO {name} SELECT * FROM {name}_arrow")
+        finally:
+            con.unregister(name + "_arrow")
     return GridUsage(name, plan)
 
 
-def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date]
-                ) -> pa.Table:
+def _span(since: date, until: date) -> str:
+    """The events of [since, until) that are activity (quantity 0 stands for no event)."""
+    return (f"e.event_time >= {_ts(since)} AND e.event_time < {_ts(until)} AND e.quantity > 0 "
+            f"AND e.{ACCOUNT_ID} IS NOT NULL")
+
+
+def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date],
+                part: str = "") -> pa.Table:
     """(account_id, as_of, q_<w>d, events_<type>_<w>d, days_since_last_event, other_types_<w>d,
-    active_users_<w>d, active_users_change_30d) of every date, as Arrow."""
+    active_users_<w>d, active_users_change_30d) of every date (sorted) for the accounts of
+    ``part`` (a condition on the events ``e``), as Arrow."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     first, last = dates[0], dates[-1]
-    volumes = _volumes(con, plan, first - timedelta(days=plan.lookback), last)
+    volumes = _volumes(con, plan, first - timedelta(days=plan.lookback), last, part)
     accounts = volumes.column(ACCOUNT_ID).combine_chunks()
     unique_accounts = pc.unique(accounts)
     unique_accounts = unique_accounts.take(pc.sort_indices(unique_accounts))
@@ -151,12 +170,12 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
 
     others = _active_days(con, "event_type", first - timedelta(days=max(BREADTH_WINDOWS)), last,
                           "AND e.event_type NOT IN ("
-                          + ", ".join(sql_text(t) for t in plan.event_types) + ")",
+                          + ", ".join(sql_text(t) for t in plan.event_types) + ") " + part,
                           unique_accounts)
     for w in BREADTH_WINDOWS:
         columns[f"other_types_{w}d"] = _covering(others, w, base, probe_day)
     users = _active_days(con, "user_id", first - timedelta(
-        days=max(max(USER_WINDOWS), 2 * CHANGE_WINDOW)), last, "", unique_accounts)
+        days=max(max(USER_WINDOWS), 2 * CHANGE_WINDOW)), last, part, unique_accounts)
     for w in USER_WINDOWS:
         columns[f"active_users_{w}d"] = _covering(users, w, base, probe_day)
     columns["active_users_change_30d"] = columns[f"active_users_{CHANGE_WINDOW}d"] - _covering(
@@ -169,7 +188,7 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     })
 
 
-def _volumes(con, plan: UsageWindows, since: date, until: date) -> pa.Table:
+def _volumes(con, plan: UsageWindows, since: date, until: date, part: str) -> pa.Table:
     """Per (account, day): the quantity of events, in total and per declared type.
     (BIGINT sums: a HUGEINT would reach numpy as Python objects; a sum past 2^63 fails.)"""
     by_type = ", ".join(
@@ -181,9 +200,7 @@ def _volumes(con, plan: UsageWindows, since: date, until: date) -> pa.Table:
 SELECT e.{ACCOUNT_ID}, {_day_number("e.event_time")} AS day,
   CAST(SUM(e.quantity) AS BIGINT) AS q
   {", " + by_type if by_type else ""}
-FROM usage_events e
-WHERE e.event_time >= {_ts(since)} AND e.event_time < {_ts(until)} AND e.quantity > 0
-  AND e.{ACCOUNT_ID} IS NOT NULL
+FROM usage_events e WHERE {_span(since, until)} {part}
 GROUP BY ALL""").to_arrow_table()
 
 
@@ -203,9 +220,7 @@ def _active_days(con, entity: str, since: date, until: date, where: str,
 
     rows = con.sql(f"""
 SELECT DISTINCT e.{ACCOUNT_ID}, e.{entity} AS entity, {_day_number("e.event_time")} AS day
-FROM usage_events e
-WHERE e.event_time >= {_ts(since)} AND e.event_time < {_ts(until)} AND e.quantity > 0
-  AND e.{ACCOUNT_ID} IS NOT NULL {where}""").to_arrow_table()
+FROM usage_events e WHERE {_span(since, until)} {where}""").to_arrow_table()
     codes = pc.dictionary_encode(rows.column("entity").combine_chunks()).indices
     entity_code = np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False))
     account = _codes(rows.column(ACCOUNT_ID).combine_chunks(), unique_accounts)

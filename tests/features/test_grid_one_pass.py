@@ -98,6 +98,14 @@ def test_every_date_of_a_generated_grid_equals_its_single_date_snapshot(generate
     assert_grid_equals_single_dates(generated, dates)
 
 
+def test_a_grid_in_parts_of_the_accounts_equals_the_single_dates(generated, monkeypatch):
+    from features import usage_grid
+
+    monkeypatch.setattr(usage_grid, "PART_EVENTS", 20_000)  # about a tenth of the book
+    assert_grid_equals_single_dates(generated, grid_dates(date(2024, 5, 1), date(2024, 10, 31),
+                                                          "month"))
+
+
 def test_one_pass_when_the_dates_windows_overlap_enough():
     monthly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "month")
     weekly = grid_dates(date(2025, 1, 1), date(2025, 12, 1), "week")
