@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-EPOCH = date(1970, 1, 1)
-_DAY_BITS = 21  # days since 1970 fit in 21 bits until the year 7711; account code above them
+_DAY_BITS = 21  # days after the grid's origin (< 5,700 years) below, the account's code above
 PART_EVENTS = 16_000_000  # events per part of the accounts (about 1.5 GB of daily rows at most)
 CHANGE_WINDOW = 30  # active_users_change_30d: the 30 days before against the 30 before those
 
@@ -40,8 +39,14 @@ def _ts(day: date) -> str:
     return f"TIMESTAMP '{day:%Y-%m-%d} 00:00:00'"
 
 
-def _day_number(column: str) -> str:
-    return f"CAST(CAST({column} AS DATE) - DATE '1970-01-01' AS INTEGER)"
+def _origin(dates: list[date], plan: UsageWindows) -> date:
+    """A day before every event the grid reads, so that day numbers from it are positive."""
+    longest = max(plan.lookback, *USER_WINDOWS, 2 * CHANGE_WINDOW, *BREADTH_WINDOWS)
+    return dates[0] - timedelta(days=longest + 1)
+
+
+def _day_number(column: str, origin: date) -> str:
+    return f"CAST(CAST({column} AS DATE) - DATE '{origin:%Y-%m-%d}' AS INTEGER)"
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,8 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     import pyarrow.compute as pc
 
     first, last = dates[0], dates[-1]
-    volumes = _volumes(con, plan, first - timedelta(days=plan.lookback), last, part)
+    origin = _origin(dates, plan)
+    volumes = _volumes(con, plan, first - timedelta(days=plan.lookback), last, part, origin)
     accounts = volumes.column(ACCOUNT_ID).combine_chunks()
     unique_accounts = pc.unique(accounts)
     unique_accounts = unique_accounts.take(pc.sort_indices(unique_accounts))
@@ -141,7 +147,7 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     def column(name: str) -> np.ndarray:
         return volumes.column(name).to_numpy()[order]
 
-    grid = np.array([(d - EPOCH).days for d in dates], dtype=np.int64)
+    grid = np.array([(d - origin).days for d in dates], dtype=np.int64)
     probe_account = np.repeat(np.arange(len(unique_accounts), dtype=np.int64), len(grid))
     probe_day = np.tile(grid, len(unique_accounts))
     base = probe_account << _DAY_BITS
@@ -171,11 +177,11 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     others = _active_days(con, "event_type", first - timedelta(days=max(BREADTH_WINDOWS)), last,
                           "AND e.event_type NOT IN ("
                           + ", ".join(sql_text(t) for t in plan.event_types) + ") " + part,
-                          unique_accounts)
+                          unique_accounts, origin)
     for w in BREADTH_WINDOWS:
         columns[f"other_types_{w}d"] = _covering(others, w, base, probe_day)
     users = _active_days(con, "user_id", first - timedelta(
-        days=max(max(USER_WINDOWS), 2 * CHANGE_WINDOW)), last, part, unique_accounts)
+        days=max(max(USER_WINDOWS), 2 * CHANGE_WINDOW)), last, part, unique_accounts, origin)
     for w in USER_WINDOWS:
         columns[f"active_users_{w}d"] = _covering(users, w, base, probe_day)
     columns["active_users_change_30d"] = columns[f"active_users_{CHANGE_WINDOW}d"] - _covering(
@@ -183,12 +189,14 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
 
     return pa.table({
         ACCOUNT_ID: unique_accounts.take(pa.array(probe_account[seen])),
-        AS_OF: pa.array(probe_day[seen].astype("int32")).cast(pa.date32()),
+        AS_OF: pa.array(dates, pa.date32()).take(
+        pa.array(np.tile(np.arange(len(dates)), len(unique_accounts))[seen])),
         **{name: pa.array(values[seen]) for name, values in columns.items()},
     })
 
 
-def _volumes(con, plan: UsageWindows, since: date, until: date, part: str) -> pa.Table:
+def _volumes(con, plan: UsageWindows, since: date, until: date, part: str, origin: date
+             ) -> pa.Table:
     """Per (account, day): the quantity of events, in total and per declared type.
     (BIGINT sums: a HUGEINT would reach numpy as Python objects; a sum past 2^63 fails.)"""
     by_type = ", ".join(
@@ -197,7 +205,7 @@ def _volumes(con, plan: UsageWindows, since: date, until: date, part: str) -> pa
         for i, t in enumerate(plan.event_types)
     )
     return con.sql(f"""
-SELECT e.{ACCOUNT_ID}, {_day_number("e.event_time")} AS day,
+SELECT e.{ACCOUNT_ID}, {_day_number("e.event_time", origin)} AS day,
   CAST(SUM(e.quantity) AS BIGINT) AS q
   {", " + by_type if by_type else ""}
 FROM usage_events e WHERE {_span(since, until)} {part}
@@ -214,12 +222,13 @@ class _ActiveDays:
 
 
 def _active_days(con, entity: str, since: date, until: date, where: str,
-                 unique_accounts: pa.Array) -> _ActiveDays:
+                 unique_accounts: pa.Array, origin: date) -> _ActiveDays:
     import numpy as np
     import pyarrow.compute as pc
 
     rows = con.sql(f"""
-SELECT DISTINCT e.{ACCOUNT_ID}, e.{entity} AS entity, {_day_number("e.event_time")} AS day
+SELECT DISTINCT e.{ACCOUNT_ID}, e.{entity} AS entity,
+  {_day_number("e.event_time", origin)} AS day
 FROM usage_events e WHERE {_span(since, until)} {where}""").to_arrow_table()
     codes = pc.dictionary_encode(rows.column("entity").combine_chunks()).indices
     entity_code = np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False))
