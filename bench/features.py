@@ -3,8 +3,16 @@
 Each phase runs in its own process so that its peak memory (max RSS) is its own. Prints wall
 time (median of the repeats), account-snapshots per second, peak memory, the ratio to the
 issue's goals, and how time grows with accounts and events (log-log slope between sizes).
+Then, through the command line, one snapshot against the grid of monthly snapshots of the same
+book (``--cli-accounts``; goal: the grid at most 2x one snapshot), and a grid of 48 weekly
+snapshots built in one process, with the usage family in one pass and per date, of a book of
+``--weekly-accounts`` x ``--weekly-months`` (the issue's 3,000 accounts, 13 months) against the
+2,626 s of the SQL method on PostgreSQL quoted in issue 13. Every build runs under a DuckDB
+memory limit (``--memory-limit``).
 
     python -m bench.features [--sizes 10000,30000,100000] [--months 24] [--repeats 3]
+        [--cli-accounts 30000] [--weekly-accounts 3000] [--weekly-months 13]
+        [--memory-limit 3GB]
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import shutil
 import statistics
@@ -22,6 +31,10 @@ import time
 from datetime import date
 from pathlib import Path
 
+CLI_GRID_RATIO_GOAL = 2.0  # issue 13: the monthly grid at most 2x one snapshot, both by the CLI
+POSTGRES_WEEKLY_S = 2626.0  # issue 13: 48 weekly snapshots by a published SQL method
+WEEKLY_GOAL_S = 25.0
+MEMORY_LIMIT_ENV = "PROPENSITY_DUCKDB_MEMORY_LIMIT"  # the CLI's setting, and the phases'
 GOALS = {  # from the foundation issue, for 100,000 accounts x 24 months on 2 cores
     "generate_s": 120.0,
     "build_s": 60.0,
@@ -31,6 +44,13 @@ GOALS = {  # from the foundation issue, for 100,000 accounts x 24 months on 2 co
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _connection():
+    """A DuckDB connection under the benchmark's memory limit (set by ``main`` for children)."""
+    from features.sources import connect
+
+    return connect(memory_limit=os.environ.get(MEMORY_LIMIT_ENV))
 
 
 def phase_generate(accounts: int, months: int, out: Path) -> dict:
@@ -49,7 +69,7 @@ def phase_build(months: int, out: Path) -> dict:
     from features.validation import load_tables
 
     began = time.perf_counter()
-    tables = load_tables(out / "raw")
+    tables = load_tables(out / "raw", con=_connection())
     loaded = time.perf_counter() - began
     import pandas as pd
 
@@ -63,6 +83,84 @@ def phase_build(months: int, out: Path) -> dict:
         rows += snapshot.num_rows
     return {"seconds": time.perf_counter() - began, "validate_seconds": loaded,
             "snapshots": len(dates), "account_snapshots": rows, "peak_rss_mb": _peak_rss_mb()}
+
+
+def phase_weekly(weeks: int, out: Path, one_pass: bool | None) -> dict:
+    """``weeks`` weekly snapshots up to the export's end, built and stored in one process
+    (``one_pass``: as ``build_grid`` takes it; None lets it choose, False is per date)."""
+    from datetime import timedelta
+
+    from features.build import build_grid, feature_groups
+    from features.catalogue import catalogue_version
+    from features.store import FeatureStore
+    from features.validation import load_tables
+
+    began = time.perf_counter()
+    tables = load_tables(out / "raw", con=_connection())
+    events = tables.con.execute("SELECT COUNT(*) FROM usage_events").fetchall()[0][0]
+    last = tables.extracted_at.date()
+    dates = [last - timedelta(days=7 * i) for i in range(weeks)][::-1]
+    store = FeatureStore(out / "features-weekly")
+    version = catalogue_version(feature_groups())
+    rows = 0
+    for as_of, snapshot in build_grid(tables, dates, one_pass=one_pass):
+        store.write(as_of, snapshot, version)
+        rows += snapshot.num_rows
+    return {"seconds": time.perf_counter() - began, "snapshots": len(dates), "usage_rows": events,
+            "account_snapshots": rows, "peak_rss_mb": _peak_rss_mb()}
+
+
+def cli_build(data_dir: Path, dates: list[str], env: dict[str, str]) -> dict:
+    """One ``propensity features build`` in a fresh process: wall time and its peak memory."""
+    cmd = [sys.executable, "-c", "import propensity_cli; propensity_cli.app()", "features",
+           "build", "--data-dir", str(data_dir), *dates]
+    began = time.perf_counter()
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - began
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {child.stderr.read().decode()[-2000:]}")
+    child.stderr.close()
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def cli_comparison(root: Path, accounts: int, months: int, repeats: int, env: dict) -> dict:
+    """One snapshot (the last month) against the grid of every month, both by the CLI."""
+    import pandas as pd
+
+    data_dir = root / f"cli{accounts}"
+    gen = _run_phase("generate", accounts, months, data_dir)
+    end = (pd.Timestamp("2024-01-01") + pd.DateOffset(months=months)).date()
+    one = ["--as-of", str(end)]
+    grid = ["--from", "2024-02-01", "--to", str(end)]
+    singles, grids = [], []
+    for _ in range(repeats):
+        singles.append(cli_build(data_dir, one, env))
+        grids.append(cli_build(data_dir, grid, env))
+    single_s = statistics.median(r["seconds"] for r in singles)
+    grid_s = statistics.median(r["seconds"] for r in grids)
+    return {"accounts": accounts, "usage_rows": gen["rows"]["usage_events"], "snapshots": months,
+            "single_s": single_s, "grid_s": grid_s, "ratio": grid_s / single_s,
+            "single_rss_mb": max(r["peak_rss_mb"] for r in singles),
+            "grid_rss_mb": max(r["peak_rss_mb"] for r in grids), "runs": repeats}
+
+
+def weekly_comparison(root: Path, accounts: int, months: int, repeats: int) -> dict:
+    """48 weekly snapshots of a book of ``accounts`` x ``months``."""
+    data_dir = root / f"weekly{accounts}x{months}"
+    if not (data_dir / "raw").exists():
+        _run_phase("generate", accounts, months, data_dir)
+    runs: dict[str, list[dict]] = {"weekly": [], "weekly-per-date": []}
+    for _ in range(repeats):  # alternated, so that the machine's load falls on both alike
+        for phase, done in runs.items():
+            done.append(_run_phase(phase, accounts, months, data_dir))
+    first = runs["weekly"][0]
+    return {"accounts": accounts, "snapshots": first["snapshots"],
+            "usage_rows": first["usage_rows"], "runs": repeats, **{
+                f"{phase.replace('-', '_')}_{key}": (
+                    statistics.median if key == "seconds" else max)(r[key] for r in done)
+                for phase, done in runs.items() for key in ("seconds", "peak_rss_mb")}}
 
 
 def _run_phase(name: str, accounts: int, months: int, out: Path) -> dict:
@@ -82,7 +180,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,30000,100000")
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3, help="runs per size (median quoted)")
-    parser.add_argument("--phase", choices=["generate", "build"], help=argparse.SUPPRESS)
+    parser.add_argument("--cli-accounts", type=int, default=30000,
+                        help="book of the CLI comparison, one snapshot vs the grid (0: skip)")
+    parser.add_argument("--weekly-accounts", type=int, default=3000,
+                        help="book of the 48 weekly snapshots (0: skip)")
+    parser.add_argument("--weekly-months", type=int, default=13,
+                        help="months of history of the weekly book")
+    parser.add_argument("--memory-limit", default="3GB",
+                        help="DuckDB memory limit of every build (PROPENSITY_DUCKDB_MEMORY_LIMIT)")
+    parser.add_argument("--phase", choices=["generate", "build", "weekly", "weekly-per-date"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--accounts", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -94,8 +201,12 @@ def main() -> None:
     if args.phase == "build":
         print(json.dumps(phase_build(args.months, args.out)))
         return
+    if args.phase in ("weekly", "weekly-per-date"):
+        print(json.dumps(phase_weekly(48, args.out, None if args.phase == "weekly" else False)))
+        return
+    os.environ[MEMORY_LIMIT_ENV] = args.memory_limit  # every child (phase, CLI) reads it
 
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     root = Path(tempfile.mkdtemp(prefix="propensity-bench-", dir=args.workdir))
     results = []
     try:
@@ -119,11 +230,22 @@ def main() -> None:
                 "runs": args.repeats,
             })
             _print(results)
+        _print_scaling(results)
+        cli = weekly = None
+        if args.cli_accounts:
+            cli = cli_comparison(root, args.cli_accounts, args.months, args.repeats,
+                                 dict(os.environ))
+            _print_cli(cli)
+        if args.weekly_accounts:
+            weekly = weekly_comparison(root, args.weekly_accounts, args.weekly_months,
+                                       args.repeats)
+            _print_weekly(weekly)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    _print_scaling(results)
     Path("bench-results").mkdir(exist_ok=True)
-    Path("bench-results/features.json").write_text(json.dumps(results, indent=2))
+    Path("bench-results/features.json").write_text(json.dumps(
+        {"sizes": results, "cli": cli, "weekly": weekly, "memory_limit": args.memory_limit},
+        indent=2))
 
 
 def _print(results: list[dict]) -> None:
@@ -134,6 +256,29 @@ def _print(results: list[dict]) -> None:
         print(f"{r['accounts']:>9,} {r['usage_rows']:>12,} {r['generate_s']:>7.1f} "
               f"{r['generate_rss_mb']:>7.0f} {r['build_s']:>8.1f} {r['validate_s']:>10.1f} "
               f"{r['build_rss_mb']:>9.0f} {rate:>12,.0f} {r['runs']:>5}")
+    sys.stdout.flush()
+
+
+def _print_cli(r: dict) -> None:
+    print(f"\ncommand line, {r['accounts']:,} accounts ({r['usage_rows']:,} usage rows), median "
+          f"of {r['runs']}:\n  one snapshot        {r['single_s']:6.1f} s  "
+          f"{r['single_rss_mb']:6.0f} MB\n  {r['snapshots']} monthly snapshots "
+          f"{r['grid_s']:6.1f} s  {r['grid_rss_mb']:6.0f} MB\n  grid / one = "
+          f"{r['ratio']:.2f} (goal <= {CLI_GRID_RATIO_GOAL:.0f})")
+    sys.stdout.flush()
+
+
+def _print_weekly(r: dict) -> None:
+    seconds = r["weekly_seconds"]
+    print(f"\n{r['snapshots']} weekly snapshots of {r['accounts']:,} accounts "
+          f"({r['usage_rows']:,} usage rows) in one process, median of {r['runs']}:\n"
+          f"  usage in one pass {seconds:6.1f} s {r['weekly_peak_rss_mb']:6.0f} MB "
+          f"(goal <= {WEEKLY_GOAL_S:.0f} s)\n"
+          f"  per date          {r['weekly_per_date_seconds']:6.1f} s "
+          f"{r['weekly_per_date_peak_rss_mb']:6.0f} MB\n"
+          f"  per date / one pass = {r['weekly_per_date_seconds'] / seconds:.2f}; "
+          f"{POSTGRES_WEEKLY_S / seconds:.0f}x the {POSTGRES_WEEKLY_S:,.0f} s of the SQL method "
+          "on PostgreSQL (goal >= 100x)")
     sys.stdout.flush()
 
 

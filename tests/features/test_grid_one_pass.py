@@ -1,0 +1,137 @@
+"""A grid's one pass over the usage events (features.usage_grid) gives every date exactly the
+snapshot that date's own query gives."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.build import build_grid, build_snapshot, uses_one_pass
+from features.grid import grid_dates
+from features.sources import RawTables
+from features.validation import load_tables
+from simulator.generator import generate
+from tests.features.feature_fixture import AS_OF, frames
+from tests.features.test_point_in_time import AS_OF as LEAK_AS_OF
+from tests.features.test_point_in_time import random_book, rewrite_future
+
+T = pd.Timestamp
+
+
+def assert_grid_equals_single_dates(tables: RawTables, dates: list[date], workers: int = 2
+                                    ) -> None:
+    grid = dict(build_grid(tables, dates, workers=workers, one_pass=True))
+    assert list(grid) == dates
+    for day in dates:
+        single = build_snapshot(tables, day)
+        assert grid[day].schema == single.schema, day
+        assert grid[day].equals(single), day
+        assert grid[day].num_rows > 0
+
+
+def edge_case_book() -> dict[str, pd.DataFrame]:
+    """The hand-made book, with usage rows on the windows' edges: runs of activity days whose
+    gaps are exactly a window (7, 30, 90 days) or one day more, events at midnight, several
+    events of a user on one day, a NULL user, zero quantities (no activity), an undeclared
+    event type and a NULL one."""
+    book = frames()
+    start = T(AS_OF) - pd.Timedelta(days=200)
+    rows = []
+    for offset in (0, 7, 15, 45, 46, 136, 137, 140, 147, 177, 207):
+        rows.append(("A4", "u9", start + pd.Timedelta(days=offset), "login", 1))
+    rows += [
+        ("A4", "u8", start + pd.Timedelta(days=100, hours=23, minutes=59), "export", 2),
+        ("A4", "u8", start + pd.Timedelta(days=100, hours=1), "export", 3),
+        ("A4", "u8", start + pd.Timedelta(days=190), "api_call", 0),  # no event
+        ("A4", None, start + pd.Timedelta(days=170), "login", 1),
+        ("A4", "u7", start + pd.Timedelta(days=160), "webhook", 4),
+        ("A4", "u7", start + pd.Timedelta(days=185), "webhook", 1),
+        ("A4", "u7", start + pd.Timedelta(days=189), "sso", 1),
+        ("A4", "u7", start + pd.Timedelta(days=150), None, 5),
+        ("A1", "u5", T(AS_OF) + pd.Timedelta(days=20), "login", 9),
+    ]
+    extra = pd.DataFrame(rows, columns=list(book["usage_events"].columns))
+    book["usage_events"] = pd.concat([book["usage_events"], extra], ignore_index=True)
+    return book
+
+
+def test_every_day_of_the_edge_case_book_equals_its_single_date_snapshot():
+    tables = RawTables.from_frames(edge_case_book())
+    dates = [AS_OF - timedelta(days=150) + timedelta(days=i) for i in range(150)]
+    assert_grid_equals_single_dates(tables, dates, workers=1)  # frames: one connection
+
+
+def test_the_edge_cases_are_counted():
+    """The one pass is not vacuous: the edge rows move the values the equality compares."""
+    tables = RawTables.from_frames(edge_case_book())
+    day = date(2025, 6, 20)  # 'start' + 189 days; A4 is a customer again since June 15
+    row = dict(build_grid(tables, [day - timedelta(days=1), day], workers=1,
+                          one_pass=True))[day].to_pandas().set_index("account_id").loc["A4"]
+    # days after 'start': u9 136, 137, 140, 147, 177; u8 100 (twice); NULL user 170; u7 150
+    # (NULL type), 160 and 185 (webhook, undeclared); u7's 'sso' on 189 is not yet known
+    assert row["events_7d"] == 1  # [182, 189): u7 on 185
+    assert row["events_30d"] == 7  # [159, 189): 4 + 1 + 1 + 1
+    assert row["active_users_7d"] == 1
+    assert row["active_users_30d"] == 3  # u7, NULL, u9
+    assert row["active_users_90d"] == 4  # [99, 189): and u8
+    assert row["active_users_change_30d"] == 3 - 2  # [129, 159): u9 and u7
+    assert row["feature_breadth_30d"] == 2  # login and webhook; not the NULL type
+    assert row["days_since_last_event"] == 4
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> RawTables:
+    root = tmp_path_factory.mktemp("book")
+    generate(120, 10, 42, date(2024, 1, 1), root / "raw", root / "truth")
+    return load_tables(root / "raw")
+
+
+@pytest.mark.parametrize("every", ["month", "week"])
+def test_every_date_of_a_generated_grid_equals_its_single_date_snapshot(generated, every):
+    dates = grid_dates(date(2024, 2, 1), date(2024, 10, 31), every)
+    assert_grid_equals_single_dates(generated, dates)
+
+
+def test_a_grid_in_parts_of_the_accounts_equals_the_single_dates(generated, monkeypatch):
+    from features import usage_grid
+
+    monkeypatch.setattr(usage_grid, "PART_EVENTS", 20_000)  # about a tenth of the book
+    assert_grid_equals_single_dates(generated, grid_dates(date(2024, 5, 1), date(2024, 10, 31),
+                                                          "month"))
+
+
+def test_one_pass_when_the_dates_windows_overlap_enough():
+    monthly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "month")
+    weekly = grid_dates(date(2025, 1, 1), date(2025, 12, 1), "week")
+    assert uses_one_pass(weekly, 180)  # each day of the span in 17 dates' windows
+    assert not uses_one_pass(monthly, 180)  # in 5: per date is as fast
+    assert uses_one_pass(grid_dates(date(2025, 1, 1), date(2025, 12, 1), "14 days"), 180)
+    assert not uses_one_pass([date(2025, 1, 1)], 180)
+
+
+def grid_snapshot(book: dict[str, pd.DataFrame]) -> pa.Table:
+    tables = RawTables.from_frames(book)
+    grid = dict(build_grid(tables, [LEAK_AS_OF - timedelta(days=30), LEAK_AS_OF], workers=1,
+                           one_pass=True))
+    assert grid[LEAK_AS_OF].equals(build_snapshot(tables, LEAK_AS_OF))
+    return grid[LEAK_AS_OF]
+
+
+@pytest.mark.slow  # 60 grids of generated books: ~30 s
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    book_seed=st.integers(0, 2**32 - 1),
+    future_seed=st.integers(0, 2**32 - 1),
+    n_accounts=st.integers(1, 5),
+)
+def test_grid_features_ignore_everything_at_or_after_as_of(book_seed, future_seed, n_accounts):
+    """tests/features/test_point_in_time.py's property, on the grid's one pass."""
+    book = random_book(np.random.default_rng(book_seed), n_accounts)
+    rewritten = rewrite_future(book, np.random.default_rng(future_seed))
+    assert grid_snapshot(book).equals(grid_snapshot(rewritten))
