@@ -554,3 +554,28 @@ def test_a_run_beside_the_training_window_monitors_and_acts_on_its_triggers(serv
     else:
         assert (reports["retrain"].status, reports["retrain"].detail) == (
             "skipped", "no trigger fired")
+
+
+@pytest.mark.slow
+def test_the_composition_roots_retraining_trains_through_the_gate_and_tags_why(served_data,
+                                                                             tmp_path):
+    """What `propensity run` calls when a trigger fires: a real challenger of the task, judged
+    by the champion/challenger gate, the trigger's reasons on its MLflow run."""
+    import mlflow
+
+    from propensity_cli import retrain_task
+
+    data = tmp_path / "book"
+    shutil.copytree(served_data, data, symlinks=True)
+    settings = ServingSettings(data_dir=data, auth_enabled=False)
+    line = retrain_task(settings, "churn", ["drift: usage features on alert"])
+    assert line.startswith("churn: v")
+    assert any(alias in line for alias in ("-> champion", "-> challenger"))
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
+    try:
+        runs = mlflow.search_runs(search_all_experiments=True,
+                                  filter_string="tags.retrain_reason != ''")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert runs["tags.retrain_reason"].tolist() == ["drift: usage features on alert"]
