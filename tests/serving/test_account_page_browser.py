@@ -10,8 +10,6 @@ the change sets computed here. Screenshots: ``test-artifacts/page-movers.png`` a
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import date
 
@@ -25,11 +23,11 @@ from serving.phrasing import reason_text
 from tests.serving.test_page_browser import (  # noqa: F401  (fixtures)
     ARTEFACTS,
     Live,
-    _wait_ready,
     browser,
     chromium,
     expect,
     go,
+    serving,
     sign_in,
 )
 from tests.serving.week_book import AFTER, BEFORE, MOVES, build_week, copy_snapshot, settings_for
@@ -51,7 +49,6 @@ def week(served_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live(chromium, week, served_data, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
-    import uvicorn
 
     from serving.app import create_app
 
@@ -61,20 +58,8 @@ def live(chromium, week, served_data, tmp_path_factory) -> Iterator[Live]:  # no
     settings = settings.model_copy(update={"auth_enabled": True})
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        app = create_app(settings)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            _wait_ready(server, app)
-            yield Live(f"http://127.0.0.1:{port}", app, key)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+        with serving(create_app(settings), key) as live:
+            yield live
 
 
 @pytest.fixture()

@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -113,8 +114,6 @@ class Live:
 @pytest.fixture(scope="module")
 def live(chromium, served_data, tmp_path_factory) -> Iterator[Live]:
     """The real app with auth on, under uvicorn on a free loopback port, loaded and ready."""
-    import uvicorn
-
     from serving.app import create_app
 
     keys = tmp_path_factory.mktemp("page-keys") / "keys.json"
@@ -123,20 +122,28 @@ def live(chromium, served_data, tmp_path_factory) -> Iterator[Live]:
     assert settings.auth_enabled
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        app = create_app(settings)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            _wait_ready(server, app)
-            yield Live(f"http://127.0.0.1:{port}", app, key)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+        with serving(create_app(settings), key) as live:
+            yield live
+
+
+@contextmanager
+def serving(app, key: str) -> Iterator[Live]:
+    """``app`` under uvicorn on a free loopback port, yielded once its first load is in."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        _wait_ready(server, app)
+        yield Live(f"http://127.0.0.1:{port}", app, key)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
 def _wait_ready(server, app, timeout: float = 300) -> None:
