@@ -60,7 +60,8 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
                load_on_start: bool = True) -> FastAPI:
     holder = StateHolder(settings, loader)
     auth = Authenticator.from_settings(settings)
-    mcp_app, mcp_sessions = mcp_endpoint(settings, holder, auth)
+    scores_over_time = ScoreHistory(history_dir(settings.data_dir))  # one reader: route and MCP
+    mcp_app, mcp_sessions = mcp_endpoint(settings, holder, auth, scores_over_time)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +84,7 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     app.state.auth = auth
     app.state.monitoring = LatestResult(settings.monitoring_dir)
     app.state.metrics = Metrics(lambda: holder.current, app.state.monitoring.latest)
-    app.state.history = ScoreHistory(history_dir(settings.data_dir))  # GET .../history
+    app.state.history = scores_over_time  # GET /v1/accounts/{id}/history
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_body_bytes,
                                                                 settings.max_batch_accounts))
@@ -101,12 +102,11 @@ def create_app(settings: ServingSettings, loader: Loader = load_generation,
     return app
 
 
-def mcp_endpoint(settings: ServingSettings, holder: StateHolder, auth: Authenticator):
+def mcp_endpoint(settings: ServingSettings, holder: StateHolder, auth: Authenticator,
+                 history: ScoreHistory):
     """The MCP tools over the served generation (see serving.mcp_server), under the API keys."""
-    from serving.history import ScoreHistory, history_dir
     from serving.mcp_server import build_server, http_endpoint, served_changes
 
-    history = ScoreHistory(history_dir(settings.data_dir))
     current = lambda: holder.current  # noqa: E731 - read at each call: a reload swaps it
     server = build_server(current, lambda: history, served_changes(settings, current))
     return http_endpoint(server, auth)

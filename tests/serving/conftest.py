@@ -16,6 +16,7 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from serving.settings import ServingSettings
+from serving.state import Generation, load_generation
 
 ACCOUNTS, MONTHS, START, SEED = 300, 16, "2024-01-01", 5
 
@@ -64,6 +65,15 @@ def served_data(tmp_path_factory, mlflow_template_db) -> Path:
             shutil.rmtree(data, ignore_errors=True)
             _build(data, mlflow_template_db)
     return data
+
+
+@pytest.fixture(scope="module")
+def generation(served_data) -> Generation:
+    """The real loader's generation of the shared book (champions via MLflow), loaded once per
+    module (modules with a book of their own override it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
 @pytest.fixture()

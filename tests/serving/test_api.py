@@ -26,20 +26,12 @@ from serving.keys import KeyStore
 from serving.ranking import KINDS
 from serving.results import CSV_COLUMNS
 from serving.settings import ServingSettings
-from serving.state import Generation, LoadError, load_generation
+from serving.state import Generation, LoadError
 from serving.valuation import RISK_TIERS
 
 VALUE_OF = {kind: value for kind, (_, value) in KINDS.items()}
 INPUT_KEYS = ("missing_features", "missing_importance", "missing_important")
 ALL_KINDS = tuple(KINDS)
-
-
-@pytest.fixture(scope="module")
-def generation(served_data) -> Generation:
-    """The real loader's generation of the shared book (champions via MLflow), loaded once."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
 def serve(generation: Generation, settings: ServingSettings):

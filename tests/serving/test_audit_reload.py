@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 from fastapi.testclient import TestClient
 
 from features import audit
 from serving.app import create_app
 from serving.keys import KeyStore
 from serving.settings import ServingSettings
-from serving.state import Generation, LoadError, load_generation
-
-
-@pytest.fixture(scope="module")
-def generation(served_data) -> Generation:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
+from serving.state import Generation, LoadError
 
 
 class Loader:

@@ -13,16 +13,15 @@ from datetime import date
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fastapi.testclient import TestClient
 
 from features.store import FeatureStore
-from serving.app import create_app
 from serving.batch import write_local_partition
 from serving.changes import ChangeCache, ChangesError, Runs, change_set, pick_runs
 from serving.history import ScoreHistory, history_dir
 from serving.registry import load_model
 from serving.routes.changes import to_csv
 from serving.state import Generation, load_generation
+from tests.serving.test_api import serve
 from tests.serving.week_book import AFTER, BEFORE, MOVES, build_week, copy_snapshot, settings_for
 
 EARLIER = date(2025, 4, 24)  # a run "scored by model version 0" (its note says so)
@@ -52,13 +51,6 @@ def generation(week) -> Generation:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         return load_generation(week.settings)
-
-
-def serve(generation: Generation, settings) -> TestClient:
-    app = create_app(settings, loader=lambda _settings: generation, load_on_start=False)
-    ok, error = app.state.holder.reload()
-    assert ok, error
-    return TestClient(app)
 
 
 @pytest.fixture()

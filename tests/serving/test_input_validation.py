@@ -20,19 +20,11 @@ from features.catalogue import FeatureSpec, all_features
 from serving.inputs import FeatureRule, InputError, InputRules
 from serving.scorer import Scorer
 from serving.settings import ServingSettings
-from serving.state import Generation, load_generation
 from tests.serving.test_api import serve, snapshot_record
 from tests.serving.test_scorer import make_scorer
 
 INPUT_KEYS = ("missing_features", "missing_importance", "missing_important")
 CATALOGUE_TYPES = {f.name: f.dtype for f in all_features(feature_groups(FeatureSpec()))}
-
-
-@pytest.fixture(scope="module")
-def generation(served_data) -> Generation:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
 @pytest.fixture(scope="module")

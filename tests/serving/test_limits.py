@@ -22,7 +22,6 @@ from serving.app import create_app
 from serving.keys import KeyStore
 from serving.limits import BODY_OVERHEAD_BYTES, BYTES_PER_ACCOUNT, body_limit
 from serving.settings import ServingSettings
-from serving.state import Generation, load_generation
 
 CHUNK = b"x" * 65536
 LIMIT = 1_000_000
@@ -169,13 +168,6 @@ def test_a_full_batch_at_the_default_limit_is_not_refused_for_its_size(tmp_path)
 
 
 # --- 422 bodies stay small --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def generation(served_data) -> Generation:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
-
-
 @pytest.fixture()
 def client(generation, served_data):
     app = create_app(ServingSettings(data_dir=served_data, auth_enabled=False),

@@ -17,14 +17,7 @@ from serving.kpi_strip import last_full_month, strip
 from serving.phrasing import reason_text
 from serving.results import CSV_COLUMNS
 from serving.settings import ServingSettings
-from serving.state import Generation, load_generation
-
-
-@pytest.fixture(scope="module")
-def generation(served_data) -> Generation:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
+from serving.state import Generation
 
 
 @pytest.fixture()

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
-from fastapi.testclient import TestClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -21,17 +20,11 @@ from serving.history import ScoreHistory
 from serving.keys import KeyStore
 from serving.mcp_server import build_server
 from serving.settings import ServingSettings
-from serving.state import Generation, load_generation
+from serving.state import load_generation
+from tests.serving.test_api import serve
 from tests.serving.test_reload import running
 
 TOOLS = {"get_account", "list_opportunities", "account_history"}
-
-
-@pytest.fixture(scope="module")
-def generation(served_data) -> Generation:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return load_generation(ServingSettings(data_dir=served_data, auth_enabled=False))
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +59,7 @@ def test_get_account_answers_what_the_account_route_answers(generation, history,
     result = call(build_server(lambda: generation, lambda: history), "get_account",
                   {"account_id": account_id})
     assert not result.is_error
-    app = create_app(ServingSettings(data_dir=served_data, auth_enabled=False),
-                     loader=lambda _s: generation, load_on_start=False)
-    app.state.holder.reload()
-    with TestClient(app) as client:
+    with serve(generation, ServingSettings(data_dir=served_data, auth_enabled=False)) as client:
         expected = client.get(f"/v1/accounts/{account_id}").json()
     got = result.structured_content
     assert got["as_of"] == generation.scorer.as_of.isoformat()
