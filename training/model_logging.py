@@ -51,15 +51,29 @@ def log_propensity_model(
     `info.model_uri` is the LoggedModel (`models:/m-<id>`); the registry version, when
     registered, is `info.registered_model_version`.
     """
-    import mlflow
-
     model = as_estimator(model, schema)
     if model.booster is not None and model.booster.feature_name() != schema.columns:
         raise ValueError("booster features and schema columns disagree")
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = _write_artifacts(Path(tmp), model, schema, calibrator_dict, meta)
+        return log_artifacts_model(artifacts, schema, input_example, registered_model_name)
+
+
+def log_artifacts_model(
+    artifacts: dict[str, str],
+    schema: FeatureSchema,
+    input_example: pd.DataFrame,
+    registered_model_name: str | None = None,
+) -> ModelInfo:
+    """Log the pyfunc over artifact files already written (name -> path, the names
+    `pyfunc_model.py` reads), in the active run. A recalibration logs the files of the version
+    it starts from with a new calibrator (`training.recalibrate`), so the trees stay the same
+    bytes."""
+    import mlflow
+
     example = example_frame(input_example, schema)
     # MLflow would otherwise copy the uv.lock of whatever directory we run in into the model
-    with tempfile.TemporaryDirectory() as tmp, _env(MLFLOW_UV_AUTO_DETECT="false"):
-        artifacts = _write_artifacts(Path(tmp), model, schema, calibrator_dict, meta)
+    with _env(MLFLOW_UV_AUTO_DETECT="false"):
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=str(MODEL_CODE),
