@@ -292,6 +292,62 @@ def train_cross_sell(
     _run(ctx, "cross-sell", data_dir, as_json, horizon_days, product=product)
 
 
+@train_app.command("recalibrate")
+def train_recalibrate(
+    task: Annotated[str, typer.Argument(help="churn, upsell or cross-sell.")],
+    reason: Annotated[str | None, typer.Option(
+        help="Why, recorded on the MLflow run (default: by hand).")] = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Refit only the champion's calibrator on the newest matured labels (its trees kept byte
+    for byte) and register it as a new version through the champion/challenger gate: promoted
+    when the paired ROC AUC is not worse beyond the margin and ECE and log loss both improve
+    on the newest matured date. For when only calibration has drifted; seconds, not a
+    retrain. Exits non-zero, registering nothing, when no labels have matured since the
+    model's training."""
+    from features.sources import ContractError
+    from training.recalibrate import recalibrate, summary_json
+    from training.tasks import TASKS
+    from training.train import TrainingError
+
+    if task not in TASKS:
+        fail(f"unknown task {task!r}; choose from {', '.join(TASKS)}", 2)
+    settings = load_settings(data_dir)
+    quiet_mlflow_logs()
+    reasons = [reason] if reason else []
+    try:
+        if as_json:
+            result = recalibrate(task, settings, reasons=reasons)
+        else:
+            with console.status(f"recalibrating {task}") as status:
+                result = recalibrate(task, settings, reasons=reasons,
+                                     progress=lambda m: status.update(f"{task}: {m}"))
+    except TrainingError as exc:
+        fail(str(exc))
+    except ContractError as exc:
+        fail(contract_failure(settings.raw_dir, exc))
+    if as_json:
+        typer.echo(summary_json(result))
+        return
+    title = (f"{result.registered_model}: v{result.source_version} recalibrated -> "
+             + (f"identical to v{result.version}" if result.reused
+                else f"v{result.version} {result.alias}"))
+    table = RichTable(title=f"{title} (test {', '.join(result.test_dates)}, "
+                            f"{result.rows['test']:,} rows, {result.positives['test']} positive)")
+    for col in ("metric", f"v{result.source_version} (before)", "recalibrated"):
+        table.add_column(col, justify="right")
+    for metric in ("roc_auc", "log_loss", "brier", "ece"):
+        table.add_row(metric, _fmt(result.before.get(metric)), _fmt(result.after.get(metric)))
+    out.print(table)
+    out.print(f"calibrator: {result.calibration['method']} fitted on "
+              f"{', '.join(result.calibration_dates)} ({result.rows['calibration']:,} rows, "
+              f"{result.positives['calibration']} positive); paired ROC AUC difference "
+              f"{_signed(result.versus_source)}", highlight=False)
+    out.print(f"promotion: {result.reason}")
+    out.print(f"{result.seconds:.1f} s; run {result.run_id}", highlight=False)
+
+
 @train_app.command("tabular")
 def train_tabular(
     table: Annotated[Path, typer.Option(help="A prepared per-account table (CSV or Parquet).")],
