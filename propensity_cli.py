@@ -68,11 +68,25 @@ def retrain_task(settings, task: str, reasons: list[str]) -> str:
     return f"{task}: v{result.version} -> {result.alias} ({result.reason})"
 
 
+def recalibrate_task(settings, task: str, reasons: list[str]) -> str:
+    """A daily run's recalibration, when only calibration has drifted: the champion's
+    calibrator of ``task`` refitted on the newest matured labels, registered as a new version
+    with the same trees and passed through the champion/challenger gate, the trigger's reasons
+    tagged on its MLflow run."""
+    from features.cli_options import settings_of
+    from training.recalibrate import recalibrate
+    from training.settings import TrainingSettings
+
+    training = settings_of(TrainingSettings, settings.data_dir)
+    return recalibrate(task, training, reasons=reasons).line()
+
+
 @app.callback()
 def wire(ctx: typer.Context) -> None:
     """Hand the commands what the composition root provides: training's reference, and the
-    daily run's retraining."""
-    ctx.obj = {"reference": simulator_reference, "retrain": retrain_task}
+    daily run's retraining and recalibration."""
+    ctx.obj = {"reference": simulator_reference, "retrain": retrain_task,
+               "recalibrate": recalibrate_task}
 
 
 @app.command("demo")

@@ -33,8 +33,9 @@ def run_cmd(
         help="A running server to switch to the new scores: POST <URL>/v1/admin/reload with "
              "the admin key of setting admin_api_key.")] = None,
     no_retrain: Annotated[bool, typer.Option(
-        "--no-retrain", help="Report the monitor's retraining triggers without acting on "
-             "them (setting retrain_enabled switches them off for good).")] = False,
+        "--no-retrain", help="Report the monitor's retraining and recalibration triggers "
+             "without acting on them (setting retrain_enabled switches both off for good).")
+    ] = False,
     log_format: Annotated[str, typer.Option(
         "--log-format", help="rich (live steps), json (one object per step on stdout) or auto "
              "(rich in a terminal, json otherwise).")] = "auto",
@@ -60,9 +61,10 @@ def run_cmd(
     day = as_of or datetime.now(UTC).date()
     as_json = log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    trainer = ctx.obj.get("retrain") if isinstance(ctx.obj, dict) else None
+    hooks = ctx.obj if isinstance(ctx.obj, dict) else {}
     run = RunContext(settings, day, engine=engine, force=force, reasons=reasons,
-                     reload_url=reload_url, deliver=crm_delivery(settings), retrain=trainer,
+                     reload_url=reload_url, deliver=crm_delivery(settings),
+                     retrain=hooks.get("retrain"), recalibrate=hooks.get("recalibrate"),
                      no_retrain=no_retrain)
     reporter = JsonReporter(day) if as_json else RichReporter(day)
     try:

@@ -59,6 +59,10 @@ class RunContext:
     #: serving may not import it): ``retrain(settings, task, reasons)`` -> a line saying what
     #: it registered and whether it was promoted. None: triggers are reported, not acted on.
     retrain: Callable[[ServingSettings, str, list[str]], str] | None = None
+    #: Refits only the calibrator of a task's champion, as a new version through the gate, for
+    #: a trigger on calibration alone: ``recalibrate(settings, task, reasons)`` -> a line. None:
+    #: such a task is retrained in full by ``retrain`` instead.
+    recalibrate: Callable[[ServingSettings, str, list[str]], str] | None = None
     no_retrain: bool = False  # --no-retrain
     #: The publish step's delivery (bulk files, webhooks): returns a line saying what it
     #: delivered. None: nothing to deliver, the step is skipped.
@@ -426,44 +430,77 @@ def monitor(ctx: RunContext) -> Outcome:
     except MonitorError as exc:
         return Outcome("skipped", f"not monitored: {exc}")
     triggers = {task: {"retrain": bool(d.get("retrain") or d.get("recalibrate")),
-                       "reasons": list(d.get("reasons", []))}
+                       "action": action_of(d), "reasons": list(d.get("reasons", []))}
                 for task, d in result.get("triggers", {}).items()}
     alerts = sum(1 for r in result.get("drift", []) if r.get("alert"))
-    due = [t for t, d in triggers.items() if d["retrain"]]
+    due = [f"{t} ({d['action']})" for t, d in triggers.items() if d["retrain"]]
     detail = (f"{alerts} feature(s) on drift alert; retraining due for "
               f"{', '.join(due) if due else 'no task'}")
     return Outcome("done", detail, _record(inputs, {"triggers": triggers}))
 
 
+def action_of(trigger: dict) -> str:
+    """What a trigger (the monitor's decision, or the monitor step's record of it) asks for:
+    ``recalibrate`` when calibration alone has drifted, else ``retrain`` (a record written
+    before recalibration existed has no action: it retrained)."""
+    if "action" in trigger:
+        return trigger["action"]
+    return "recalibrate" if trigger.get("recalibrate") and not trigger.get("retrain") \
+        else "retrain"
+
+
 def retrain(ctx: RunContext) -> Outcome:
-    """Train a challenger for each task whose trigger fired, through the champion/challenger
-    gate; the reasons go with the MLflow run and into the run's record. The reload step after
-    it then serves a promoted challenger."""
+    """Act on each task whose trigger fired, through the champion/challenger gate: refit only
+    the calibrator where calibration alone has drifted (``ctx.recalibrate``), train a
+    challenger otherwise (``ctx.retrain``). The reasons go with the MLflow run, and the action
+    and reasons into the run's record. The reload step after it then serves a promoted
+    version."""
     triggers = _output(ctx, "monitor", "triggers") or {}
     due = {task: d["reasons"] for task, d in triggers.items() if d.get("retrain")}
     if not due:
         return Outcome("skipped", "no trigger fired")
-    why = "; ".join(f"{task}: {', '.join(reasons)}" for task, reasons in due.items())
+    actions = {task: _action(ctx, triggers[task]) for task in due}
+    why = "; ".join(f"{_named(task, actions[task])}: {', '.join(reasons)}"
+                    for task, reasons in due.items())
     if ctx.no_retrain or not ctx.settings.retrain_enabled:
         switch = "--no-retrain" if ctx.no_retrain else "retrain_enabled = false"
         return Outcome("skipped", f"retraining is off ({switch}); triggers: {why}")
-    if ctx.retrain is None:
+    if ctx.retrain is None and "retrain" in actions.values():
         return Outcome("skipped", f"no trainer wired into this run; triggers: {why}")
-    inputs = {"triggers": due, "history_version": _output(ctx, "score", "history_version")}
+    inputs = {"triggers": due, "actions": actions,
+              "history_version": _output(ctx, "score", "history_version")}
     kept = ctx.current("retrain", inputs)
     if kept:
         return Outcome("skipped", "retrained for these triggers already", kept)
-    done, failed = [], []
+    hooks = {"retrain": ctx.retrain, "recalibrate": ctx.recalibrate}
+    done: dict[str, list[str]] = {"retrain": [], "recalibrate": []}
+    lines, failed = [], []
     for task, reasons in due.items():
         try:
-            done.append(ctx.retrain(ctx.settings, task, reasons))
+            lines.append(hooks[actions[task]](ctx.settings, task, reasons))
         except Exception as exc:  # noqa: BLE001 - every task is tried; the step then fails
-            log.exception("retraining %s failed", task)
-            failed.append(f"{task}: {exc}")
+            log.exception("%s of %s failed", actions[task], task)
+            failed.append(f"{_named(task, actions[task])}: {exc}")
+        else:
+            done[actions[task]].append(lines[-1])
     if failed:
         raise StepFailed("retraining failed for " + "; ".join(failed)
-                         + (f" (done: {'; '.join(done)})" if done else ""))
-    return Outcome("done", "; ".join(done), _record(inputs, {"retrained": done, "why": due}))
+                         + (f" (done: {'; '.join(lines)})" if lines else ""))
+    return Outcome("done", "; ".join(lines),
+                   _record(inputs, {"retrained": done["retrain"],
+                                    "recalibrated": done["recalibrate"], "why": due,
+                                    "actions": actions}))
+
+
+def _named(task: str, action: str) -> str:
+    return f"{task} (recalibration)" if action == "recalibrate" else task
+
+
+def _action(ctx: RunContext, trigger: dict) -> str:
+    """The trigger's action, a recalibration falling back to a full retrain when no
+    recalibration is wired into the run."""
+    action = action_of(trigger)
+    return "retrain" if action == "recalibrate" and ctx.recalibrate is None else action
 
 
 STEPS: dict[str, Callable[[RunContext], Outcome]] = {
