@@ -25,7 +25,8 @@ retrain costs a model choice by cross-validation. The rows and the rule:
 
 The new version's model files are the source version's, byte for byte, except
 ``calibrator.json`` and ``meta.json`` (whose ``test_metrics`` become the test block's, which the
-monitor's calibration trigger compares with, and ``recalibration`` says from what and why).
+monitor's calibration trigger compares with, and ``recalibration`` says from what and why, and
+``trees_registered_at``: when the trees were registered, which the age trigger counts from).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,7 @@ class Source:
     meta: dict
     options: dict  # product, renewal_only: the label definition it was trained with
     fingerprint: str
+    trees_registered_at: str  # ISO time the trees were first registered (before any recalibration)
 
     @property
     def calibrator(self) -> dict:
@@ -186,8 +188,12 @@ def load_source(name: str, folder: Path) -> Source:
     params = mlflow.get_run(found.run_id).data.params if found.run_id else {}
     options = {"product": params.get("product"),
                "renewal_only": params.get("renewal_only") == "True"}
-    return Source(name, int(found.version), found.run_id, local / "artifacts", model,
-                  dict(model.meta), options, (found.tags or {}).get(FINGERPRINT_TAG, ""))
+    meta = dict(model.meta)
+    trees = ((meta.get("recalibration") or {}).get("trees_registered_at")
+             or datetime.fromtimestamp(found.creation_timestamp / 1000, UTC).isoformat(
+                 timespec="seconds"))
+    return Source(name, int(found.version), found.run_id, local / "artifacts", model, meta,
+                  options, (found.tags or {}).get(FINGERPRINT_TAG, ""), trees)
 
 
 def recalibrate(
@@ -347,7 +353,8 @@ def _register(source: Source, calibrator: dict, after: dict, window: dict, repor
     meta = {**source.meta,
             "test_metrics": {k: v for k, v in after.items() if _finite(v)},
             "recalibration": {"from_version": source.version, "method": report["method"],
-                              "window": window, "why": why}}
+                              "window": window, "why": why,
+                              "trees_registered_at": source.trees_registered_at}}
     (folder / "calibrator.json").write_text(json.dumps(calibrator), encoding="utf-8")
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str),
                                       encoding="utf-8")

@@ -3,7 +3,9 @@ and why. The composition root acts on the decision (training a challenger and pa
 through the champion/challenger gate): serving may not import training.
 
 A task is retrained when any of these holds:
-- age: the champion was registered more than ``retrain_max_age_days`` before the date;
+- age: the champion was registered more than ``retrain_max_age_days`` before the date (a
+  recalibrated champion: its trees, ``trees_registered_at``; recalibrating does not make a
+  model young);
 - drift: features on alert (overall or in a segment) carry at least
   ``retrain_drift_importance`` of the model's importance;
 - performance: the newest matured run's realised ROC AUC, or the newest run's estimated one,
@@ -37,11 +39,14 @@ def decide(result: dict, settings, task: str) -> Decision:
     as_of = date.fromisoformat(result["as_of"])
     reasons = []
     registered = model.get("registered_at")
-    if registered:
-        age = (as_of - datetime.fromisoformat(registered).date()).days
+    trees = model.get("trees_registered_at")  # a recalibrated version: its trees' registration
+    if trees or registered:
+        age = (as_of - datetime.fromisoformat(trees or registered).date()).days
+        what = (f"the trees of the champion v{model['version']} (recalibrated since) were"
+                if trees else f"the champion v{model['version']} was")
         if age > settings.retrain_max_age_days:
-            reasons.append(f"age: the champion v{model['version']} was registered {age} days "
-                           f"before {as_of} (limit {settings.retrain_max_age_days})")
+            reasons.append(f"age: {what} registered {age} days before {as_of} (limit "
+                           f"{settings.retrain_max_age_days})")
     drifting = [r for r in result["drift"] if r["alert"] or r["segments_alerting"]]
     weight = sum(r["importance"] for r in drifting)  # importance: the largest of the models'
     if drifting and weight >= settings.retrain_drift_importance:

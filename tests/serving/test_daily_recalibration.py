@@ -155,3 +155,19 @@ def test_the_composition_root_wires_recalibration_into_the_run(monkeypatch, tmp_
     assert result.exit_code == 0, result.output
     assert seen == {"retrain": propensity_cli.retrain_task,
                     "recalibrate": propensity_cli.recalibrate_task}
+
+
+def test_the_age_trigger_counts_from_the_trees_not_from_a_recalibration():
+    from serving.monitoring.triggers import decide
+
+    champion = {"version": "5", "registered_at": "2025-04-28T10:00:00+00:00",
+                "test_metrics": {"roc_auc": 0.80, "ece": 0.02}}
+    result = {"as_of": "2025-05-01", "models": {"churn": champion}, "drift": [],
+              "performance": []}
+    settings = ServingSettings(data_dir="unused")
+    assert decide(result, settings, "churn").reasons == []  # registered 3 days ago
+    champion["trees_registered_at"] = "2025-03-01T00:00:00+00:00"  # recalibrated from older
+    d = decide(result, settings, "churn")
+    assert d.retrain and d.reasons == [
+        "age: the trees of the champion v5 (recalibrated since) were registered 61 days "
+        "before 2025-05-01 (limit 30)"]

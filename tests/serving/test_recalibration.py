@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -113,6 +114,10 @@ def test_a_miscalibrated_champion_is_recalibrated_and_promoted(recalibrated):
     assert metrics["diff_champion_roc_auc"] == 0.0
     meta = loaded(new.version).meta
     assert meta["recalibration"]["from_version"] == wrong
+    # the age trigger counts from the trees' registration, not the recalibration's
+    registered = mlflow.MlflowClient().get_model_version(NAME, str(wrong)).creation_timestamp
+    assert meta["recalibration"]["trees_registered_at"] == datetime.fromtimestamp(
+        registered / 1000, UTC).isoformat(timespec="seconds")
     assert meta["test_metrics"]["ece"] == metrics["test_ece"]
     assert meta["window"] == loaded(wrong).meta["window"]  # the trees' training window
 
@@ -149,6 +154,9 @@ def test_a_recalibration_that_does_not_help_stays_challenger(recalibrated):
     assert second["reason"].startswith("recalibration does not improve calibration: ECE ")
     assert second["after"]["ece"] == pytest.approx(second["before"]["ece"], abs=1e-12)
     assert second["why"] == ["by hand, twice"]
+    use_store(data)
+    assert loaded(wrong + 2).meta["recalibration"]["trees_registered_at"] == (
+        loaded(wrong + 1).meta["recalibration"]["trees_registered_at"])  # carried forward
     from training.tracking import champion_version
 
     use_store(data)
