@@ -92,3 +92,22 @@ def test_an_isotonic_map_that_costs_ranking_stays_challenger_whatever_its_ece():
     assert d.alias == "challenger"
     assert d.reason == ("ROC AUC vs the champion -0.0200 [-0.0350, -0.0080] on the same rows: "
                         "may be worse by more than 0.01")
+
+
+def test_the_command_says_what_is_missing_and_registers_nothing(mlflow_data_dir):
+    """No champion yet (an empty registry): exit 1 naming the model; an unknown task: exit 2."""
+    from typer.testing import CliRunner
+
+    from propensity_cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "recalibrate", "churn", "--data-dir",
+                                 str(mlflow_data_dir)])
+    assert result.exit_code == 1
+    assert "propensity-churn has no champion to recalibrate" in result.output
+    listed = runner.invoke(app, ["models", "list", "--json", "--data-dir",
+                                 str(mlflow_data_dir)])
+    assert listed.exit_code == 0 and listed.stdout.strip() == "[]"
+    result = runner.invoke(app, ["train", "recalibrate", "churn-ish", "--data-dir",
+                                 str(mlflow_data_dir)])
+    assert result.exit_code == 2 and "unknown task 'churn-ish'" in result.output
