@@ -118,9 +118,10 @@ def report(r: dict) -> None:
     seconds = r["seconds_median"]
     if r["generate"]:
         g = r["generate"]
+        per_day = r["usage_rows"] / r["accounts"] / (30.4 * r["months"])
         print(f"generated {r['accounts']:,} accounts x {r['months']} months, "
-              f"{r['usage_rows']:,} usage rows ({r['usage_rows'] / r['accounts'] / 30.4 / r['months']:.1f}"
-              f" per account-day): {g['seconds']:.1f} s, {g['peak_rss_mb']:.0f} MB")
+              f"{r['usage_rows']:,} usage rows ({per_day:.1f} per account-day): "
+              f"{g['seconds']:.1f} s, {g['peak_rss_mb']:.0f} MB")
     print(f"\n{r['snapshots']} weekly snapshots ({r['first']} .. {r['last']}) of "
           f"{r['accounts']:,} accounts, {r['usage_rows']:,} usage rows, by the command line "
           f"(DuckDB memory limit {r['memory_limit']}), median of {len(r['runs'])}:")
