@@ -2,12 +2,14 @@
 
 Per date, the usage query reduces the events of its last 180 days again, so a grid pays about
 one scan and one aggregation of the events per date. Here DuckDB reduces the events once per
-(account, day) (per-type quantities) and once per distinct (account, user, day) and
-(account, undeclared type, day); every window of every date then comes from prefix sums over
-those daily rows (numpy: a window's sum is C(T) - C(T - w)), and distinct users from runs of
-activity days: a user with activity on day d counts in the window of every date T with
-d < T <= d + w, so each run of days whose gaps are at most w covers one interval of dates and
-the count at T is runs started before T minus runs ended before T.
+(account, day) (per-type quantities) and once per (account, user) into bitmaps of the active
+days, 64 days a row (and per (account, undeclared type) when the volumes show such events):
+hash groups a tenth of the distinct (account, user, day), which fit the caches. Every window
+of every date then comes from prefix sums over the daily rows (numpy: a window's sum is
+C(T) - C(T - w)), and distinct users from runs of the activity days unpacked from the bitmaps:
+a user with activity on day d counts in the window of every date T with d < T <= d + w, so
+each run of days whose gaps are at most w covers one interval of dates and the count at T is
+runs started before T minus runs ended before T.
 
 The result has the same values as the per-date query (integer sums are exact whatever the
 grouping); its derived columns (trend, breadth) are computed by SQL from the same integer
