@@ -56,8 +56,9 @@ test-fast: install-spark ## tests without the slow marker (includes the Spark te
 lint: install ## ruff
 	$(BIN)/ruff check features training serving simulator tests notebooks bench propensity_cli.py
 
-bench: install-spark ## benchmarks: generation, feature build (three sizes), training (100k accounts), oracle gap (3 seeds x 3 cut-offs), Spark vs DuckDB (1M), pull from PostgreSQL (10M rows), delivery of a 100k-account run
+bench: install-spark ## benchmarks: generation, feature build (three sizes), 48 weekly snapshots of an 18M-row book, training (100k accounts), oracle gap (3 seeds x 3 cut-offs), Spark vs DuckDB (1M), pull from PostgreSQL (10M rows), delivery of a 100k-account run
 	$(BIN)/python -m bench.features $(BENCH_ARGS)
+	$(BIN)/python -m bench.weekly $(BENCH_WEEKLY_ARGS)
 	$(BIN)/python -m bench.training $(BENCH_TRAIN_ARGS)
 	$(BIN)/python -m bench.models $(BENCH_MODELS_ARGS)
 	$(BIN)/python -m bench.serving $(BENCH_SERVING_ARGS)

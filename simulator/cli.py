@@ -28,10 +28,18 @@ def generate_cmd(
         typer.Option("--out", help="Default: <data-dir>/raw (the true probabilities go to "
                      "the sibling folder truth/)."),
     ] = None,
+    usage_activity: Annotated[float, typer.Option(
+        help="Denser usage: multiplies each user's daily chance of activity (at most 1). "
+        "Other tables stay those of the default book.", min=0.001)] = 1.0,
+    usage_sessions: Annotated[float, typer.Option(
+        help="Denser usage: mean sessions of an active user-day, each a row per event type "
+        "used (about that many times the rows). --usage-activity 16 --usage-sessions 1.8 "
+        "gives ~15 rows per account-day, a real book of daily usage.", min=1.0)] = 1.0,
     data_dir: DataDir = None,
 ) -> None:
     """Generate a realistic B2B SaaS book of accounts (the embedded default data)."""
     from simulator.generator import default_start, generate
+    from simulator.signals import UsageDensity
     from simulator.truth import TRUTH_DIR, truth_dir
 
     settings = load_settings(data_dir)
@@ -43,7 +51,7 @@ def generate_cmd(
     began = time.perf_counter()
     with console.status(f"generating {accounts:,} accounts x {months} months"):
         summary = generate(accounts, months, seed if seed is not None else settings.seed, first,
-                           target, truth)
+                           target, truth, UsageDensity(usage_activity, usage_sessions))
     table = RichTable(title=f"generated in {time.perf_counter() - began:.1f} s -> {target}")
     table.add_column("table")
     table.add_column("rows", justify="right")

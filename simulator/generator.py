@@ -19,6 +19,7 @@ place one by one, so a crash never leaves a partly written table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -68,7 +69,7 @@ from simulator.population import (
     new_subscription_rows,
     start_state,
 )
-from simulator.signals import activities, nps, tickets, usage_table
+from simulator.signals import UsageDensity, activities, nps, tickets, usage_table
 from simulator.simulation import World, step
 from simulator.truth import TRUTH_FILE, TRUTH_SCHEMA, truth_dir
 
@@ -78,6 +79,7 @@ SOURCE = "propensity generator"
 # 2: notice-first renewal decisions, label-exact upsell truth, clearer health signals
 # 3: the customer's own health score (health_scores), from a random stream of its own
 GENERATOR_VERSION = 3
+USAGE_STREAM = 0x5553  # the random stream of denser usage (UsageDensity) beside the seed
 
 
 def default_start(months: int, today: date | None = None) -> date:
@@ -88,22 +90,30 @@ def default_start(months: int, today: date | None = None) -> date:
 
 
 def generate_into(
-    data_dir: Path, n_accounts: int, months: int, seed: int, start: date | None = None
+    data_dir: Path, n_accounts: int, months: int, seed: int, start: date | None = None,
+    usage: UsageDensity | None = None,
 ) -> dict:
     """``generate`` into a data directory's layout: ``raw/`` for the export, ``truth/`` beside."""
     data_dir = Path(data_dir)
     return generate(
         n_accounts, months, seed, start or default_start(months),
-        data_dir / "raw", truth_dir(data_dir),
+        data_dir / "raw", truth_dir(data_dir), usage,
     )
 
 
 def generate(
-    n_accounts: int, months: int, seed: int, start: date, out_dir: Path, truth_dir: Path
+    n_accounts: int, months: int, seed: int, start: date, out_dir: Path, truth_dir: Path,
+    usage: UsageDensity | None = None,
 ) -> dict:
-    """Simulate and write the export and the truth; return row counts and the time it took."""
+    """Simulate and write the export and the truth; return row counts and the time it took.
+
+    ``usage`` draws denser usage than the default book (``simulator.signals.UsageDensity``):
+    only ``usage_events`` changes, its rows drawn from a random stream of their own, and
+    every other table is the default book's, byte for byte.
+    """
     if n_accounts < 1 or months < 1:
         raise ValueError("n_accounts and months must be at least 1")
+    usage = usage or UsageDensity()
     if start.day != 1:
         raise ValueError(f"start must be the first day of a month, got {start.isoformat()}")
     began = time.perf_counter()
@@ -115,12 +125,15 @@ def generate(
     stage = _staging_dir(out_dir)
     truth_stage = _staging_dir(truth_dir)
     try:
-        rows = _simulate_and_write(n_accounts, months, seed, m0, end_day, stage, truth_stage)
+        rows = _simulate_and_write(n_accounts, months, seed, m0, end_day, stage, truth_stage,
+                                   usage)
         manifest = {
             "extracted_at": extracted_at.isoformat(), "source": SOURCE, "seed": seed,
             "n_accounts": n_accounts, "months": months, "start": start.isoformat(),
             "generator_version": GENERATOR_VERSION,
         }
+        if usage != UsageDensity():  # the default book's manifest stays as it was
+            manifest["usage_density"] = dataclasses.asdict(usage)
         (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if out_dir.is_symlink():  # raw/ -> a pulled export (data pull), which never changes:
             out_dir.unlink()  # the new data go into a folder of their own; the export stays
@@ -154,9 +167,11 @@ def _move_into_place(stage: Path, target: Path, last: str | None = None) -> None
 
 
 def _simulate_and_write(
-    n: int, months: int, seed: int, m0: int, end_day: int, stage: Path, truth_stage: Path
+    n: int, months: int, seed: int, m0: int, end_day: int, stage: Path, truth_stage: Path,
+    usage: UsageDensity,
 ) -> dict[str, int]:
     rng = np.random.default_rng(seed)
+    dense_rng = np.random.default_rng([seed, USAGE_STREAM]) if usage != UsageDensity() else None
     pop = build_population(n, rng, m0, months)
     subs, contacts = new_subscription_rows(4 * n), new_contact_rows(6 * n)
     world = World(pop, start_state(pop, rng, m0, subs, contacts), rng, m0, subs, contacts)
@@ -169,6 +184,8 @@ def _simulate_and_write(
         for k in range(months):
             month = step(world, k)
             table = usage_table(world, month, account_ids, usage_schema)
+            if dense_rng is not None:  # the default draw above keeps the world's stream as is
+                table = usage_table(world, month, account_ids, usage_schema, usage, dense_rng)
             if table.num_rows:
                 out.write_table(table, row_group_size=table.num_rows)  # one row group per month
             usage_rows += table.num_rows

@@ -7,6 +7,9 @@ table sorted by event time, ready to be one Parquet row group).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,6 +21,7 @@ from simulator.columns import (
     US_PER_DAY,
     US_PER_HOUR,
     group_ranks,
+    office_time,
     sigmoid,
     take_strings,
     times_in_span,
@@ -48,9 +52,35 @@ def day_weights(month: Month) -> np.ndarray:
     return weights
 
 
-def usage_table(world: World, month: Month, account_ids: pa.Array, schema: pa.Schema) -> pa.Table:
-    """One month of usage rows, one per (user, day, event type), sorted by event time."""
-    pop, state, rng = world.pop, world.state, world.rng
+@dataclass(frozen=True)
+class UsageDensity:
+    """How much denser than the default book usage is drawn: benchmarks at the volume of real
+    books of daily usage (the default book is ``UsageDensity()``).
+
+    ``activity`` multiplies each engaged user's chance of being active on a day (at most 1;
+    x16 is a product used on about a third of working days); ``sessions`` is the mean number
+    of sessions of an active user-day (1 + Poisson(sessions - 1)), each one row per event type
+    used that day, at its own office-hours time (the default book stamps days at midnight).
+    """
+
+    activity: float = 1.0
+    sessions: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.activity < math.inf:
+            raise ValueError(f"usage activity must be a positive number, got {self.activity}")
+        if not 1 <= self.sessions < math.inf:
+            raise ValueError(f"usage sessions must be a number >= 1, got {self.sessions}")
+
+
+def usage_table(world: World, month: Month, account_ids: pa.Array, schema: pa.Schema,
+                density: UsageDensity | None = None, rng: np.random.Generator | None = None
+                ) -> pa.Table:
+    """One month of usage rows, one per (user, day, event type) (per session when
+    ``density.sessions`` > 1), sorted by event time; ``rng`` (default: the world's) draws."""
+    pop, state = world.pop, world.state
+    rng = rng or world.rng
+    density = density or UsageDensity()
     idx = served(month)
     health = state.health[idx]
     util = sigmoid(P.UTIL_LOGIT[pop.seg[idx]] + pop.util_bias[idx] + P.UTIL_HEALTH_SLOPE * health)
@@ -59,16 +89,21 @@ def usage_table(world: World, month: Month, account_ids: pa.Array, schema: pa.Sc
     slot = group_ranks(engaged)
     base = P.DAY_ACTIVITY[pop.seg[idx]] * np.exp(P.DAY_HEALTH_SLOPE * health)
     p_user = base[user_account] * rng.lognormal(-0.125, 0.5, len(user_account))
+    if density.activity != 1.0:
+        p_user = np.minimum(1.0, p_user * density.activity)
     day, user = _active_days(
         rng, day_weights(month), p_user, month.lo[idx][user_account] - month.start,
         month.hi[idx][user_account] - month.start,
     )
-    account = user_account[user]
     q = _type_probabilities(world, idx)
-    uses = rng.random((len(day), len(P.EVENT_TYPES)), dtype=np.float32) < q[account]
+    uses = rng.random((len(day), len(P.EVENT_TYPES)), dtype=np.float32) < q[user_account[user]]
     uses[:, 0] = True
-    row, etype = np.nonzero(uses)  # rows stay in day order
-    account, day, slot_row = account[row], day[row], slot[user[row]]
+    time = (month.start + day) * US_PER_DAY
+    if density.sessions != 1.0:  # a row of ``uses`` per session, in time order
+        user_day, time = _sessions(rng, time, density.sessions)
+        uses, user = uses[user_day], user[user_day]
+    row, etype = np.nonzero(uses)  # rows stay in time order
+    account, time, slot_row = user_account[user[row]], time[row], slot[user[row]]
     lam = P.TYPE_QUANTITY[etype] * np.exp(0.3 * health[account])
     account_id = account_ids.take(pa.array(idx[account]))
     slot_text = pa.array(slot_row).cast(pa.string())
@@ -77,12 +112,23 @@ def usage_table(world: World, month: Month, account_ids: pa.Array, schema: pa.Sc
         [
             account_id,
             user_id,
-            pa.array((month.start + day) * US_PER_DAY, pa.int64()).cast(pa.timestamp("us")),
+            pa.array(time, pa.int64()).cast(pa.timestamp("us")),
             take_strings(P.EVENT_TYPES, etype),
             pa.array(1 + rng.poisson(lam), pa.int64()),
         ],
         schema=schema,
     )
+
+
+def _sessions(rng: np.random.Generator, midnight: np.ndarray, mean: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(user-day, time) of each session of the user-days starting at ``midnight`` (their
+    index, and the session's office-hours time that day), sorted by time."""
+    count = 1 + rng.poisson(mean - 1.0, len(midnight))
+    user_day = np.repeat(np.arange(len(midnight)), count)
+    time = midnight[user_day] + office_time(rng, len(user_day))
+    order = np.argsort(time, kind="stable")
+    return user_day[order], time[order]
 
 
 def _active_days(

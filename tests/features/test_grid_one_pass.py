@@ -101,7 +101,7 @@ def test_every_date_of_a_generated_grid_equals_its_single_date_snapshot(generate
 def test_a_grid_in_parts_of_the_accounts_equals_the_single_dates(generated, monkeypatch):
     from features import usage_grid
 
-    monkeypatch.setattr(usage_grid, "PART_EVENTS", 20_000)  # about a tenth of the book
+    monkeypatch.setattr(usage_grid, "PART_ROWS", 5_000)  # 5 parts of its ~21,000 events
     assert_grid_equals_single_dates(generated, grid_dates(date(2024, 5, 1), date(2024, 10, 31),
                                                           "month"))
 
@@ -135,3 +135,28 @@ def test_grid_features_ignore_everything_at_or_after_as_of(book_seed, future_see
     book = random_book(np.random.default_rng(book_seed), n_accounts)
     rewritten = rewrite_future(book, np.random.default_rng(future_seed))
     assert grid_snapshot(book).equals(grid_snapshot(rewritten))
+
+
+def test_set_bits_lists_every_set_bit_in_row_then_bit_order():
+    from features.usage_grid import _set_bits
+
+    words = np.array([0b1011, 1 << 63, 0, (1 << 64) - 1], dtype=np.uint64)
+    for block in (1, 3, 1 << 20):  # across block edges as within one
+        rows, bits = _set_bits(words, block)
+        assert rows.tolist() == [0, 0, 0, 1] + [3] * 64
+        assert bits.tolist() == [0, 1, 3, 63] + list(range(64))
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory) -> RawTables:
+    """A generated book with denser usage: several sessions a day, stamped in office hours."""
+    from simulator.signals import UsageDensity
+
+    root = tmp_path_factory.mktemp("dense")
+    generate(40, 8, 5, date(2024, 1, 1), root / "raw", root / "truth", UsageDensity(6.0, 2.5))
+    return load_tables(root / "raw")
+
+
+def test_every_date_of_a_dense_weekly_grid_equals_its_single_date_snapshot(dense):
+    assert_grid_equals_single_dates(dense, grid_dates(date(2024, 3, 1), date(2024, 8, 31),
+                                                      "week"))
