@@ -294,14 +294,21 @@ def test_a_history_without_cross_sell_says_so_and_monitors_the_rest(served_data,
     """Runs scored without a cross-sell model (none was served then) have no cross-sell rows
     and a note each; today's cross-sell model still gets its score drift. Without a
     cross-sell model at all, one note says it is not monitored."""
+    from features.store import FeatureStore
     from serving.monitoring.monitor import monitor
 
     data = _copy(served_data, tmp_path)
     absent = {"cross-sell": str(tmp_path / "no-such-model")}
     _history(ServingSettings(data_dir=data, model_uris=absent), [MATURED[1]])
+    _history(ServingSettings(data_dir=data), [PENDING])
+    store = FeatureStore(ServingSettings(data_dir=data).features_dir)
+    shutil.rmtree(store.path(PENDING))  # the run's snapshot has left the store since
     result = monitor(ServingSettings(data_dir=data, auth_enabled=False))
-    assert "the run of 2025-01-01 scored no cross-sell (no cross-sell model then): no " \
-        "cross-sell drift or performance for it" in result["notes"]
+    assert result["notes"] == [
+        "the run of 2025-01-01 scored no cross-sell (no cross-sell model then): no "
+        "cross-sell drift or performance for it",
+        f"the run of 2025-04-01: its snapshot is no longer in {store.root}, so its cross-sell "
+        "pairs cannot be scored again (`propensity features build --as-of 2025-04-01`)"]
     assert {r["task"] for r in result["performance"]} == {"churn", "upsell"}
     assert _row(result, MATURED[1], "churn")["roc_auc"] is not None
     assert "cross-sell" in {r["task"] for r in result["score_drift"]["vs_training"]}
