@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from serving.monitoring import performance as perf
@@ -399,3 +401,24 @@ def test_realised_metrics_by_hand():
     assert got["revenue_capture_at_10"] == pytest.approx(100 / 150)
     # bins: 0.9 -> bin 9 (1 vs .9), 0.8 -> bin 8 (0 vs .8), eight 0.1 -> bin 1 (1 vs .8)
     assert got["ece"] == pytest.approx((0.1 + 0.8 + 0.2) / 10)
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=2, max_size=60),
+       st.integers(0, 2**32 - 1))
+@settings(max_examples=100, deadline=None)
+def test_roc_auc_is_sklearns_also_on_a_resample_ranked_by_levels(pairs, seed):
+    """The Mann-Whitney AUC (ties a half) equals sklearn's on every input with both classes,
+    and so does the bootstrap's rank-by-levels path on a resample."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([a for a, _ in pairs], dtype=float)
+    p = np.array([b for _, b in pairs], dtype=float) / 6
+    if 0 < y.sum() < len(y):
+        assert perf.roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    else:
+        assert np.isnan(perf.roc_auc(y, p))
+    rows = np.random.default_rng(seed).integers(0, len(y), len(y))
+    levels = np.unique(p, return_inverse=True)[1]
+    if 0 < y[rows].sum() < len(rows):
+        assert perf.roc_auc(y[rows], p[rows], levels[rows]) == pytest.approx(
+            roc_auc_score(y[rows], p[rows]), abs=1e-12)
