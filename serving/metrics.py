@@ -77,7 +77,8 @@ class GenerationCollector(Collector):
 class MonitoringCollector(Collector):
     """The newest monitor result (``propensity monitor``): each feature's PSI over all
     accounts, alerts, each task's score PSI, and the ROC AUC of the newest realised and the
-    newest estimated run. Nothing before the monitor has run."""
+    newest estimated run (cross-sell pooled over products; per product in the ``_product``
+    gauges, labelled ``product``). Nothing before the monitor has run."""
 
     def __init__(self, latest: Callable[[], dict | None]):
         self.latest = latest
@@ -95,6 +96,14 @@ class MonitoringCollector(Collector):
         auc = GaugeMetricFamily("propensity_monitor_roc_auc",
                                 "ROC AUC of the newest run: realised (matured) or estimated",
                                 labels=["task", "kind", "as_of"])
+        product_scores = GaugeMetricFamily(
+            "propensity_score_psi_product",
+            "PSI of a product's cross-sell probabilities against the training window",
+            labels=["task", "product"])
+        product_auc = GaugeMetricFamily(
+            "propensity_monitor_product_roc_auc",
+            "ROC AUC of one product's cross-sell scores in the newest run: realised or "
+            "estimated", labels=["task", "product", "kind", "as_of"])
         as_of = GaugeMetricFamily("propensity_monitor_as_of_seconds",
                                   "The monitored snapshot's as_of (Unix time)")
         if result is not None:
@@ -104,18 +113,25 @@ class MonitoringCollector(Collector):
             alerts.add_metric([], sum(1 for r in result.get("drift", [])
                                       if r.get("alert") or r.get("segments_alerting")))
             for row in result.get("score_drift", {}).get("vs_training", []):
-                if row.get("psi") is not None:
+                if row.get("psi") is None:
+                    continue
+                if row.get("product") is None:
                     scores.add_metric([row["task"]], row["psi"])
+                else:
+                    product_scores.add_metric([row["task"], row["product"]], row["psi"])
             for kind, key in (("realised", "roc_auc"), ("estimated", "estimated_roc_auc")):
-                newest: dict[str, dict] = {}
+                newest: dict[tuple, dict] = {}
                 for row in result.get("performance", []):
                     if row.get(key) is not None:
-                        newest[row["task"]] = row  # runs are oldest first
-                for task, row in newest.items():
-                    auc.add_metric([task, kind, row["as_of"]], row[key])
+                        newest[row["task"], row.get("product")] = row  # runs: oldest first
+                for (task, product), row in newest.items():
+                    if product is None:
+                        auc.add_metric([task, kind, row["as_of"]], row[key])
+                    else:
+                        product_auc.add_metric([task, product, kind, row["as_of"]], row[key])
             day = time.strptime(result["as_of"], "%Y-%m-%d")
             as_of.add_metric([], time.mktime(day))
-        yield from (psi, alerts, scores, auc, as_of)
+        yield from (psi, alerts, scores, auc, product_scores, product_auc, as_of)
 
 
 class MetricsMiddleware:

@@ -69,11 +69,13 @@ def _summary(result: dict, path: Path, html: Path | None) -> None:
         out.print(f"  {r['feature']} ({r['family']}): PSI {r['psi']:.3f} overall; alert in "
                   f"{where}", highlight=False)
     for r in result["score_drift"]["vs_training"]:
-        out.print(f"score drift {r['task']}: PSI {r['psi']:.3f} against the training window "
+        what = r["task"] + (f" {r['product']}" if r.get("product") else "")
+        out.print(f"score drift {what}: PSI {r['psi']:.3f} against the training window "
                   f"({r['level']})")
     if result["performance"]:
         table = Table(title="performance per score run")
-        for col in ("as_of", "task", "version", "matured", "ROC AUC", "estimated", "ECE"):
+        for col in ("as_of", "task", "product", "version", "matured", "ROC AUC", "estimated",
+                    "ECE"):
             table.add_column(col, justify="right")
         for r in result["performance"]:
             auc = "–" if r["roc_auc"] is None else (
@@ -81,7 +83,9 @@ def _summary(result: dict, path: Path, html: Path | None) -> None:
                 f"{r['intervals']['roc_auc'][1]:.3f}]")
             est = "–" if r["estimated_roc_auc"] is None else (
                 f"{r['estimated_roc_auc']:.3f} ± {2 * (r['estimated_roc_auc_sd'] or 0):.3f}")
-            table.add_row(r["as_of"], r["task"], str(r["model_version"]),
+            table.add_row(r["as_of"], r["task"],
+                          r.get("product") or ("all" if r["task"] == "cross-sell" else ""),
+                          str(r["model_version"]),
                           "yes" if r["matured"] else "no", auc, est,
                           "–" if r["ece"] is None else f"{r['ece']:.3f}")
         out.print(table)

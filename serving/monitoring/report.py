@@ -43,13 +43,18 @@ def psi_bars(result: dict) -> str:
     return _png(fig)
 
 
+def pooled(rows: list[dict]) -> list[dict]:
+    """A task's rows over all accounts (cross-sell: pooled over products)."""
+    return [r for r in rows if r.get("product") is None]
+
+
 def performance_over_time(result: dict) -> str:
     """Per task: realised ROC AUC (with its interval) and the label-free estimate per run."""
     tasks = sorted({r["task"] for r in result["performance"]})
     fig = _figure(9, 3.2 * max(len(tasks), 1))
     axes = fig.subplots(max(len(tasks), 1), 1, squeeze=False)[:, 0]
     for ax, task in zip(axes, tasks, strict=False):
-        rows = [r for r in result["performance"] if r["task"] == task]
+        rows = [r for r in pooled(result["performance"]) if r["task"] == task]
         days = [date.fromisoformat(r["as_of"]) for r in rows]
         est = [r["estimated_roc_auc"] for r in rows]
         sd = [r["estimated_roc_auc_sd"] or 0 for r in rows]
@@ -62,10 +67,11 @@ def performance_over_time(result: dict) -> str:
             ax.errorbar([date.fromisoformat(r["as_of"]) for r in done],
                         [r["roc_auc"] for r in done], yerr=[low, high], fmt="s-", capsize=3,
                         label="realised (95% bootstrap)")
-        test_auc = result["models"][task]["test_metrics"].get("roc_auc")
+        test_auc = (result["models"].get(task) or {}).get("test_metrics", {}).get("roc_auc")
         if test_auc is not None:
             ax.axhline(test_auc, color="grey", lw=1, ls=":", label=f"test AUC {test_auc:.3f}")
-        ax.set_title(f"{task}: ROC AUC per score run")
+        ax.set_title(f"{task}: ROC AUC per score run"
+                     + (" (pooled over products)" if task == "cross-sell" else ""))
         ax.legend(loc="lower left", fontsize=8)
     fig.autofmt_xdate()
     return _png(fig)
@@ -73,7 +79,7 @@ def performance_over_time(result: dict) -> str:
 
 def calibration_curves(result: dict) -> str | None:
     """Observed rate against mean probability per bin, for each matured run and task."""
-    rows = [r for r in result["performance"] if r.get("calibration_curve")]
+    rows = [r for r in pooled(result["performance"]) if r.get("calibration_curve")]
     if not rows:
         return None
     tasks = sorted({r["task"] for r in rows})
@@ -89,6 +95,47 @@ def calibration_curves(result: dict) -> str | None:
         ax.set_ylabel("observed rate")
         ax.set_title(f"{task}: calibration of matured runs")
         ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def cross_sell_products(result: dict) -> str | None:
+    """Cross-sell per product: realised (solid) and estimated (dashed) ROC AUC per run, and
+    the calibration of the newest matured run's pairs of each product."""
+    rows = [r for r in result["performance"]
+            if r["task"] == "cross-sell" and r.get("product") is not None]
+    if not rows:
+        return None
+    fig = _figure(11, 4.2)
+    over_time, calibration = fig.subplots(1, 2)
+    for i, product in enumerate(sorted({r["product"] for r in rows})):
+        mine = [r for r in rows if r["product"] == product]
+        color = f"C{i}"
+        est = [r for r in mine if r.get("estimated_roc_auc") is not None]
+        over_time.plot([date.fromisoformat(r["as_of"]) for r in est],
+                       [r["estimated_roc_auc"] for r in est], "o--", color=color,
+                       label=f"{product} estimated")
+        done = [r for r in mine if r.get("roc_auc") is not None]
+        if done:
+            over_time.plot([date.fromisoformat(r["as_of"]) for r in done],
+                           [r["roc_auc"] for r in done], "s-", color=color,
+                           label=f"{product} realised")
+            curve = done[-1].get("calibration_curve") or []
+            calibration.plot([c["mean_probability"] for c in curve],
+                             [c["observed_rate"] for c in curve], "o-", ms=3, color=color,
+                             label=f"{product} {done[-1]['as_of']} (ECE {done[-1]['ece']:.3f})")
+    over_time.set_title("cross-sell: ROC AUC per product and run")
+    over_time.legend(fontsize=7)
+    for label in over_time.get_xticklabels():
+        label.set_rotation(30)
+    top = max([c["mean_probability"] for r in rows for c in r.get("calibration_curve") or []]
+              + [c["observed_rate"] for r in rows for c in r.get("calibration_curve") or []]
+              + [0.05])
+    calibration.plot([0, top], [0, top], ls="--", color="grey", lw=1)
+    calibration.set_xlabel("mean predicted probability")
+    calibration.set_ylabel("observed adoption rate")
+    calibration.set_title("cross-sell: calibration of the newest matured run")
+    if calibration.get_legend_handles_labels()[0]:
+        calibration.legend(fontsize=7)
     return _png(fig)
 
 
@@ -129,17 +176,26 @@ def render(result: dict) -> str:
                                      "importance", "null_share", "outside_range_share"]))
     parts += ["<h2>Score drift</h2>",
               _table(result["score_drift"]["vs_training"],
-                     ["task", "psi", "level", "mean_reference", "mean"]),
+                     ["task", "product", "psi", "level", "mean_reference", "mean"]),
               "<h3>Risk tiers (share of accounts)</h3>",
               _table(result["score_drift"]["risk_tiers"], ["as_of", "high", "medium", "low"])]
+    offers = result["score_drift"].get("cross_sell_offers")
+    if offers:
+        parts += ["<h3>Cross-sell offers (share of accounts whose next best product is likely "
+                  "enough for a play, unlikely, or none: every product held)</h3>",
+                  _table(offers, ["as_of", "likely", "unlikely", "none"])]
     parts += ["<h2>Performance</h2>", performance_over_time(result) if result["performance"]
               else "<p>No score history yet.</p>"]
     curves = calibration_curves(result)
     if curves:
         parts.append(curves)
+    products = cross_sell_products(result)
+    if products:
+        parts += ["<h3>Cross-sell per product</h3>", products]
     if result["performance"]:
         parts.append(_table(result["performance"],
-                            ["as_of", "task", "model_version", "matured", "accounts", "roc_auc",
+                            ["as_of", "task", "product", "model_version", "matured", "accounts",
+                             "pairs", "roc_auc",
                              "estimated_roc_auc", "estimated_roc_auc_sd", "lift_at_10", "ece",
                              "expected_ece", "revenue_capture_at_10"]))
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"

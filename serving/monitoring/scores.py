@@ -19,19 +19,23 @@ from serving.monitoring.drift import (
 )
 from serving.valuation import RISK_TIERS, risk_tier
 
-#: The tasks whose probability is one per account (cross-sell's is per candidate product).
+#: The tasks whose probability is one per account, kept in the history (cross-sell's is per
+#: candidate product: ``serving.monitoring.cross_sell``).
 SCORE_COLUMNS = {"churn": "churn_probability", "upsell": "upsell_probability"}
 
 
 def score_psi(reference: np.ndarray, current: np.ndarray, thresholds: Thresholds,
-              reference_accounts: int | None = None) -> dict:
-    """PSI of ``current`` probabilities on ``reference``'s decile bins, with its level."""
+              reference_accounts: int | None = None, current_accounts: int | None = None
+              ) -> dict:
+    """PSI of ``current`` probabilities on ``reference``'s decile bins, with its level. The
+    accounts (default: the rows) set the noise level: cross-sell's pooled rows are several
+    per account, and an account's rows are not independent evidence."""
     reference = np.asarray(reference, dtype=float)
     current = np.asarray(current, dtype=float)
     edges = quantile_edges(reference)
     expected, actual = numeric_counts(reference, edges), numeric_counts(current, edges)
     value = psi(expected, actual)
-    noise = noise_psi(reference_accounts or len(reference), len(current),
+    noise = noise_psi(reference_accounts or len(reference), current_accounts or len(current),
                       int(((expected > 0) | (actual > 0)).sum()), thresholds.confidence)
     return {"psi": round(value, 6), "noise_psi": round(noise, 6),
             "level": level(value, noise, thresholds),

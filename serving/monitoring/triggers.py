@@ -14,6 +14,8 @@ A task is retrained when any of these holds:
   a small book's noise alone does not retrain.
 Only recalibration is advised when none of these holds but the newest matured run's ECE is
 above the model's test ECE by more than ``recalibrate_ece_margin``.
+Cross-sell is decided like the others on its rows pooled over products (the rows with a
+``product`` are per product, for people to read): its test metrics are pooled too.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def decide(result: dict, settings, task: str) -> Decision:
         reasons.append(f"drift: features on alert carry {weight:.0%} of the importance "
                        f"(limit {settings.retrain_drift_importance:.0%}): {names}")
     test = model.get("test_metrics") or {}
-    runs = sorted((r for r in result["performance"] if r["task"] == task),
+    runs = sorted((r for r in result["performance"]
+                   if r["task"] == task and r.get("product") is None),  # cross-sell: pooled
                   key=lambda r: r["as_of"])
     matured = [r for r in runs if r.get("roc_auc") is not None]
     floor = test.get("roc_auc", 0.0) - settings.retrain_auc_margin

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from serving.monitoring import performance as perf
@@ -19,6 +21,7 @@ from serving.settings import ServingSettings
 
 MATURED = (date(2024, 12, 1), date(2025, 1, 1))  # 90 days before the export (2025-05-01)
 PENDING = date(2025, 4, 1)
+PRODUCTS = ("analytics", "automation", "integrations")  # the cross-sell model's offers
 
 
 def _copy(served_data: Path, folder: Path) -> Path:
@@ -53,9 +56,9 @@ def monitored(served_data, tmp_path_factory) -> tuple[ServingSettings, dict]:
     return settings, monitor(settings)
 
 
-def _row(result: dict, day: date, task: str) -> dict:
-    (row,) = [r for r in result["performance"]
-              if r["as_of"] == day.isoformat() and r["task"] == task]
+def _row(result: dict, day: date, task: str, product: str | None = None) -> dict:
+    (row,) = [r for r in result["performance"] if r["as_of"] == day.isoformat()
+              and r["task"] == task and r.get("product") == product]
     return row
 
 
@@ -99,6 +102,94 @@ def test_realised_performance_equals_a_direct_computation(monitored, task):
             assert segment["roc_auc"] == pytest.approx(direct(part)["roc_auc"], abs=1e-12)
 
 
+def _direct_cross_sell_pairs(settings: ServingSettings, day: date) -> pd.DataFrame:
+    """The run's (account, product not held) pairs computed here: the model version its note
+    names, the product set as a column of the snapshot (the pyfunc's own encoding, not the
+    monitor's code swap), holdings from the book, labels and value as training makes them."""
+    from features.book import account_book
+    from features.store import FeatureStore
+    from features.validation import load_tables
+    from serving.history import ScoreHistory, history_dir
+    from serving.registry import load_model
+    from serving.valuation import ValueModel
+    from training.labels import make_labels
+
+    tables = load_tables(settings.raw_dir)
+    note = ScoreHistory(history_dir(settings.data_dir)).note(day)["models"]["cross-sell"]
+    model = load_model("cross-sell", note["uri"], settings.tracking_uri)
+    snapshot = FeatureStore(settings.features_dir).read(day)
+    held = dict(zip(account_book(tables, day)["account_id"],
+                    account_book(tables, day)["products_held"], strict=True))
+    parts = []
+    for product in PRODUCTS:
+        frame = snapshot.assign(candidate_product=product)
+        p = model.model.probability_matrix(model.model.matrix(frame), threads=1)
+        parts.append(pd.DataFrame({"account_id": snapshot["account_id"], "product": product,
+                                   "segment": snapshot["segment"], "p": p}))
+    pairs = pd.concat(parts, ignore_index=True)
+    pairs = pairs[[prod not in held.get(a, ()) for a, prod in
+                   zip(pairs["account_id"], pairs["product"], strict=True)]]
+    labels = make_labels("cross-sell", tables, day, 90)
+    both = pairs.merge(labels, on=["account_id", "product"])
+    both["exposure"] = ValueModel.from_meta(model.meta).per_row(both["product"].to_numpy())
+    return both
+
+
+def test_cross_sell_realised_performance_equals_a_direct_computation(monitored):
+    """Per product and pooled over products, a matured run's cross-sell rows are training's
+    metrics of the pairs the run scored against the cross-sell labels."""
+    from serving.history import ScoreHistory, history_dir
+    from training.metrics import evaluate
+
+    settings, result = monitored
+    day = MATURED[1]
+    both = _direct_cross_sell_pairs(settings, day)
+    run = ScoreHistory(history_dir(settings.data_dir)).read(day).set_index("account_id")
+    best = both.groupby("account_id")["p"].max()
+    recorded = run["next_best_product_probability"].reindex(best.index)
+    assert np.abs(best - recorded).max() < 1e-9  # the pairs are the ones the run scored
+
+    def direct(frame: pd.DataFrame) -> dict:
+        return evaluate(frame["label"].to_numpy(), frame["p"].to_numpy(),
+                        value=frame["value"].clip(lower=0).to_numpy(),
+                        exposure=frame["exposure"].to_numpy())
+
+    for product in (None, *PRODUCTS):
+        part = both if product is None else both[both["product"] == product]
+        row = _row(result, day, "cross-sell", product)
+        assert row["matured"] is True and row["labelled"] == row["pairs"] == len(part)
+        assert row["accounts"] == part["account_id"].nunique()
+        assert row["positives"] == int(part["label"].sum())
+        if part["label"].nunique() < 2:
+            assert row["roc_auc"] is None and "single class" in row["realised_note"]
+            continue
+        expected = direct(part)
+        for key, theirs in (("roc_auc", "roc_auc"), ("lift_at_10", "lift_at_10"),
+                            ("ece", "ece"), ("revenue_capture_at_10", "value_capture_at_10")):
+            assert row[key] == pytest.approx(expected[theirs], abs=1e-12), (product, key)
+        low, high = row["intervals"]["roc_auc"]
+        assert low <= row["roc_auc"] <= high
+        assert sum(b["accounts"] for b in row["calibration_curve"]) == len(part)
+    pooled = _row(result, day, "cross-sell")
+    for segment in pooled["segments"]:
+        part = both[both["segment"] == segment["segment"]]
+        assert segment["labelled"] == len(part)
+        if segment.get("roc_auc") is not None:
+            assert segment["roc_auc"] == pytest.approx(direct(part)["roc_auc"], abs=1e-12)
+
+
+def test_cross_sell_runs_not_matured_have_the_estimate_per_product_and_pooled(monitored):
+    settings, result = monitored
+    both = _direct_cross_sell_pairs(settings, MATURED[1])  # matured: same rule of pairs
+    assert _row(result, MATURED[1], "cross-sell")["estimated_roc_auc"] == pytest.approx(
+        perf.expected_roc_auc(both["p"].to_numpy()), abs=1e-12)
+    for product in (None, *PRODUCTS):
+        row = _row(result, PENDING, "cross-sell", product)
+        assert row["matured"] is False and row["roc_auc"] is None and row["ece"] is None
+        assert 0.5 <= row["estimated_roc_auc"] <= 1 and row["estimated_roc_auc_sd"] > 0
+        assert row["matures_on"] == "2025-06-30"
+
+
 def test_runs_not_matured_have_the_estimate_only(monitored):
     from serving.history import ScoreHistory, history_dir
 
@@ -115,12 +206,23 @@ def test_the_json_names_drift_scores_and_performance(monitored):
     settings, result = monitored
     assert {r["feature"] for r in result["drift"]} >= {"events_30d", "segment", "arr"}
     assert all({"feature", "psi", "alert"} <= set(r) for r in result["drift"])
-    assert {r["task"] for r in result["score_drift"]["vs_training"]} == {"churn", "upsell"}
-    assert [r["as_of"] for r in result["score_drift"]["vs_previous"]] == [
-        d.isoformat() for d in (*MATURED, PENDING) for _ in ("churn", "upsell")]
+    each_task = [("churn", None), ("upsell", None), ("cross-sell", None),
+                 *[("cross-sell", p) for p in PRODUCTS]]
+    assert [(r["task"], r.get("product")) for r in result["score_drift"]["vs_training"]] == \
+        each_task
+    assert [(r["as_of"], r["task"], r.get("product"))
+            for r in result["score_drift"]["vs_previous"]] == [
+        (d.isoformat(), *t) for d in (*MATURED, PENDING) for t in each_task]
+    assert [r["as_of"] for r in result["score_drift"]["cross_sell_offers"]] == [
+        "training window", *[d.isoformat() for d in (*MATURED, PENDING)], "2025-05-01"]
+    assert all(r["likely"] + r["unlikely"] + r["none"] == pytest.approx(1)
+               for r in result["score_drift"]["cross_sell_offers"])
     assert all({"as_of", "task", "matured", "roc_auc", "estimated_roc_auc", "ece"} <= set(r)
                for r in result["performance"])
-    assert len(result["performance"]) == 6
+    assert [(r["as_of"], r["task"], r.get("product")) for r in result["performance"]] == [
+        (d.isoformat(), *t) for d in (*MATURED, PENDING) for t in each_task]
+    assert all("product" not in r for r in result["performance"] if r["task"] != "cross-sell")
+    assert set(result["models"]) == {"churn", "upsell", "cross-sell"}
     window = result["models"]["churn"]["window"]
     assert result["training_window"][0] == window["train_from"]
     assert result["training_window"][-1] == window["train_to"]
@@ -154,6 +256,19 @@ def test_cli_writes_json_html_and_serves_api_and_metrics(served_data, tmp_path):
     realised = _row(printed, MATURED[1], "churn")["roc_auc"]
     assert (f'propensity_monitor_roc_auc{{as_of="2025-01-01",kind="realised",task="churn"}} '
             f"{realised}") in metrics
+    pooled = _row(printed, MATURED[1], "cross-sell")["estimated_roc_auc"]
+    assert ('propensity_monitor_roc_auc{as_of="2025-01-01",kind="estimated",'
+            f'task="cross-sell"}} {pooled}') in metrics
+    one = _row(printed, MATURED[1], "cross-sell", "automation")["estimated_roc_auc"]
+    assert ('propensity_monitor_product_roc_auc{as_of="2025-01-01",kind="estimated",'
+            f'product="automation",task="cross-sell"}} {one}') in metrics
+    psi = next(r for r in printed["score_drift"]["vs_training"]
+               if r.get("product") == "analytics")["psi"]
+    assert (f'propensity_score_psi_product{{product="analytics",task="cross-sell"}} {psi}'
+            in metrics)
+    assert "cross-sell" in printed["triggers"]
+    assert "cross-sell: ROC AUC per product and run" not in page  # titles are in the PNGs
+    assert "<th>product</th>" in page and "Cross-sell per product" in page
 
 
 def test_no_monitor_result_yet_is_a_404_that_says_what_to_run(tmp_path):
@@ -175,6 +290,38 @@ def test_no_history_says_so_and_still_reports_drift(served_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "no score history in" in result.output and "propensity run" in result.output
     assert "input drift at 2025-05-01" in result.output
+
+
+def test_a_history_without_cross_sell_says_so_and_monitors_the_rest(served_data, tmp_path):
+    """Runs scored without a cross-sell model (none was served then) have no cross-sell rows
+    and a note each; today's cross-sell model still gets its score drift. Without a
+    cross-sell model at all, one note says it is not monitored."""
+    from features.store import FeatureStore
+    from serving.monitoring.monitor import monitor
+
+    data = _copy(served_data, tmp_path)
+    absent = {"cross-sell": str(tmp_path / "no-such-model")}
+    _history(ServingSettings(data_dir=data, model_uris=absent), [MATURED[1]])
+    _history(ServingSettings(data_dir=data), [PENDING])
+    store = FeatureStore(ServingSettings(data_dir=data).features_dir)
+    shutil.rmtree(store.path(PENDING))  # the run's snapshot has left the store since
+    result = monitor(ServingSettings(data_dir=data, auth_enabled=False))
+    assert result["notes"] == [
+        "the run of 2025-01-01 scored no cross-sell (no cross-sell model then): no "
+        "cross-sell drift or performance for it",
+        f"the run of 2025-04-01: its snapshot is no longer in {store.root}, so its cross-sell "
+        "pairs cannot be scored again (`propensity features build --as-of 2025-04-01`)"]
+    assert {r["task"] for r in result["performance"]} == {"churn", "upsell"}
+    assert _row(result, MATURED[1], "churn")["roc_auc"] is not None
+    assert "cross-sell" in {r["task"] for r in result["score_drift"]["vs_training"]}
+    assert {r["task"] for r in result["score_drift"]["vs_previous"]} == {"churn", "upsell"}
+
+    without = monitor(ServingSettings(data_dir=data, auth_enabled=False, model_uris=absent))
+    assert without["notes"] == ["no cross-sell model is served: cross-sell is not monitored "
+                                "(train one with `propensity train cross-sell`)"]
+    assert set(without["models"]) == {"churn", "upsell"}
+    assert "cross-sell" not in {r["task"] for r in without["score_drift"]["vs_training"]}
+    assert without["score_drift"]["cross_sell_offers"] == []
 
 
 def test_no_matured_run_says_when_the_first_matures(served_data, tmp_path):
@@ -254,3 +401,24 @@ def test_realised_metrics_by_hand():
     assert got["revenue_capture_at_10"] == pytest.approx(100 / 150)
     # bins: 0.9 -> bin 9 (1 vs .9), 0.8 -> bin 8 (0 vs .8), eight 0.1 -> bin 1 (1 vs .8)
     assert got["ece"] == pytest.approx((0.1 + 0.8 + 0.2) / 10)
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=2, max_size=60),
+       st.integers(0, 2**32 - 1))
+@settings(max_examples=100, deadline=None)
+def test_roc_auc_is_sklearns_also_on_a_resample_ranked_by_levels(pairs, seed):
+    """The Mann-Whitney AUC (ties a half) equals sklearn's on every input with both classes,
+    and so does the bootstrap's rank-by-levels path on a resample."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([a for a, _ in pairs], dtype=float)
+    p = np.array([b for _, b in pairs], dtype=float) / 6
+    if 0 < y.sum() < len(y):
+        assert perf.roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    else:
+        assert np.isnan(perf.roc_auc(y, p))
+    rows = np.random.default_rng(seed).integers(0, len(y), len(y))
+    levels = np.unique(p, return_inverse=True)[1]
+    if 0 < y[rows].sum() < len(rows):
+        assert perf.roc_auc(y[rows], p[rows], levels[rows]) == pytest.approx(
+            roc_auc_score(y[rows], p[rows]), abs=1e-12)

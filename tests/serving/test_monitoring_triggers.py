@@ -111,3 +111,26 @@ def test_the_monitor_logs_a_run_against_the_model_version(mlflow_data_dir):
     assert run.data.metrics["score_psi_vs_training"] == 0.07
     history = mlflow.MlflowClient().get_metric_history(run_id, "run_estimated_roc_auc")
     assert sorted(m.value for m in history) == [0.78, 0.79]
+
+
+def test_cross_sell_is_decided_on_its_pooled_rows_not_a_products():
+    """A product's own bad run (few adoptions, wide interval) does not retrain; the pooled
+    rows, comparable with the pooled test AUC, do."""
+    r = result()
+    r["models"]["cross-sell"] = {"version": "2", "registered_at": "2025-04-20T10:00:00+00:00",
+                                 "test_metrics": {"roc_auc": 0.70, "ece": 0.01}}
+    pooled = {"as_of": "2025-01-01", "task": "cross-sell", "roc_auc": 0.69, "ece": 0.01,
+              "intervals": {"roc_auc": [0.64, 0.74]}, "estimated_roc_auc": 0.68,
+              "estimated_roc_auc_sd": 0.02}
+    product = {**pooled, "product": "analytics", "roc_auc": 0.40,
+               "intervals": {"roc_auc": [0.35, 0.45]}, "ece": 0.2}
+    r["performance"] += [pooled, product]
+    d = decide(r, SETTINGS, "cross-sell")
+    assert (d.retrain, d.recalibrate, d.reasons) == (False, False, [])
+    pooled.update(roc_auc=0.55, intervals={"roc_auc": [0.50, 0.60]})
+    d = decide(r, SETTINGS, "cross-sell")
+    assert d.retrain and d.reasons == [
+        "performance: realised ROC AUC 0.550 (95% up to 0.600) of the run of 2025-01-01 is "
+        "below the test AUC 0.700 - 0.05"]
+    assert set(decide_all(r, SETTINGS)) == {"churn", "cross-sell"}
+    assert not decide(r, SETTINGS, "churn").retrain
