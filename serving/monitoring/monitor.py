@@ -469,11 +469,7 @@ def monitor(settings: ServingSettings, as_of: date | None = None,
     return _clean({
         "as_of": ctx.as_of.isoformat(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "models": {task: {"uri": m.uri, "version": m.version, "run_id": m.run_id,
-                          "window": m.meta.get("window"),
-                          "test_metrics": m.meta.get("test_metrics") or {},
-                          "registered_at": registered_at(m)}
-                   for task, m in ctx.models.items()},
+        "models": {task: model_summary(m, registered_at(m)) for task, m in ctx.models.items()},
         "training_window": [d.isoformat() for d in window],
         "thresholds": {"psi_watch": settings.drift_psi_watch,
                        "psi_alert": settings.drift_psi_alert,
@@ -497,6 +493,18 @@ def monitor_and_save(settings: ServingSettings, as_of: date | None = None, *,
     if log_mlflow:
         log_to_mlflow(result, settings)
     return result
+
+
+def model_summary(model, registered: str | None) -> dict:
+    """What the triggers read of a served model: its identity, training window, test metrics
+    and registration; a recalibrated version also its trees' registration (the age trigger
+    counts from it: recalibrating does not make a model young)."""
+    return {"uri": model.uri, "version": model.version, "run_id": model.run_id,
+            "window": model.meta.get("window"),
+            "test_metrics": model.meta.get("test_metrics") or {},
+            "registered_at": registered,
+            "trees_registered_at": (model.meta.get("recalibration") or {}).get(
+                "trees_registered_at")}
 
 
 def registered_at(model) -> str | None:

@@ -134,3 +134,26 @@ def test_cross_sell_is_decided_on_its_pooled_rows_not_a_products():
         "below the test AUC 0.700 - 0.05"]
     assert set(decide_all(r, SETTINGS)) == {"churn", "cross-sell"}
     assert not decide(r, SETTINGS, "churn").retrain
+
+
+def test_a_recalibrated_champion_ages_from_its_trees_through_the_monitor_summary():
+    """The monitor hands the triggers the trees' registration of a recalibrated version, so
+    the age trigger fires on a young recalibration of old trees (and not on a plain one)."""
+    from types import SimpleNamespace
+
+    from serving.monitoring.monitor import model_summary
+
+    def served(meta: dict):
+        return SimpleNamespace(uri="models:/propensity-churn/4", version="4", run_id="r",
+                               meta={"test_metrics": {"roc_auc": 0.80, "ece": 0.02}, **meta})
+
+    young = "2025-04-20T10:00:00+00:00"
+    recalibrated = model_summary(
+        served({"recalibration": {"trees_registered_at": "2025-03-01T00:00:00+00:00"}}), young)
+    plain = model_summary(served({}), young)
+    assert recalibrated["trees_registered_at"] == "2025-03-01T00:00:00+00:00"
+    assert plain["trees_registered_at"] is None
+    fired = decide(result(models={"churn": recalibrated}), SETTINGS, "churn")
+    calm = decide(result(models={"churn": plain}), SETTINGS, "churn")
+    assert fired.retrain and fired.reasons[0].startswith("age: the trees of the champion v4")
+    assert (calm.retrain, calm.reasons) == (False, [])
