@@ -289,6 +289,9 @@ class PerformanceItem(BaseModel):
     model_config = ConfigDict(extra="allow")
     as_of: str
     task: str
+    product: str | None = Field(
+        None, description="cross-sell only: the candidate product of a per-product row; "
+                          "absent on the pooled row")
     matured: bool
     roc_auc: float | None
     estimated_roc_auc: float | None
