@@ -71,7 +71,7 @@ def test_the_customer_score_family_and_its_grid():
     spec = FeatureSpec(customer_score=True)
     dates = [date(2024, 11, 1) + timedelta(days=i) for i in range(0, 92, 7)]
     assert assert_families_equal_per_date(tables, dates, spec) > 0
-    grid = dict(build_grid(tables, dates, spec, workers=1))
+    grid = dict(build_grid(tables, dates, spec, workers=1, one_query=True))
     for day in dates:
         assert grid[day].equals(build_snapshot(tables, day, spec)), day
     assert grid[date(2025, 1, 3)].column("customer_health_score_age_days").to_pylist() != \

@@ -27,7 +27,7 @@ T = pd.Timestamp
 
 def assert_grid_equals_single_dates(tables: RawTables, dates: list[date], workers: int = 2
                                     ) -> None:
-    grid = dict(build_grid(tables, dates, workers=workers, one_pass=True))
+    grid = dict(build_grid(tables, dates, workers=workers, one_pass=True, one_query=True))
     assert list(grid) == dates
     for day in dates:
         single = build_snapshot(tables, day)
