@@ -7,7 +7,11 @@ A :class:`FeatureGroup` is one family's query: a CTE over one source table that 
 
 Feature SQL is written in DuckDB's dialect using only portable constructs (CASE inside
 aggregates, literal timestamps computed in Python, ``date_diff``), so that it can be
-transpiled with SQLGlot and run unchanged on Spark.
+transpiled with SQLGlot and run unchanged on Spark. A family writes its boundaries from an ``At``
+(``s.ts(n)``, ``s.day(n)``) and marks where a grid's dates enter (``s.dates()`` after a FROM,
+``s.key(alias)`` before the account in GROUP BY / PARTITION BY / a select list, ``s.same(a, b)``
+in a join): for one date (:class:`Cutoff`) these render nothing, so the text is the plain query;
+for a grid (:class:`GridCutoff`) the same text gives every date's rows at once.
 """
 
 from __future__ import annotations
