@@ -60,7 +60,9 @@ def phase_generate(accounts: int, months: int, out: Path) -> dict:
             "peak_rss_mb": _peak_rss_mb()}
 
 
-def phase_build(months: int, out: Path) -> dict:
+def phase_build(months: int, out: Path, one_query: bool | None = None) -> dict:
+    """The monthly grid built and stored in one process (``one_query``: as ``build_grid``
+    takes it; True computes the families other than usage in one query each)."""
     from features.build import build_grid, feature_groups, month_starts
     from features.catalogue import catalogue_version
     from features.store import FeatureStore
@@ -76,10 +78,12 @@ def phase_build(months: int, out: Path) -> dict:
     store = FeatureStore(out / "features")
     version = catalogue_version(feature_groups())
     rows = 0
-    for as_of, snapshot in build_grid(tables, dates):
+    cpu = time.process_time()
+    for as_of, snapshot in build_grid(tables, dates, one_query=one_query):
         store.write(as_of, snapshot, version)
         rows += snapshot.num_rows
     return {"seconds": time.perf_counter() - began, "validate_seconds": loaded,
+            "grid_cpu_seconds": time.process_time() - cpu,
             "snapshots": len(dates), "account_snapshots": rows, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -161,6 +165,19 @@ def weekly_comparison(root: Path, accounts: int, months: int, repeats: int) -> d
                 for phase, done in runs.items() for key in ("seconds", "peak_rss_mb")}}
 
 
+def one_query_comparison(out: Path, accounts: int, months: int, repeats: int) -> dict:
+    """The monthly grid of one book with the families other than usage per date and in one
+    query each (features.family_grid), alternated so that the machine's load falls on both."""
+    runs: dict[str, list[dict]] = {"build": [], "build-one-query": []}
+    for _ in range(repeats):
+        for phase, done in runs.items():
+            done.append(_run_phase(phase, accounts, months, out))
+    return {"accounts": accounts, "runs": repeats, **{
+        f"{phase.replace('-', '_')}_{key}": (statistics.median if key != "peak_rss_mb" else max)(
+            r[key] for r in done)
+        for phase, done in runs.items() for key in ("seconds", "grid_cpu_seconds", "peak_rss_mb")}}
+
+
 def _run_phase(name: str, accounts: int, months: int, out: Path) -> dict:
     cmd = [sys.executable, "-m", "bench.features", "--phase", name, "--accounts", str(accounts),
            "--months", str(months), "--out", str(out)]
@@ -187,7 +204,11 @@ def main() -> None:
                         help="months of history of the weekly book")
     parser.add_argument("--memory-limit", default="3GB",
                         help="DuckDB memory limit of every build (PROPENSITY_DUCKDB_MEMORY_LIMIT)")
-    parser.add_argument("--phase", choices=["generate", "build", "weekly", "weekly-per-date"],
+    parser.add_argument("--one-query", action="store_true",
+                        help="also compare, on the largest size, the families other than usage "
+                             "in one query each against per date")
+    parser.add_argument("--phase", choices=["generate", "build", "build-one-query", "weekly",
+                                            "weekly-per-date"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--accounts", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -197,8 +218,8 @@ def main() -> None:
     if args.phase == "generate":
         print(json.dumps(phase_generate(args.accounts, args.months, args.out)))
         return
-    if args.phase == "build":
-        print(json.dumps(phase_build(args.months, args.out)))
+    if args.phase in ("build", "build-one-query"):
+        print(json.dumps(phase_build(args.months, args.out, args.phase == "build-one-query")))
         return
     if args.phase in ("weekly", "weekly-per-date"):
         print(json.dumps(phase_weekly(48, args.out, None if args.phase == "weekly" else False)))
@@ -230,7 +251,11 @@ def main() -> None:
             })
             _print(results)
         _print_scaling(results)
-        cli = weekly = None
+        cli = weekly = one_query = None
+        if args.one_query and sizes:
+            one_query = one_query_comparison(root / f"n{sizes[-1]}", sizes[-1], args.months,
+                                             args.repeats)
+            _print_one_query(one_query)
         if args.cli_accounts:
             cli = cli_comparison(root, args.cli_accounts, args.months, args.repeats,
                                  dict(os.environ))
@@ -243,7 +268,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     Path("bench-results").mkdir(exist_ok=True)
     Path("bench-results/features.json").write_text(json.dumps(
-        {"sizes": results, "cli": cli, "weekly": weekly, "memory_limit": args.memory_limit},
+        {"sizes": results, "cli": cli, "weekly": weekly, "one_query": one_query,
+         "memory_limit": args.memory_limit},
         indent=2))
 
 
@@ -255,6 +281,16 @@ def _print(results: list[dict]) -> None:
         print(f"{r['accounts']:>9,} {r['usage_rows']:>12,} {r['generate_s']:>7.1f} "
               f"{r['generate_rss_mb']:>7.0f} {r['build_s']:>8.1f} {r['validate_s']:>10.1f} "
               f"{r['build_rss_mb']:>9.0f} {rate:>12,.0f} {r['runs']:>5}")
+    sys.stdout.flush()
+
+
+def _print_one_query(r: dict) -> None:
+    print(f"\nmonthly grid of {r['accounts']:,} accounts, median of {r['runs']} "
+          "(grid CPU-s: after validation, all threads):")
+    for phase, label in (("build", "families per date     "),
+                         ("build_one_query", "families one query each")):
+        print(f"  {label} {r[phase + '_seconds']:6.1f} s {r[phase + '_grid_cpu_seconds']:6.1f} "
+              f"CPU-s {r[phase + '_peak_rss_mb']:6.0f} MB")
     sys.stdout.flush()
 
 

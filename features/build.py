@@ -201,21 +201,32 @@ def uses_one_pass(dates: list[date], lookback: int) -> bool:
     return len(dates) * lookback >= ONE_PASS_MIN_OVERLAP * span
 
 
+#: Whether a grid computes the families other than usage in one query each (``family_grid``)
+#: by default. Off: at 30,000 accounts x 24 monthly dates those queries cost 9.1 CPU-s against
+#: 7.4 for the 24 per-date queries (one thread each), and at 100,000 accounts the build's peak
+#: memory rose from 0.75 to 2.5 GB. Their cost is aggregating each source row once for every
+#: date that sees it, the same in both; only the scans are shared, and they are cheap.
+ONE_QUERY_DEFAULT = False
+
+
 def build_grid(
     tables: RawTables,
     dates: Iterable[date],
     spec: FeatureSpec | None = None,
     workers: int | None = None,
     one_pass: bool | None = None,
+    one_query: bool | None = None,
 ) -> Iterator[tuple[date, pa.Table]]:
     """Snapshots in date order; ``workers`` of them are computed at once.
 
-    The usage family, half a snapshot's cost, is computed for every date in one pass first
-    (``features.usage_grid``; ``one_pass`` None: when ``uses_one_pass``); each snapshot then
-    reads its date's rows. Snapshots are independent queries, and one DuckDB
-    query keeps two cores only about two thirds busy, so on a grid several single-threaded
-    queries at once are faster (measured 1.6x on 2 cores). Each worker has its own cursor on
-    the same in-memory database.
+    With ``one_query`` the families other than usage are computed for every date first, one
+    query each (``features.family_grid``; exact, but measured no cheaper: see
+    ``ONE_QUERY_DEFAULT``), and the usage
+    family, half a snapshot's cost, in one pass (``features.usage_grid``; ``one_pass`` None:
+    when ``uses_one_pass``); each snapshot then reads its date's rows. Snapshots are
+    independent queries, and one DuckDB query keeps two cores only about two thirds busy, so
+    on a grid several single-threaded queries at once are faster (measured 1.6x on 2 cores).
+    Each worker has its own cursor on the same in-memory database.
     """
     dates = list(dates)
     if not dates:
@@ -225,20 +236,29 @@ def build_grid(
     workers = max(1, min(workers or default_workers(), len(dates)))
     groups = feature_groups(spec)
     check_groups(tables, groups, dates[0])  # the catalogue's shape, once
-    prepared = None
+    prepared = families = None
+    if one_query is None:
+        one_query = ONE_QUERY_DEFAULT
+    if one_query and len(dates) > 1:
+        from features import family_grid
+
+        families = family_grid.prepare(
+            tables.con, [g for g in groups if _available(g, tables.present)], dates)
+        groups = [families.group(g) for g in groups]
     plan = usage.UsageWindows.of(spec or FeatureSpec())
     if one_pass is None:
         one_pass = uses_one_pass(dates, plan.lookback)
-    if one_pass and _available(usage.group(spec or FeatureSpec()), tables.present):
-        from features import usage_grid
-
-        prepared = usage_grid.prepare(tables.con, plan, sorted(dates))
-        groups = [prepared.group(g) if g.name == "usage" else g for g in groups]
     try:
+        if one_pass and _available(usage.group(spec or FeatureSpec()), tables.present):
+            from features import usage_grid
+
+            prepared = usage_grid.prepare(tables.con, plan, sorted(dates))
+            groups = [prepared.group(g) if g.name == "usage" else g for g in groups]
         yield from _snapshots(tables, dates, spec, workers, groups)
     finally:
-        if prepared is not None:
-            prepared.drop(tables.con)
+        for grid in (prepared, families):
+            if grid is not None:
+                grid.drop(tables.con)
 
 
 def _snapshots(tables: RawTables, dates: list[date], spec: FeatureSpec | None, workers: int,

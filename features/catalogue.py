@@ -7,7 +7,11 @@ A :class:`FeatureGroup` is one family's query: a CTE over one source table that 
 
 Feature SQL is written in DuckDB's dialect using only portable constructs (CASE inside
 aggregates, literal timestamps computed in Python, ``date_diff``), so that it can be
-transpiled with SQLGlot and run unchanged on Spark.
+transpiled with SQLGlot and run unchanged on Spark. A family writes its boundaries from an ``At``
+(``s.ts(n)``, ``s.day(n)``) and marks where a grid's dates enter (``s.dates()`` after a FROM,
+``s.key(alias)`` before the account in GROUP BY / PARTITION BY / a select list, ``s.same(a, b)``
+in a join): for one date (:class:`Cutoff`) these render nothing, so the text is the plain query;
+for a grid (:class:`GridCutoff`) the same text gives every date's rows at once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ AS_OF = "as_of"
 #: (training pairs each account with candidate products; serving sets the product it offers).
 CANDIDATE_PRODUCT = "candidate_product"
 
+#: The alias of a grid's dates table in the family SQL (``GridCutoff``).
+AS_OF_ALIAS = "g"
+
 FeatureType = Literal["float64", "int64", "string"]
 SQL_TYPES: dict[str, str] = {"float64": "DOUBLE", "int64": "BIGINT", "string": "VARCHAR"}
 
@@ -35,6 +42,19 @@ DEFAULT_EVENT_TYPES = (
     "login", "view_report", "create_report", "export", "api_call", "integration_sync",
     "admin_action",
 )
+
+
+def exact(value: str) -> str:
+    """A DOUBLE as DECIMAL(38, 6): its SUM and AVG are then exact, so they do not depend on the
+    order the rows are added in (threads, or a grid's join, add them in another order than a
+    date's own query; a double sum can then differ in its last bit)."""
+    return f"CAST({value} AS DECIMAL(38, 6))"
+
+
+def ratio(numerator: str, denominator: str) -> str:
+    """``numerator / denominator`` in DOUBLE on both engines (Spark divides DECIMALs in DECIMAL,
+    rounding to their scale)."""
+    return f"CAST({numerator} AS DOUBLE) / CAST({denominator} AS DOUBLE)"
 
 
 def event_type_key(event_type: str) -> str:
@@ -86,6 +106,48 @@ class Cutoff:
     def day(self, days_before: int = 0) -> str:
         return f"DATE '{self.as_of - timedelta(days=days_before):%Y-%m-%d}'"
 
+    # One date: the grid hooks below render nothing, so a family's SQL is the plain query.
+    def dates(self) -> str:
+        """What a family's FROM joins to see the dates (a grid's table of dates)."""
+        return ""
+
+    def key(self, alias: str = AS_OF_ALIAS) -> str:
+        """The date column leading a GROUP BY, PARTITION BY or select list (with its comma)."""
+        return ""
+
+    def same(self, left: str, right: str) -> str:
+        """The join condition that keeps two per-date relations on the same date."""
+        return ""
+
+
+@dataclass(frozen=True)
+class GridCutoff:
+    """Every date of a grid at once: the same family SQL as :class:`Cutoff` gives, evaluated
+    for each row ``g`` of a table of dates (its ``as_of`` TIMESTAMP column, midnight), so one
+    query returns every date's rows keyed by (as_of, account_id). The boundaries have the
+    literals' types (TIMESTAMP, DATE), so each date's values are those of its own query."""
+
+    table: str
+
+    def ts(self, days_before: int = 0) -> str:
+        return f"({AS_OF_ALIAS}.{AS_OF} - INTERVAL {days_before} DAY)" if days_before else \
+            f"{AS_OF_ALIAS}.{AS_OF}"
+
+    def day(self, days_before: int = 0) -> str:
+        return f"CAST({self.ts(days_before)} AS DATE)"
+
+    def dates(self) -> str:
+        return f" CROSS JOIN {self.table} {AS_OF_ALIAS}"
+
+    def key(self, alias: str = AS_OF_ALIAS) -> str:
+        return f"{alias}.{AS_OF}, "
+
+    def same(self, left: str, right: str) -> str:
+        return f" AND {left}.{AS_OF} = {right}.{AS_OF}"
+
+#: A boundary the family SQL is written from: one date, or every date of a grid.
+At = Cutoff | GridCutoff
+
 
 @dataclass(frozen=True)
 class FeatureGroup:
@@ -95,7 +157,7 @@ class FeatureGroup:
     family: str
     source: str
     features: tuple[Feature, ...]
-    cte: Callable[[Cutoff], str] | None  # None: derived from other groups' columns
+    cte: Callable[[At], str] | None  # None: derived from other groups' columns
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import At, Feature, FeatureGroup, FeatureSpec
 
 FAMILY = "account"
 SOURCE = "accounts"
@@ -17,11 +17,11 @@ def group(spec: FeatureSpec) -> FeatureGroup:
                 "int64"),
     )
 
-    def cte(s: Cutoff) -> str:
+    def cte(s: At) -> str:
         return f"""
-SELECT a.account_id, a.segment, a.industry, a.region,
+SELECT {s.key()}a.account_id, a.segment, a.industry, a.region,
   date_diff('day', CAST(a.created_at AS DATE), {s.day()}) AS account_age_days
-FROM accounts a WHERE a.created_at < {s.ts()}
+FROM accounts a{s.dates()} WHERE a.created_at < {s.ts()}
 """
 
     return FeatureGroup("account", FAMILY, SOURCE, features, cte)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from features.catalogue import ACCOUNT_ID, AS_OF, Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import ACCOUNT_ID, AS_OF, At, Feature, FeatureGroup, FeatureSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,14 +33,14 @@ def group(spec: FeatureSpec) -> FeatureGroup:
                 FAMILY, SOURCE, "int64"),
     )
 
-    def cte(s: Cutoff) -> str:
+    def cte(s: At) -> str:
         return f"""
-SELECT account_id, score AS {SCORE},
-  date_diff('day', CAST(scored_at AS DATE), {s.day()}) AS customer_health_score_age_days
+SELECT {s.key('ranked')}account_id, score AS {SCORE}, age_days AS customer_health_score_age_days
 FROM (
-  SELECT h.account_id, h.score, h.scored_at, ROW_NUMBER() OVER (
-    PARTITION BY h.account_id ORDER BY h.scored_at DESC, h.score) AS rank
-  FROM health_scores h WHERE h.scored_at < {s.ts()} AND h.score IS NOT NULL
+  SELECT {s.key()}h.account_id, h.score,
+    date_diff('day', CAST(h.scored_at AS DATE), {s.day()}) AS age_days, ROW_NUMBER() OVER (
+    PARTITION BY {s.key()}h.account_id ORDER BY h.scored_at DESC, h.score) AS rank
+  FROM health_scores h{s.dates()} WHERE h.scored_at < {s.ts()} AND h.score IS NOT NULL
 ) ranked WHERE rank = 1
 """
 

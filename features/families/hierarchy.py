@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import At, Feature, FeatureGroup, FeatureSpec, exact
 from features.terms import in_force
 
 FAMILY = "hierarchy"
@@ -21,19 +21,19 @@ def group(spec: FeatureSpec) -> FeatureGroup:
         f("children_arr", "ARR of the subsidiary accounts under this one", "float64"),
     )
 
-    def cte(s: Cutoff) -> str:
+    def cte(s: At) -> str:
         return f"""
 WITH own_arr AS (
-  SELECT s.account_id, 12 * SUM(s.mrr) AS arr FROM subscriptions s
-  WHERE {in_force(s.ts())} GROUP BY s.account_id
+  SELECT {s.key()}s.account_id, 12 * SUM({exact('s.mrr')}) AS arr FROM subscriptions s{s.dates()}
+  WHERE {in_force(s.ts())} GROUP BY {s.key()}s.account_id
 ), known AS (
-  SELECT account_id, parent_account_id FROM accounts WHERE created_at < {s.ts()}
+  SELECT {s.key()}account_id, parent_account_id FROM accounts{s.dates()} WHERE created_at < {s.ts()}
 ), family AS (
-  SELECT k.parent_account_id, COUNT(*) AS n, SUM(COALESCE(o.arr, 0)) AS arr
-  FROM known k LEFT JOIN own_arr o ON o.account_id = k.account_id
-  WHERE k.parent_account_id IS NOT NULL GROUP BY k.parent_account_id
+  SELECT {s.key('k')}k.parent_account_id, COUNT(*) AS n, SUM(COALESCE(o.arr, 0)) AS arr
+  FROM known k LEFT JOIN own_arr o ON o.account_id = k.account_id{s.same('o', 'k')}
+  WHERE k.parent_account_id IS NOT NULL GROUP BY {s.key('k')}k.parent_account_id
 )
-SELECT k.account_id,
+SELECT {s.key('k')}k.account_id,
   CASE WHEN k.parent_account_id IS NULL THEN 0 ELSE 1 END AS has_parent,
   CASE WHEN k.parent_account_id IS NOT NULL THEN ROUND(COALESCE(p.arr, 0), 2) END AS parent_arr,
   CASE WHEN k.parent_account_id IS NOT NULL
@@ -41,10 +41,10 @@ SELECT k.account_id,
   COALESCE(c.n, 0) AS child_accounts,
   ROUND(COALESCE(c.arr, 0), 2) AS children_arr
 FROM known k
-LEFT JOIN own_arr o ON o.account_id = k.account_id
-LEFT JOIN own_arr p ON p.account_id = k.parent_account_id
-LEFT JOIN family f ON f.parent_account_id = k.parent_account_id
-LEFT JOIN family c ON c.parent_account_id = k.account_id
+LEFT JOIN own_arr o ON o.account_id = k.account_id{s.same('o', 'k')}
+LEFT JOIN own_arr p ON p.account_id = k.parent_account_id{s.same('p', 'k')}
+LEFT JOIN family f ON f.parent_account_id = k.parent_account_id{s.same('f', 'k')}
+LEFT JOIN family c ON c.parent_account_id = k.account_id{s.same('c', 'k')}
 """
 
     return FeatureGroup("hierarchy", FAMILY, SOURCE, features, cte)

@@ -6,7 +6,7 @@ day) and touchpoints (``activities``: QBRs / account reviews, calls, emails, onb
 
 from __future__ import annotations
 
-from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import At, Feature, FeatureGroup, FeatureSpec
 
 FAMILY = "relationships"
 
@@ -24,7 +24,7 @@ def contacts_group(spec: FeatureSpec) -> FeatureGroup:
         f("contacts_in_role", "Contacts in their role"),
     )
 
-    def cte(s: Cutoff) -> str:
+    def cte(s: At) -> str:
         at = s.ts()
         in_role = f"(c.end_date IS NULL OR c.end_date >= {s.day()})"
 
@@ -32,7 +32,7 @@ def contacts_group(spec: FeatureSpec) -> FeatureGroup:
             return f"SUM(CASE WHEN {in_role} AND c.role = '{role}' THEN 1 ELSE 0 END)"
 
         return f"""
-SELECT c.account_id,
+SELECT {s.key()}c.account_id,
   {count_role("champion")} AS champions,
   SUM(CASE WHEN c.role = 'champion' AND c.end_date >= {s.day(90)} AND c.end_date < {s.day()}
     THEN 1 ELSE 0 END) AS champion_departed_90d,
@@ -40,7 +40,7 @@ SELECT c.account_id,
   CASE WHEN {count_role("economic buyer")} > 0 THEN 1 ELSE 0 END AS economic_buyer_present,
   {count_role("detractor")} AS detractor_contacts,
   SUM(CASE WHEN {in_role} THEN 1 ELSE 0 END) AS contacts_in_role
-FROM contacts c WHERE c.start_date < {at} GROUP BY c.account_id
+FROM contacts c{s.dates()} WHERE c.start_date < {at} GROUP BY {s.key()}c.account_id
 """
 
     return FeatureGroup("contacts", FAMILY, "contacts", features, cte)
@@ -60,22 +60,22 @@ def activities_group(spec: FeatureSpec) -> FeatureGroup:
         f("onboarding_sessions_90d", "Onboarding sessions in the last 90 days", 90),
     )
 
-    def cte(s: Cutoff) -> str:
+    def cte(s: At) -> str:
         touches = ",\n  ".join(
             f"SUM(CASE WHEN a.occurred_at >= {s.ts(w)} THEN 1 ELSE 0 END) AS touches_{w}d"
             for w in touch_windows
         )
         return f"""
-SELECT a.account_id,
+SELECT {s.key()}a.account_id,
   date_diff('day', CAST(MAX(CASE WHEN a.type = 'qbr' THEN a.occurred_at END) AS DATE), {s.day()})
     AS days_since_last_qbr,
   SUM(CASE WHEN a.type = 'qbr' AND a.occurred_at >= {s.ts(180)} THEN 1 ELSE 0 END) AS qbrs_180d,
   {touches},
   SUM(CASE WHEN a.type = 'onboarding session' AND a.occurred_at >= {s.ts(90)} THEN 1 ELSE 0 END)
     AS onboarding_sessions_90d
-FROM activities a
+FROM activities a{s.dates()}
 WHERE a.occurred_at < {s.ts()} AND (a.occurred_at >= {s.ts(180)} OR a.type = 'qbr')
-GROUP BY a.account_id
+GROUP BY {s.key()}a.account_id
 """
 
     return FeatureGroup("activities", FAMILY, "activities", features, cte)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import At, Feature, FeatureGroup, FeatureSpec, exact, ratio
 from features.terms import billing_months, in_force, notice_given
 
 FAMILY = "revenue"
@@ -52,60 +52,64 @@ def revenue_features(change_windows: tuple[int, ...]) -> tuple[Feature, ...]:
     )
 
 
-def revenue_sql(change_windows: tuple[int, ...], cutoff: Cutoff) -> str:
+def revenue_sql(change_windows: tuple[int, ...], cutoff: At) -> str:
     """The family's CTE: one pass over the terms in force now and ``w`` days ago."""
     at = cutoff.ts()
     prev = ",\n".join(
-        f"SUM(CASE WHEN {in_force(cutoff.ts(w))} THEN s.mrr ELSE 0 END) AS mrr_{w}d_ago"
+        f"SUM(CASE WHEN {in_force(cutoff.ts(w))} THEN {exact('s.mrr')} ELSE 0 END) AS mrr_{w}d_ago"
         for w in change_windows
     )
     changes = ",\n".join(
         [f"ROUND(mrr - mrr_{w}d_ago, 2) AS mrr_change_{w}d" for w in change_windows]
         + [
-            f"CASE WHEN mrr_{w}d_ago > 0 THEN (mrr - mrr_{w}d_ago) / mrr_{w}d_ago END "
+            f"CASE WHEN mrr_{w}d_ago > 0 THEN {ratio(f'mrr - mrr_{w}d_ago', f'mrr_{w}d_ago')} END "
             f"AS mrr_change_{w}d_pct"
             for w in change_windows if w >= 90
         ]
     )
     return f"""
-SELECT account_id, ROUND(mrr, 2) AS mrr, ROUND(12 * mrr, 2) AS arr,
+SELECT {cutoff.key('agg')}account_id, ROUND(mrr, 2) AS mrr, ROUND(12 * mrr, 2) AS arr,
 {changes},
 products_held, seats,
-CASE WHEN mrr > 0 THEN discount_x_mrr / mrr ELSE discount_avg END AS discount_pct,
+CASE WHEN mrr > 0 THEN {ratio('discount_x_mrr', 'mrr')} ELSE discount_avg END AS discount_pct,
 days_to_renewal, contract_term_months,
-CASE WHEN known_period_mrr > 0 THEN annual_mrr / known_period_mrr END AS annual_billing_share,
+CASE WHEN known_period_mrr > 0 THEN {ratio('annual_mrr', 'known_period_mrr')} END
+  AS annual_billing_share,
 auto_renew_off, cancellation_notice, tenure_days, plan_tier
 FROM (
-  SELECT s.account_id,
-    SUM(CASE WHEN {in_force(at)} THEN s.mrr ELSE 0 END) AS mrr,
+  SELECT {cutoff.key()}s.account_id,
+    SUM(CASE WHEN {in_force(at)} THEN {exact('s.mrr')} ELSE 0 END) AS mrr,
     {prev},
     COUNT(DISTINCT CASE WHEN {in_force(at)} THEN s.product END) AS products_held,
     SUM(CASE WHEN {in_force(at)} THEN s.seats ELSE 0 END) AS seats,
-    SUM(CASE WHEN {in_force(at)} THEN s.discount_pct * s.mrr ELSE 0 END) AS discount_x_mrr,
-    AVG(CASE WHEN {in_force(at)} THEN s.discount_pct END) AS discount_avg,
+    SUM(CASE WHEN {in_force(at)} THEN {exact('s.discount_pct * s.mrr')} ELSE 0 END)
+      AS discount_x_mrr,
+    AVG(CASE WHEN {in_force(at)} THEN {exact('s.discount_pct')} END) AS discount_avg,
     MIN(CASE WHEN {in_force(at)} THEN date_diff('day', {cutoff.day()}, s.end_date) END)
       AS days_to_renewal,
     MAX(CASE WHEN {in_force(at)} THEN CASE WHEN s.end_date IS NULL THEN 1
       ELSE date_diff('month', s.start_date, s.end_date) END END) AS contract_term_months,
-    SUM(CASE WHEN {in_force(at)} AND {billing_months()} >= 12 THEN s.mrr ELSE 0 END)
+    SUM(CASE WHEN {in_force(at)} AND {billing_months()} >= 12 THEN {exact('s.mrr')} ELSE 0 END)
       AS annual_mrr,
-    SUM(CASE WHEN {in_force(at)} AND {billing_months()} IS NOT NULL THEN s.mrr ELSE 0 END)
+    SUM(CASE WHEN {in_force(at)} AND {billing_months()} IS NOT NULL THEN {exact('s.mrr')}
+      ELSE 0 END)
       AS known_period_mrr,
     MAX(CASE WHEN {in_force(at)} AND s.end_date IS NOT NULL AND NOT s.auto_renew
       THEN 1 ELSE 0 END) AS auto_renew_off,
     MAX(CASE WHEN {in_force(at)} AND {notice_given(at)} THEN 1 ELSE 0 END)
       AS cancellation_notice,
     date_diff('day', MIN(s.start_date), {cutoff.day()}) AS tenure_days
-  FROM subscriptions s
+  FROM subscriptions s{cutoff.dates()}
   WHERE s.start_date < {at}
-  GROUP BY s.account_id
+  GROUP BY {cutoff.key()}s.account_id
 ) agg
 LEFT JOIN (
-  SELECT account_id AS top_account_id, plan AS plan_tier FROM (
-    SELECT s.account_id, s.plan, ROW_NUMBER() OVER (
-      PARTITION BY s.account_id ORDER BY s.mrr DESC, s.plan, s.subscription_id) AS rank
-    FROM subscriptions s WHERE {in_force(at)}
+  SELECT {cutoff.key('ranked')}account_id AS top_account_id, plan AS plan_tier FROM (
+    SELECT {cutoff.key()}s.account_id, s.plan, ROW_NUMBER() OVER (
+      PARTITION BY {cutoff.key()}s.account_id
+      ORDER BY s.mrr DESC, s.plan, s.subscription_id) AS rank
+    FROM subscriptions s{cutoff.dates()} WHERE {in_force(at)}
   ) ranked WHERE rank = 1
-) top ON top.top_account_id = agg.account_id
+) top ON top.top_account_id = agg.account_id{cutoff.same('top', 'agg')}
 """
 

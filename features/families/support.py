@@ -5,7 +5,7 @@ A ticket is known from opened_at; its resolution (closed_at) and CSAT only from 
 
 from __future__ import annotations
 
-from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import At, Feature, FeatureGroup, FeatureSpec, exact
 
 FAMILY = "support"
 SOURCE = "support_tickets"
@@ -32,7 +32,7 @@ def group(spec: FeatureSpec) -> FeatureGroup:
            "float64", 180),
     ]
 
-    def cte(s: Cutoff) -> str:
+    def cte(s: At) -> str:
         at = s.ts()
         counts = ",\n  ".join(
             [f"SUM(CASE WHEN t.opened_at >= {s.ts(w)} THEN 1 ELSE 0 END) AS tickets_{w}d"
@@ -42,18 +42,19 @@ def group(spec: FeatureSpec) -> FeatureGroup:
         )
         closed_90 = f"t.closed_at >= {s.ts(90)} AND t.closed_at < {at}"
         return f"""
-SELECT t.account_id,
+SELECT {s.key()}t.account_id,
   {counts},
   SUM(CASE WHEN t.opened_at >= {s.ts(90)} AND t.priority IN ('high', 'urgent') THEN 1 ELSE 0 END)
     AS urgent_tickets_90d,
   SUM(CASE WHEN t.closed_at IS NULL OR t.closed_at >= {at} THEN 1 ELSE 0 END) AS open_tickets,
-  AVG(CASE WHEN {closed_90}
-    THEN date_diff('second', t.opened_at, t.closed_at) / 3600.0 END) AS hours_to_resolve_90d,
-  AVG(CASE WHEN t.closed_at >= {s.ts(180)} AND t.closed_at < {at} THEN t.csat END) AS csat_180d
-FROM support_tickets t
+  AVG(CASE WHEN {closed_90} THEN date_diff('second', t.opened_at, t.closed_at) END) / 3600.0
+    AS hours_to_resolve_90d,
+  AVG(CASE WHEN t.closed_at >= {s.ts(180)} AND t.closed_at < {at} THEN {exact('t.csat')} END)
+    AS csat_180d
+FROM support_tickets t{s.dates()}
 WHERE t.opened_at < {at}
   AND (t.opened_at >= {s.ts(lookback)} OR t.closed_at IS NULL OR t.closed_at >= {s.ts(lookback)})
-GROUP BY t.account_id
+GROUP BY {s.key()}t.account_id
 """
 
     return FeatureGroup("support", FAMILY, SOURCE, tuple(features), cte)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import Cutoff, Feature, FeatureGroup, FeatureSpec
+from features.catalogue import At, Feature, FeatureGroup, FeatureSpec
 
 FAMILY = "voice"
 SOURCE = "nps_responses"
@@ -25,30 +25,30 @@ def group(spec: FeatureSpec) -> FeatureGroup:
            "int64", None),
     )
 
-    def cte(s: Cutoff) -> str:
+    def cte(s: At) -> str:
         at, d180, d360 = s.ts(), s.ts(180), s.ts(360)
         return f"""
-SELECT agg.account_id, CAST(latest.score AS DOUBLE) AS nps_last, agg.nps_180d,
+SELECT {s.key('agg')}agg.account_id, CAST(latest.score AS DOUBLE) AS nps_last, agg.nps_180d,
   agg.nps_180d - agg.nps_prior_180d AS nps_trend_180d,
   agg.nps_responses_180d, agg.nps_detractors_180d,
   CASE WHEN latest.score <= 6 THEN 1 ELSE 0 END AS detractor_flag
 FROM (
-  SELECT n.account_id,
+  SELECT {s.key()}n.account_id,
     AVG(CASE WHEN n.responded_at >= {d180} THEN CAST(n.score AS DOUBLE) END) AS nps_180d,
     AVG(CASE WHEN n.responded_at >= {d360} AND n.responded_at < {d180}
       THEN CAST(n.score AS DOUBLE) END) AS nps_prior_180d,
     SUM(CASE WHEN n.responded_at >= {d180} THEN 1 ELSE 0 END) AS nps_responses_180d,
     SUM(CASE WHEN n.responded_at >= {d180} AND n.score <= 6 THEN 1 ELSE 0 END)
       AS nps_detractors_180d
-  FROM nps_responses n WHERE n.responded_at < {at} GROUP BY n.account_id
+  FROM nps_responses n{s.dates()} WHERE n.responded_at < {at} GROUP BY {s.key()}n.account_id
 ) agg
 JOIN (
-  SELECT account_id, score FROM (
-    SELECT n.account_id, n.score, ROW_NUMBER() OVER (
-      PARTITION BY n.account_id ORDER BY n.responded_at DESC, n.score) AS rank
-    FROM nps_responses n WHERE n.responded_at < {at}
+  SELECT {s.key('ranked')}account_id, score FROM (
+    SELECT {s.key()}n.account_id, n.score, ROW_NUMBER() OVER (
+      PARTITION BY {s.key()}n.account_id ORDER BY n.responded_at DESC, n.score) AS rank
+    FROM nps_responses n{s.dates()} WHERE n.responded_at < {at}
   ) ranked WHERE rank = 1
-) latest ON latest.account_id = agg.account_id
+) latest ON latest.account_id = agg.account_id{s.same('latest', 'agg')}
 """
 
     return FeatureGroup("voice", FAMILY, SOURCE, features, cte)

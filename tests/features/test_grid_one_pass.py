@@ -1,5 +1,6 @@
-"""A grid's one pass over the usage events (features.usage_grid) gives every date exactly the
-snapshot that date's own query gives."""
+"""A grid's one pass over the usage events (features.usage_grid), with the other families in one
+query each (features.family_grid), gives every date exactly the snapshot that date's own query
+gives."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ T = pd.Timestamp
 
 def assert_grid_equals_single_dates(tables: RawTables, dates: list[date], workers: int = 2
                                     ) -> None:
-    grid = dict(build_grid(tables, dates, workers=workers, one_pass=True))
+    grid = dict(build_grid(tables, dates, workers=workers, one_pass=True, one_query=True))
     assert list(grid) == dates
     for day in dates:
         single = build_snapshot(tables, day)
@@ -118,7 +119,7 @@ def test_one_pass_when_the_dates_windows_overlap_enough():
 def grid_snapshot(book: dict[str, pd.DataFrame]) -> pa.Table:
     tables = RawTables.from_frames(book)
     grid = dict(build_grid(tables, [LEAK_AS_OF - timedelta(days=30), LEAK_AS_OF], workers=1,
-                           one_pass=True))
+                           one_pass=True, one_query=True))
     assert grid[LEAK_AS_OF].equals(build_snapshot(tables, LEAK_AS_OF))
     return grid[LEAK_AS_OF]
 
@@ -131,7 +132,8 @@ def grid_snapshot(book: dict[str, pd.DataFrame]) -> pa.Table:
     n_accounts=st.integers(1, 5),
 )
 def test_grid_features_ignore_everything_at_or_after_as_of(book_seed, future_seed, n_accounts):
-    """tests/features/test_point_in_time.py's property, on the grid's one pass."""
+    """tests/features/test_point_in_time.py's property, on the grid path (usage in one pass,
+    the other families in one query each)."""
     book = random_book(np.random.default_rng(book_seed), n_accounts)
     rewritten = rewrite_future(book, np.random.default_rng(future_seed))
     assert grid_snapshot(book).equals(grid_snapshot(rewritten))
