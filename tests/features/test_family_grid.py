@@ -111,3 +111,17 @@ def test_a_failing_family_leaves_no_table_behind(generated):
     with pytest.raises(Exception, match="no_such_column"):
         family_grid.prepare(generated.con, [*good, bad], [date(2024, 6, 1), date(2024, 7, 1)])
     assert _tables_of(generated.con) == before
+
+
+@pytest.mark.parametrize(("every", "expected"), [("week", True), ("month", False)])
+def test_by_default_only_heavily_overlapping_grids_use_one_query_per_family(
+        generated, monkeypatch, every, expected):
+    """Weekly dates (each day in about 26 of the 180-day windows) take the one-query path;
+    monthly ones (about 6) stay per date, where it measured slower."""
+    calls = []
+    real = family_grid.prepare
+    monkeypatch.setattr(family_grid, "prepare",
+                        lambda con, groups, dates: calls.append(dates) or real(con, groups, dates))
+    dates = grid_dates(date(2024, 9, 2), date(2025, 2, 24), every)
+    grid = dict(build_grid(generated, dates, workers=1, one_pass=False))
+    assert bool(calls) is expected and list(grid) == dates
