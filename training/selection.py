@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-
 from typing import TYPE_CHECKING
 
 import numpy as np
