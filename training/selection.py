@@ -196,10 +196,20 @@ class FoldData:
         return models.train_booster(self.lightgbm_rows(train), n_train, dvalid, self.seed,
                                     params)
 
+    def matrix_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """``x``'s ``rows`` (increasing positions; None: all). The rows are stacked by date,
+        so a fold's training rows and its block are runs of consecutive rows: a view then,
+        not a copy."""
+        if rows is None:
+            return self.x
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+            return self.x[rows[0]:rows[-1] + 1]
+        return self.x[rows]
+
     def fit_logistic(self, rows: np.ndarray | None = None):
         """The logistic pipeline fitted on ``rows`` (None: all) of the shared matrix."""
-        x, y = (self.x, self.y) if rows is None else (self.x[rows], self.y[rows])
-        return _logistic(self.schema, self.seed).fit(x, y.astype(int))
+        y = self.y if rows is None else self.y[rows]
+        return _logistic(self.schema, self.seed).fit(self.matrix_rows(rows), y.astype(int))
 
 
 def select_and_refit(
@@ -233,7 +243,7 @@ def select_and_refit(
             if len(va) == 0 or y[tr].min() == y[tr].max():
                 raise ValueError(f"cross-validation fold {i}: its training rows hold a single "
                                  "class or it has no validation rows")
-            x_va = x[va]
+            x_va = data.matrix_rows(va)
             booster = data.fit_lightgbm(tr, va)
             oof["lightgbm"][va] = booster.predict(x_va)
             fold_rounds.append(max(1, round(booster.best_iteration * len(y) / len(tr))))
