@@ -7,6 +7,8 @@ never trained or evaluated on: it is only scored (``scoring_dates``).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 from datetime import date
 
@@ -81,10 +83,22 @@ def build_dataset(
     ]
     data = pd.concat(frames, ignore_index=True)
     del frames
+    return_freed_memory()
     if CANDIDATE_PRODUCT in data.columns:
         products = sorted(data[CANDIDATE_PRODUCT].astype(str).unique())
         data[CANDIDATE_PRODUCT] = pd.Categorical(data[CANDIDATE_PRODUCT], categories=products)
     return data
+
+
+def return_freed_memory() -> None:
+    """Hand the heap pages freed by the per-date frames back to the operating system.
+
+    glibc keeps them (0.9 GB after stacking 17 dates of 100,000 accounts), and the large
+    arrays that follow (the feature matrix, the logistic design) are mapped afresh instead of
+    reusing them, so they would count twice towards the peak. A no-op without glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _sorted_rows(snapshot: pd.DataFrame) -> pd.DataFrame:
