@@ -225,6 +225,7 @@ def main() -> None:
                 f"{r['metrics']['ece']:>7.4f} {r['selection']['chosen']:>9}")
             print(f"\n{task}: where the time goes")
             print("\n".join(stage_table(report["stages"])))
+            print(f"\n{header}\n{summary[-1]}")  # now, in case a later task is stopped
             sys.stdout.flush()
         print("\n" + header)
         print("\n".join(summary))
