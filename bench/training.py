@@ -1,8 +1,11 @@
-"""Benchmark: training time and peak memory of the churn and upsell models.
+"""Benchmark: training time and peak memory of the churn and upsell models, stage by stage.
 
-Runs ``propensity train <task> --json`` in a subprocess per task (peak RSS is its own) on a data
-directory holding raw tables and a monthly snapshot grid; makes one (generate + build) when
-none is given.
+Runs ``propensity train <task>`` in a child process per task (so its CPU time and peak RSS are
+its own, read with ``os.wait4``) on a data directory holding raw tables and a monthly snapshot
+grid; makes one (generate + build) when none is given. The child wraps the stages of training
+with timers and prints, per stage: calls, wall seconds, CPU seconds and the peak RSS reached
+inside it (Linux: the peak is reset at each stage's start through ``/proc/self/clear_refs``).
+The fold rows name each cross-validation fit (LightGBM with its trees, logistic regression).
 
     python -m bench.training [--data-dir DIR | --accounts 100000 --months 24] [--tasks churn,upsell]
 """
@@ -10,8 +13,11 @@ none is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import itertools
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -19,19 +25,28 @@ import tempfile
 import time
 from pathlib import Path
 
+STAGES: list[dict] = []  # filled in the child
+_OPEN: list[dict] = []
+_STARTED = itertools.count()
+
 
 def _propensity(*args: str) -> list[str]:
     return [sys.executable, "-c", "from propensity_cli import app; app()", *args]
 
 
-def _timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of the child, and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def _child(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak RSS (MB) of one child, and its stdout."""
     began = time.perf_counter()
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(cmd[-4:])} failed:\n{err.read().decode()[-3000:]}")
     seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024, done.stdout
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.decode()
 
 
 def prepare(accounts: int, months: int, root: Path) -> Path:
@@ -46,31 +61,174 @@ def prepare(accounts: int, months: int, root: Path) -> Path:
     return data
 
 
+# --- the child: training with stage timers ------------------------------------------------
+
+
+def _vm(key: str) -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
+
+
+def _time(owner: object, attr: str, label) -> None:
+    """Replace ``owner.attr`` by a timed call; ``label(*args)`` names the stage of a call."""
+    fn = getattr(owner, attr)
+
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+        if _OPEN:  # what the enclosing stage reached before this one resets the peak
+            _OPEN[-1]["peak_mb"] = max(_OPEN[-1]["peak_mb"], _vm("VmHWM"))
+        _reset_peak()
+        stage = {"stage": label(*args, **kwargs), "depth": len(_OPEN), "peak_mb": 0.0,
+                 "start": next(_STARTED)}
+        _OPEN.append(stage)
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            result = fn(*args, **kwargs)
+            rounds = getattr(result, "current_iteration", None)
+            if callable(rounds):
+                stage["trees"] = result.current_iteration()
+            return result
+        finally:
+            stage["wall_s"] = time.perf_counter() - wall
+            stage["cpu_s"] = time.process_time() - cpu
+            stage["peak_mb"] = max(stage["peak_mb"], _vm("VmHWM"))
+            _OPEN.pop()
+            if _OPEN:
+                _OPEN[-1]["peak_mb"] = max(_OPEN[-1]["peak_mb"], stage["peak_mb"])
+            STAGES.append(stage)
+
+    setattr(owner, attr, timed)
+
+
+def _named(name: str):
+    return lambda *_a, **_k: name
+
+
+def _fold_or_all(fold: str, whole: str):
+    """The first positional argument after ``self`` is the fit's rows (None: every row)."""
+    return lambda _self, rows=None, *_a, **_k: whole if rows is None else fold
+
+
+def instrument() -> None:
+    """Timers on the stages of `training.train.train` (they are module attributes looked up
+    at call time, so wrapping them here times the real run)."""
+    import features.validation
+    from training import baselines, calibration, model_logging, models, selection
+    from training import train as training
+
+    _time(features.validation, "load_tables", _named("load raw tables"))
+    _time(training, "_dataset", _named("dataset (snapshots + labels)"))
+    _time(models, "model_matrix", _named("feature matrix"))
+    _time(models, "to_model_frame", _named("model frame"))
+    _time(selection, "select_and_refit", _named("cross-validation + refit"))
+    _time(models, "lightgbm_dataset", _named("LightGBM Dataset (binned once)"))
+    _time(selection.FoldData, "fit_lightgbm", _fold_or_all("fold LightGBM fit", "refit LightGBM"))
+    _time(selection.FoldData, "fit_logistic",
+          _fold_or_all("fold logistic fit", "refit logistic"))
+    _time(calibration, "fit_calibrator", _named("calibration"))
+    _time(baselines.LogisticRegression, "fit", _named("logistic regression (sklearn)"))
+    _time(baselines, "reference_scores", _named("health scorecard, customer score"))
+    _time(training, "intervals", _named("bootstrap intervals"))
+    _time(training, "_log_report", _named("report plots"))
+    _time(model_logging, "log_propensity_model", _named("log + register model"))
+    _time(training, "train", _named("train (whole)"))
+
+
+def run_child(task: str, data: Path) -> None:
+    """``propensity train TASK --json`` in this process, timed; its stages on the last line."""
+    import io
+
+    from propensity_cli import app
+
+    instrument()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        app(["train", task, "--json", "--data-dir", str(data)], standalone_mode=False)
+    text = out.getvalue()
+    summary = json.loads(text[text.index("\n{") + 1 if not text.startswith("{") else 0:])
+    print(json.dumps({"result": summary, "stages": STAGES}, default=str))
+
+
+# --- the parent ---------------------------------------------------------------------------
+
+
+def stage_table(stages: list[dict]) -> list[str]:
+    """One line per stage (calls summed, in the order they first started, nested stages
+    indented), then one line per cross-validation fit."""
+    lines = [f"  {'stage':<40} {'calls':>5} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}"]
+    merged: dict[str, dict] = {}
+    for s in stages:
+        if s["stage"].startswith("fold "):
+            continue
+        m = merged.setdefault(s["stage"], {"calls": 0, "wall_s": 0.0, "cpu_s": 0.0,
+                                           "peak_mb": 0.0, "depth": s["depth"]})
+        m["calls"] += 1
+        m["wall_s"] += s["wall_s"]
+        m["cpu_s"] += s["cpu_s"]
+        m["peak_mb"] = max(m["peak_mb"], s["peak_mb"])
+    first = {}
+    for s in sorted(stages, key=lambda s: s["start"]):
+        first.setdefault(s["stage"], s["start"])
+    for name, m in sorted(merged.items(), key=lambda kv: first[kv[0]]):
+        lines.append(f"  {'  ' * m['depth'] + name:<40} {m['calls']:>5} {m['wall_s']:>8.1f} "
+                     f"{m['cpu_s']:>8.1f} {m['peak_mb']:>8.0f}")
+    folds = sorted((s for s in stages if s["stage"].startswith("fold ")),
+                   key=lambda s: s["start"])
+    for i, s in enumerate(folds):
+        trees = f" ({s['trees']} trees)" if "trees" in s else ""
+        lines.append(f"    fold {i // 2 + 1}: {s['stage'][5:] + trees:<31} {'':>5} "
+                     f"{s['wall_s']:>8.1f} {s['cpu_s']:>8.1f} {s['peak_mb']:>8.0f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--tasks", default="churn,upsell")
+    parser.add_argument("--child-task", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_task:
+        run_child(args.child_task, args.data_dir)
+        return
 
     root = Path(tempfile.mkdtemp(prefix="propensity-bench-train-"))
     try:
         data = args.data_dir or prepare(args.accounts, args.months, root)
-        print(f"\n{'task':<8} {'train rows':>11} {'test rows':>10} {'seconds':>8} "
-              f"{'peak MB':>8} {'ROC AUC':>8} {'logistic':>9} {'oracle':>7} {'ECE':>7}")
+        header = (f"{'task':<8} {'train rows':>11} {'test rows':>10} {'seconds':>8} "
+                  f"{'CPU s':>7} {'peak MB':>8} {'ROC AUC':>8} {'logistic':>9} {'oracle':>7} "
+                  f"{'ECE':>7} {'chosen':>9}")
+        summary = []
         for task in args.tasks.split(","):
-            mlflow_dir = data / "mlflow"
-            shutil.rmtree(mlflow_dir, ignore_errors=True)  # a fresh registry per measurement
-            seconds, peak, out = _timed(_propensity("train", task, "--json", "--data-dir",
-                                                    str(data)))
-            r = json.loads(out)
+            shutil.rmtree(data / "mlflow", ignore_errors=True)  # a fresh registry per task
+            seconds, cpu, peak, out = _child(
+                [sys.executable, "-m", "bench.training", "--child-task", task,
+                 "--data-dir", str(data)])
+            report = json.loads(out.strip().splitlines()[-1])
+            r = report["result"]
             oracle = r["oracle"]["roc_auc"] if r.get("oracle") else float("nan")
-            print(f"{task:<8} {r['rows']['train']:>11,} {r['rows']['test']:>10,} "
-                  f"{seconds:>8.1f} {peak:>8.0f} {r['metrics']['roc_auc']:>8.4f} "
-                  f"{r['baselines']['logistic']['roc_auc']:>9.4f} {oracle:>7.4f} "
-                  f"{r['metrics']['ece']:>7.4f}")
+            summary.append(
+                f"{task:<8} {r['rows']['train']:>11,} {r['rows']['test']:>10,} {seconds:>8.1f} "
+                f"{cpu:>7.1f} {peak:>8.0f} {r['metrics']['roc_auc']:>8.4f} "
+                f"{r['baselines']['logistic']['roc_auc']:>9.4f} {oracle:>7.4f} "
+                f"{r['metrics']['ece']:>7.4f} {r['selection']['chosen']:>9}")
+            print(f"\n{task}: where the time goes")
+            print("\n".join(stage_table(report["stages"])))
+            print(f"\n{header}\n{summary[-1]}")  # now, in case a later task is stopped
             sys.stdout.flush()
+        print("\n" + header)
+        print("\n".join(summary))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from training.models import FeatureSchema, to_model_frame
+from training.models import FeatureSchema, model_matrix
 
 LOGISTIC_C = 0.1
 LOGISTIC_C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -30,32 +30,37 @@ def logistic_baseline(schema: FeatureSchema, seed: int, tune: bool = False) -> P
 
     Numerics: median imputation plus a missing-indicator column, then standardisation.
     Categoricals: one-hot over the schema's fixed levels; unknown or missing levels give all
-    zeros. The first step is `to_model_frame`, so `fit` / `predict_proba` take raw feature
-    frames (extra columns ignored). C is fixed at 0.1 by default: on standardised features and
-    the tens of thousands of rows a snapshot grid holds, C between 0.01 and 10 moves AUC by
-    well under a point, and a fixed C keeps the baseline fast and deterministic. `tune=True`
-    chooses C from (0.01, 0.1, 1, 10) by 5-fold cross-validated log loss instead, for small
-    tables where regularisation matters.
+    zeros. The first step is `as_matrix`, so `fit` / `predict_proba` take raw feature frames
+    (extra columns ignored), model frames, or the `training.models.model_matrix` the
+    cross-validation already holds (read as it is: no whole-frame copy). C is fixed at 0.1 by
+    default: on standardised features and the tens of thousands of rows a snapshot grid holds,
+    C between 0.01 and 10 moves AUC by well under a point, and a fixed C keeps the baseline
+    fast and deterministic. `tune=True` chooses C from (0.01, 0.1, 1, 10) by 5-fold
+    cross-validated log loss instead, for small tables where regularisation matters.
     """
+    n = len(schema.numeric)
     numeric = Pipeline(
         [
             (
                 "impute",
                 SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             ),
-            ("scale", StandardScaler()),
+            # the imputer's output is a fresh array: scale it in place
+            ("scale", StandardScaler(copy=False)),
         ]
     )
     columns = ColumnTransformer(
         [
-            ("numeric", numeric, list(schema.numeric)),
+            ("numeric", numeric, list(range(n))),
             (
                 "categorical",
                 OneHotEncoder(
-                    categories=[list(v) for v in schema.categorical.values()],
+                    # level codes (`model_matrix`): NaN (missing, unknown) is all zeros
+                    categories=[np.arange(len(v), dtype="float64")
+                                for v in schema.categorical.values()],
                     handle_unknown="ignore",
                 ),
-                list(schema.categorical),
+                list(range(n, n + len(schema.categorical))),
             ),
         ],
         remainder="drop",
@@ -74,11 +79,32 @@ def logistic_baseline(schema: FeatureSchema, seed: int, tune: bool = False) -> P
         model = LogisticRegression(C=LOGISTIC_C, max_iter=2000, random_state=seed)
     return Pipeline(
         [
-            ("frame", FunctionTransformer(to_model_frame, kw_args={"schema": schema})),
+            ("frame", FunctionTransformer(as_matrix, kw_args={"schema": schema})),
             ("columns", columns),
             ("model", model),
         ]
     )
+
+
+def as_matrix(x: pd.DataFrame | np.ndarray, schema: FeatureSchema) -> np.ndarray:
+    """A frame as its `model_matrix`; a matrix (already in the schema's columns) as it is."""
+    if isinstance(x, np.ndarray):
+        if x.ndim != 2 or x.shape[1] != len(schema.columns):
+            raise ValueError(f"a feature matrix needs {len(schema.columns)} columns (the "
+                             f"schema's), got shape {x.shape}")
+        return x
+    return model_matrix(x, schema)
+
+
+def design_sources(pipeline: Pipeline, schema: FeatureSchema) -> list[str]:
+    """The schema column behind each column of a fitted `logistic_baseline`'s design matrix, in
+    order: the numerics, the missing indicators of those that had missing values in training,
+    then each categorical's levels (the matrix input has no column names to carry)."""
+    numeric = pipeline.named_steps["columns"].named_transformers_["numeric"]
+    indicator = numeric.named_steps["impute"].indicator_
+    flagged = list(indicator.features_) if indicator is not None else []
+    return [*schema.numeric, *(schema.numeric[j] for j in flagged),
+            *(col for col, levels in schema.categorical.items() for _ in levels)]
 
 
 @dataclass(frozen=True)

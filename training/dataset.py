@@ -7,12 +7,14 @@ never trained or evaluated on: it is only scored (``scoring_dates``).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 from datetime import date
 
 import pandas as pd
 
-from features.catalogue import ACCOUNT_ID, AS_OF, CANDIDATE_PRODUCT
+from features.catalogue import ACCOUNT_ID, CANDIDATE_PRODUCT
 from features.sources import RawTables
 from features.store import FeatureStore
 from training.labels import (
@@ -71,17 +73,41 @@ def build_dataset(
             f"feature snapshot and a label window of {horizon_days} days that ends before the "
             f"extraction time; the latest usable as_of is the extraction time minus the horizon"
         )
+    # Each date's rows sorted on their own, then stacked in date order: the same rows in the
+    # same order as sorting the stack, without a sorted copy of the whole stack (the stack of
+    # 17 dates x 70,000 accounts is ~1 GB; one copy fewer is ~1 GB less at the peak).
     frames = [
-        labelled_snapshot(task, tables, store.read(d), d, horizon_days, **label_kwargs)
-        for d in usable
+        _sorted_rows(labelled_snapshot(task, tables, store.read(d), d, horizon_days,
+                                       **label_kwargs))
+        for d in sorted(usable)
     ]
     data = pd.concat(frames, ignore_index=True)
-    keys = [AS_OF, ACCOUNT_ID]
+    del frames
+    return_freed_memory()
     if CANDIDATE_PRODUCT in data.columns:
         products = sorted(data[CANDIDATE_PRODUCT].astype(str).unique())
         data[CANDIDATE_PRODUCT] = pd.Categorical(data[CANDIDATE_PRODUCT], categories=products)
-        keys.append(CANDIDATE_PRODUCT)
-    return data.sort_values(keys, kind="stable").reset_index(drop=True)
+    return data
+
+
+def return_freed_memory() -> None:
+    """Hand the heap pages freed by the per-date frames back to the operating system.
+
+    glibc keeps them (0.9 GB after stacking 17 dates of 100,000 accounts), and the large
+    arrays that follow (the feature matrix, the logistic design) are mapped afresh instead of
+    reusing them, so they would count twice towards the peak. A no-op without glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _sorted_rows(snapshot: pd.DataFrame) -> pd.DataFrame:
+    """One date's rows in (account, candidate product) order (as they are when already so).
+    Products are still text here, whose order is that of their sorted categories later."""
+    if CANDIDATE_PRODUCT not in snapshot.columns and snapshot[ACCOUNT_ID].is_monotonic_increasing:
+        return snapshot
+    keys = [ACCOUNT_ID, *([CANDIDATE_PRODUCT] if CANDIDATE_PRODUCT in snapshot.columns else [])]
+    return snapshot.sort_values(keys, kind="stable")
 
 
 def labelled_snapshot(

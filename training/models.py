@@ -130,6 +130,124 @@ def min_leaf_rows(n_rows: int) -> int:
     return int(min(200, max(20, n_rows // 1000)))
 
 
+def model_matrix(df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
+    """The features as one C-ordered float64 matrix in ``schema.columns`` order: numerics as
+    numbers, categoricals as the position of their level in the schema (NaN: missing, or a
+    level the schema does not know).
+
+    These are the numbers LightGBM itself builds from a model frame (it turns pandas
+    categoricals into their codes) and the ones the served model builds
+    (`pyfunc_model.PropensityModel.matrix`), so a booster fitted on this matrix scores model
+    frames and served rows alike. Built column by column into one array: no whole-frame copy.
+    float64, not float32: ratio features (seat utilisation, usage trends) are not exact in
+    float32, and rounded training values would move LightGBM's bin edges away from the values
+    the served model sees; the matrix of 846 k rows x 81 features is 0.55 GB.
+    Same errors as `to_model_frame` (missing columns, text in a numeric column).
+    """
+    _require(df, schema.columns)
+    out = np.empty((len(df), len(schema.columns)), dtype="float64")
+    for j, col in enumerate(schema.numeric):
+        try:
+            out[:, j] = _as_float(df[col], errors="raise")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"numeric feature {col!r} holds non-numeric values: {exc}") from exc
+    for j, (col, levels) in enumerate(schema.categorical.items(), start=len(schema.numeric)):
+        out[:, j] = level_codes(df[col], levels)
+    return out
+
+
+def level_codes(s: pd.Series, levels: list[str]) -> np.ndarray:
+    """Positions of ``s``'s values among ``levels`` as floats, NaN for missing or unknown."""
+    if isinstance(s.dtype, pd.CategoricalDtype) and list(s.cat.categories) == list(levels):
+        codes = s.cat.codes.to_numpy()  # already a model frame's column: no text round trip
+    else:
+        codes = _as_category(s, levels).codes
+    out = codes.astype("float64")
+    out[codes < 0] = np.nan
+    return out
+
+
+def lightgbm_params(n_rows: int, seed: int, params: dict | None = None
+                    ) -> tuple[dict, int, int]:
+    """(LightGBM params, boosting rounds, early-stopping patience) of a fit on ``n_rows``.
+
+    `params` override the defaults (`num_boost_round` and `early_stopping_rounds` too). Threads:
+    1 below 100k training rows, else 2, never "all cores": the same data, params and seed give
+    the same model on any machine. ``feature_pre_filter`` is off because the Dataset is built
+    once and reused by fits of different sizes (`lightgbm_dataset`): LightGBM's pre-filter
+    would drop features by the first fit's leaf size and refuse a smaller one later.
+    """
+    merged = {**DEFAULT_PARAMS, **(params or {})}
+    rounds = int(merged.pop("num_boost_round", NUM_BOOST_ROUND))
+    patience = int(merged.pop("early_stopping_rounds", EARLY_STOPPING_ROUNDS))
+    banned = {"is_unbalance", "scale_pos_weight"} & set(merged)
+    if banned:
+        raise ValueError(f"{', '.join(sorted(banned))} distort probabilities; calibrate instead")
+    merged["seed"] = seed
+    merged.setdefault("min_data_in_leaf", min_leaf_rows(n_rows))
+    # fixed by data size, never "all cores", so that the same data gives the same model anywhere
+    merged.setdefault("num_threads", 1 if n_rows < SMALL_FIT_ROWS else 2)
+    merged["feature_pre_filter"] = False
+    return merged, rounds, patience
+
+
+def lightgbm_dataset(x: np.ndarray, y, schema: FeatureSchema, seed: int,
+                     params: dict | None = None) -> lightgbm.Dataset:
+    """A constructed LightGBM Dataset over the rows of ``x`` (a `model_matrix`).
+
+    LightGBM bins every feature here, once: the bin edges come from (a seeded sample of up to
+    200,000 of) these rows' feature values, never from labels. Fits on a part of the rows take
+    ``dataset.subset(rows)``, which copies the binned rows and reuses the bins instead of
+    binning again. The Dataset keeps no reference to ``x`` once constructed (the caller owns
+    the matrix); categoricals are declared by name, with the schema's levels recorded as
+    LightGBM's pandas categories so that the booster scores model frames the same way.
+    """
+    import lightgbm as lgb
+
+    merged, _, _ = lightgbm_params(len(x), seed, params)
+    dataset = lgb.Dataset(
+        x,
+        label=np.asarray(y, dtype="float64"),
+        feature_name=list(schema.columns),
+        categorical_feature=list(schema.categorical),
+        params=merged,
+        free_raw_data=True,
+    )
+    dataset.pandas_categorical = [list(levels) for levels in schema.categorical.values()]
+    return dataset.construct()
+
+
+def train_booster(
+    train: lightgbm.Dataset,
+    n_train: int,
+    valid: lightgbm.Dataset | None,
+    seed: int,
+    params: dict | None = None,
+) -> lightgbm.Booster:
+    """Boost on ``train`` (``n_train`` rows: the leaf size and threads follow it), early-stopped
+    on ``valid``'s binary log loss (``valid=None``: exactly ``num_boost_round`` trees, no early
+    stopping: the refit).
+
+    Class imbalance is deliberately not reweighted (no `is_unbalance` / `scale_pos_weight`):
+    weighting the rare class inflates every probability and buys little ranking (AUC) in
+    return, so calibration would only have to undo it. Log loss on the natural class mix
+    already gives near-calibrated scores; the held-out calibration step removes what is left.
+    """
+    import lightgbm as lgb
+
+    merged, rounds, patience = lightgbm_params(n_train, seed, params)
+    if valid is None:
+        return lgb.train(merged, train, num_boost_round=rounds)
+    return lgb.train(
+        merged,
+        train,
+        num_boost_round=rounds,
+        valid_sets=[valid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)],
+    )
+
+
 def fit_lightgbm(
     train: pd.DataFrame,
     y_train,
@@ -139,53 +257,20 @@ def fit_lightgbm(
     seed: int,
     params: dict | None = None,
 ) -> lightgbm.Booster:
-    """Gradient-boosted trees, early-stopped on the validation frame's binary log loss
-    (``valid=None``: exactly ``num_boost_round`` trees, no early stopping: the refit).
+    """Gradient-boosted trees on frames, early-stopped on the validation frame's binary log
+    loss (``valid=None``: exactly ``num_boost_round`` trees: the refit).
 
-    Categoricals go to LightGBM natively (pandas category dtype with the schema's levels).
-    Class imbalance is deliberately not reweighted (no `is_unbalance` / `scale_pos_weight`):
-    weighting the rare class inflates every probability and buys little ranking (AUC) in
-    return, so calibration would only have to undo it. Log loss on the natural class mix
-    already gives near-calibrated scores; the held-out calibration step removes what is left.
-    `params` override the defaults (`num_boost_round` and `early_stopping_rounds` too). Threads:
-    1 below 100k training rows, else 2, never "all cores": the same data, params and seed give
-    the same model on any machine.
+    One-off fits; the cross-validation (`training.selection`) builds one Dataset for all its
+    fits instead. The bins come from ``train``'s rows; ``valid`` is binned with them.
+    Categoricals go to LightGBM natively, as the schema's level codes. See `train_booster`
+    and `lightgbm_params` for the rest.
     """
-    import lightgbm as lgb
-
-    merged = {**DEFAULT_PARAMS, **(params or {})}
-    rounds = int(merged.pop("num_boost_round", NUM_BOOST_ROUND))
-    patience = int(merged.pop("early_stopping_rounds", EARLY_STOPPING_ROUNDS))
-    banned = {"is_unbalance", "scale_pos_weight"} & set(merged)
-    if banned:
-        raise ValueError(f"{', '.join(sorted(banned))} distort probabilities; calibrate instead")
-    merged["seed"] = seed
-    merged.setdefault("min_data_in_leaf", min_leaf_rows(len(train)))
-    # fixed by data size, never "all cores", so that the same data gives the same model anywhere
-    merged.setdefault("num_threads", 1 if len(train) < SMALL_FIT_ROWS else 2)
-    cats = list(schema.categorical)
-    dtrain = lgb.Dataset(
-        to_model_frame(train, schema),
-        label=np.asarray(y_train, dtype="float64"),
-        categorical_feature=cats,
-        free_raw_data=False,
-    )
-    if valid is None:
-        return lgb.train(merged, dtrain, num_boost_round=rounds)
-    dvalid = lgb.Dataset(
-        to_model_frame(valid, schema),
-        label=np.asarray(y_valid, dtype="float64"),
-        categorical_feature=cats,
-        reference=dtrain,
-    )
-    return lgb.train(
-        merged,
-        dtrain,
-        num_boost_round=rounds,
-        valid_sets=[dvalid],
-        valid_names=["valid"],
-        callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)],
-    )
+    dtrain = lightgbm_dataset(model_matrix(train, schema), y_train, schema, seed, params)
+    dvalid = None
+    if valid is not None:
+        dvalid = dtrain.create_valid(model_matrix(valid, schema),
+                                     label=np.asarray(y_valid, dtype="float64"))
+    return train_booster(dtrain, len(train), dvalid, seed, params)
 
 
 def _frame_for(booster: lightgbm.Booster, frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ Candidates, fitted in every fold on the same rows:
 - ``logistic``: the logistic-regression pipeline of `training.baselines` (L2, C = 0.1 on
   standardised features: choosing C in the folds from 0.01-1 tripled the logistic fits and
   moved the demo book's out-of-fold log loss in the fourth decimal);
-- ``lightgbm``: `training.models.fit_lightgbm`, early-stopped on the fold's block; the refit
+- ``lightgbm``: `training.models.train_booster`, early-stopped on the fold's block; the refit
   grows the median over folds of (best iteration x full training rows / fold training rows)
   trees, so the number of trees grows with the data as it did inside the folds;
 - ``blend``: ``w * tree + (1 - w) * linear`` on the log-odds scale, ``w`` from 0.05 to 0.95
@@ -22,6 +22,13 @@ account: an account's rows move together). AUC is reported beside it. Rule: the 
 candidate (logistic, then lightgbm, then blend) whose log loss is within one standard error of
 the best's wins, so a small book or a rare event, where the extra model's edge is noise,
 chooses the logistic regression by itself.
+
+The training rows are held once (`FoldData`): one float matrix, which the logistic fits read,
+and one LightGBM Dataset binned once over every training row, whose bins every fold and the
+refit reuse (`Dataset.subset`). The bin edges therefore see the feature values of a fold's
+validation rows (never their labels): the same unsupervised look that a scaler fitted on all
+rows would take, and the bins the refit uses anyway. Per-fold bins would cost a Dataset
+construction per fold and change each fold's trees by bin edges only.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,6 +44,9 @@ import pandas as pd
 from training.baselines import LOGISTIC_C
 from training.estimator import KINDS, Estimator, export_linear
 from training.models import NUM_BOOST_ROUND, FeatureSchema
+
+if TYPE_CHECKING:
+    import lightgbm
 
 N_FOLDS = 4
 BLEND_WEIGHTS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
@@ -149,18 +160,73 @@ def _logistic(schema: FeatureSchema, seed: int):
     return logistic_baseline(schema, seed)
 
 
+@dataclass
+class FoldData:
+    """Every training row once, shared by the folds and the refit: ``x`` (the
+    `training.models.model_matrix`, which the logistic fits read), the labels, and ``dataset``,
+    LightGBM's Dataset constructed over all rows (binned once; fits on a part of the rows take a
+    subset of it). Building it is the only pass over the features LightGBM makes."""
+
+    x: np.ndarray
+    y: np.ndarray
+    schema: FeatureSchema
+    seed: int
+    dataset: lightgbm.Dataset = field(repr=False)
+
+    @classmethod
+    def build(cls, x: np.ndarray, y: np.ndarray, schema: FeatureSchema, seed: int) -> FoldData:
+        from training import models
+
+        y = np.asarray(y, dtype="float64")
+        return cls(x, y, schema, seed, models.lightgbm_dataset(x, y, schema, seed))
+
+    def lightgbm_rows(self, rows: np.ndarray | None = None) -> lightgbm.Dataset:
+        """The Dataset of ``rows`` (positions, increasing; None: every row), on the shared bins."""
+        if rows is None or len(rows) == len(self.y):
+            return self.dataset
+        return self.dataset.subset(rows)
+
+    def fit_lightgbm(self, train: np.ndarray | None, valid: np.ndarray | None = None,
+                     params: dict | None = None) -> lightgbm.Booster:
+        """Boost on the ``train`` rows (None: all), early-stopped on the ``valid`` rows."""
+        from training import models
+
+        n_train = len(self.y) if train is None else len(train)
+        dvalid = None if valid is None else self.lightgbm_rows(valid)
+        return models.train_booster(self.lightgbm_rows(train), n_train, dvalid, self.seed,
+                                    params)
+
+    def matrix_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """``x``'s ``rows`` (increasing positions; None: all). The rows are stacked by date,
+        so a fold's training rows and its block are runs of consecutive rows: a view then,
+        not a copy."""
+        if rows is None:
+            return self.x
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+            return self.x[rows[0]:rows[-1] + 1]
+        return self.x[rows]
+
+    def fit_logistic(self, rows: np.ndarray | None = None):
+        """The logistic pipeline fitted on ``rows`` (None: all) of the shared matrix."""
+        y = self.y if rows is None else self.y[rows]
+        return _logistic(self.schema, self.seed).fit(self.matrix_rows(rows), y.astype(int))
+
+
 def select_and_refit(
-    frame: pd.DataFrame, y: np.ndarray, as_of: pd.Series, accounts: pd.Series,
+    frame: pd.DataFrame | np.ndarray, y: np.ndarray, as_of: pd.Series, accounts: pd.Series,
     schema: FeatureSchema, horizon_days: int, seed: int, say=lambda _m: None,
 ) -> tuple[Estimator, Selection]:
-    """Cross-validate the candidates on ``frame`` (a model frame of every training row),
-    choose, and refit the winner on all of it. ``as_of`` and ``accounts`` per row."""
+    """Cross-validate the candidates on every training row (``frame``: a model frame or its
+    `training.models.model_matrix`; the matrix is used as it is), choose, and refit the winner
+    on all of it. ``as_of`` and ``accounts`` per row."""
     from threadpoolctl import threadpool_limits
 
     from training import models
 
     with threadpool_limits(limits=1, user_api="blas"):  # small BLAS calls: one thread is faster
-        y = np.asarray(y, dtype="float64")
+        x = frame if isinstance(frame, np.ndarray) else models.model_matrix(frame, schema)
+        data = FoldData.build(x, y, schema, seed)
+        y = data.y
         row_dates = pd.Series(pd.to_datetime(as_of).dt.date.to_numpy())
         folds = expanding_folds(list(set(row_dates)), horizon_days)
         oof = {k: np.full(len(y), np.nan) for k in ("lightgbm", "logistic")}
@@ -177,12 +243,13 @@ def select_and_refit(
             if len(va) == 0 or y[tr].min() == y[tr].max():
                 raise ValueError(f"cross-validation fold {i}: its training rows hold a single "
                                  "class or it has no validation rows")
-            booster = models.fit_lightgbm(frame.iloc[tr], y[tr], frame.iloc[va], y[va], schema,
-                                          seed)
-            oof["lightgbm"][va] = models.predict_raw(booster, frame.iloc[va])
+            x_va = data.matrix_rows(va)
+            booster = data.fit_lightgbm(tr, va)
+            oof["lightgbm"][va] = booster.predict(x_va)
             fold_rounds.append(max(1, round(booster.best_iteration * len(y) / len(tr))))
-            pipe = _logistic(schema, seed).fit(frame.iloc[tr], y[tr].astype(int))
-            oof["logistic"][va] = pipe.predict_proba(frame.iloc[va])[:, 1]
+            del booster
+            oof["logistic"][va] = data.fit_logistic(tr).predict_proba(x_va)[:, 1]
+            del x_va
         rows = np.concatenate(fold_rows)
         yo, groups = y[rows], np.asarray(accounts)[rows]
         p = {k: v[rows] for k, v in oof.items()}
@@ -205,23 +272,19 @@ def select_and_refit(
         candidates["blend"]["tree_weight"] = float(weight)
         final_rounds = int(min(NUM_BOOST_ROUND, np.median(fold_rounds)))
         say(f"refitting {chosen} on all {len(y):,} training rows")
-        estimator = refit(chosen, frame, y, schema, seed, float(weight), final_rounds)
+        estimator = refit(chosen, data, float(weight), final_rounds)
     selection = Selection(fold_info, candidates, chosen, LOGISTIC_C,
                           estimator.tree_weight, fold_rounds, final_rounds, p[chosen], yo, rows)
     return estimator, selection
 
 
-def refit(kind: str, frame: pd.DataFrame, y: np.ndarray, schema: FeatureSchema, seed: int,
-          weight: float, rounds: int) -> Estimator:
-    """The ``kind`` candidate fitted on every row of ``frame``."""
-    from training import models
-
+def refit(kind: str, data: FoldData, weight: float, rounds: int) -> Estimator:
+    """The ``kind`` candidate fitted on every row of ``data``."""
     booster = linear = export = None
     if kind in ("lightgbm", "blend"):
-        booster = models.fit_lightgbm(frame, y, None, None, schema, seed,
-                                      params={"num_boost_round": rounds})
+        booster = data.fit_lightgbm(None, params={"num_boost_round": rounds})
     if kind in ("logistic", "blend"):
-        linear = _logistic(schema, seed).fit(frame, np.asarray(y).astype(int))
-        export = export_linear(linear, schema, frame)
+        linear = data.fit_logistic()
+        export = export_linear(linear, data.schema, data.x)
     w = {"lightgbm": 1.0, "logistic": 0.0}.get(kind, weight)
-    return Estimator(kind, schema, booster, linear, export, w)
+    return Estimator(kind, data.schema, booster, linear, export, w)

@@ -205,18 +205,21 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
         raise TrainingError("every feature is constant or null in the training window: "
                             "nothing to learn from")
     schema = models.FeatureSchema.infer(parts["train"], features)
-    frames = {part: models.to_model_frame(f, schema) for part, f in parts.items()}
+    # the training rows as one float matrix (no model frame: the folds, the refit and the
+    # logistic baseline all read this matrix); the test rows as a model frame
+    x_train = models.model_matrix(parts["train"], schema)
+    test_frame = models.to_model_frame(parts["test"], schema)
     y = {part: f["label"].to_numpy() for part, f in parts.items()}
 
     say("choosing logistic / LightGBM / blend by expanding-window cross-validation")
     train = parts["train"]
     try:
         estimator, selection = select_and_refit(
-            frames["train"], y["train"], train[AS_OF], train[ACCOUNT_ID], schema,
+            x_train, y["train"], train[AS_OF], train[ACCOUNT_ID], schema,
             settings.horizon_days, settings.seed, say=say)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
-    raw_test = estimator.predict_raw(frames["test"])
+    raw_test = estimator.predict_raw(test_frame)
     say(f"calibrating on {len(selection.oof):,} out-of-fold predictions")
     calibrator, calibration = fit_calibrator(selection.oof, selection.oof_label, method="auto",
                                              seed=settings.seed)
@@ -226,11 +229,12 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     logistic = estimator.linear  # the same pipeline on the same rows, when the model has one
     if logistic is None:
         logistic = bl.logistic_baseline(schema, settings.seed)
-        logistic.fit(frames["train"], y["train"])
+        logistic.fit(x_train, y["train"])
+    del x_train
     test = parts["test"]
     scores = {
         "model": p_test,
-        "logistic": logistic.predict_proba(frames["test"])[:, 1],
+        "logistic": logistic.predict_proba(test_frame)[:, 1],
     }
     references = bl.reference_scores(task, parts, tables, settings.seed)
     scores.update(references.scores)

@@ -127,3 +127,21 @@ def test_population_mismatch_names_the_date(book, tmp_path):
     with pytest.raises(ValueError, match=f"snapshot of {as_of}.*1 only in the labels") as err:
         build_dataset("churn", tables, tampered, [as_of], H)
     assert dropped in str(err.value)
+
+
+@pytest.mark.parametrize("task", ["churn", "cross-sell"])
+def test_rows_come_in_date_then_account_order_whatever_order_the_snapshots_hold(
+        book, task, tmp_path):
+    # each date is sorted on its own before the dates are stacked: a store holding every
+    # snapshot in reversed row order gives the very same table (order, index, dtypes)
+    tables, store = book
+    reversed_store = FeatureStore(tmp_path / "features")
+    for as_of in LABELLED:
+        frame = store.read(as_of)
+        reversed_store.write(as_of, pa.Table.from_pandas(frame.iloc[::-1], preserve_index=False),
+                             "test")
+    data = build_dataset(task, tables, store, LABELLED, H)
+    pd.testing.assert_frame_equal(build_dataset(task, tables, reversed_store, LABELLED, H), data)
+    assert data.index.equals(pd.RangeIndex(len(data)))
+    keys = list(zip(data["as_of"], data["account_id"], strict=True))
+    assert keys == sorted(keys)

@@ -3,6 +3,7 @@ scorecard's tests are in test_baselines.py)."""
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +16,11 @@ from training.models import (
     contributions,
     fit_lightgbm,
     importance,
+    lightgbm_dataset,
+    model_matrix,
     predict_raw,
     to_model_frame,
+    train_booster,
 )
 
 
@@ -85,6 +89,28 @@ def test_model_frame_names_every_missing_column_and_refuses_text_in_numerics():
         to_model_frame(mixed_frame().assign(mrr=["1.5", "", None]), schema)["mrr"],
         [1.5, np.nan, np.nan],
     )
+
+
+def test_model_matrix_holds_numbers_and_level_positions_in_schema_order():
+    schema = FeatureSchema.infer(mixed_frame(), FEATURES)
+    scoring = mixed_frame()
+    scoring["segment"] = pd.Series(["mid-market", "SMB", None], dtype="string")  # unseen level
+    nan = np.nan
+    expected = np.array([
+        # seats, days_to_renewal, mrr, flag, segment, plan_tier, region
+        [10.0, 5.0, 1.5, 1.0, nan, 0.0, 0.0],  # mid-market: unknown -> missing
+        [20.0, nan, nan, 0.0, 0.0, 1.0, 1.0],
+        [30.0, 40.0, 3.0, 1.0, nan, 0.0, 0.0],  # None -> missing
+    ])
+    x = model_matrix(scoring, schema)
+    assert x.dtype == np.float64 and x.flags.c_contiguous
+    np.testing.assert_array_equal(x, expected)
+    # from the model frame (Categoricals): the same numbers
+    np.testing.assert_array_equal(model_matrix(to_model_frame(scoring, schema), schema), expected)
+    with pytest.raises(KeyError, match="mrr, plan_tier"):
+        model_matrix(scoring.drop(columns=["mrr", "plan_tier"]), schema)
+    with pytest.raises(ValueError, match="'mrr'"):
+        model_matrix(scoring.assign(mrr=["1.5", "lots", None]), schema)
 
 
 def synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -198,3 +224,38 @@ def test_logistic_baseline_can_tune_c_by_cross_validation(fitted):
     model = logistic_baseline(schema, seed=1, tune=True).fit(df[:600], y[:600])
     assert isinstance(model[-1], LogisticRegressionCV)
     assert model[-1].C_ in LOGISTIC_C_GRID
+
+
+def test_a_booster_from_the_matrix_scores_model_frames_and_matrices_alike(fitted):
+    df, _, schema, booster = fitted
+    frame = to_model_frame(df[600:], schema)
+    np.testing.assert_array_equal(booster.predict(frame), booster.predict(model_matrix(frame,
+                                                                                         schema)))
+    # the levels travel in the model text, as they did when LightGBM read pandas frames
+    assert 'pandas_categorical:[["x", "y", "z"]]' in booster.model_to_string()
+
+
+def test_a_subset_of_the_shared_dataset_keeps_the_bins_of_all_rows():
+    # `a` takes 40 values over all rows, 10 in the first 400: a Dataset built on those rows
+    # alone bins `a` into 10 bins; their subset of the shared Dataset keeps all 40
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": np.r_[rng.integers(0, 10, 400), rng.integers(0, 40, 400)]
+                       .astype(float), "b": rng.normal(size=800)})
+    y = (rng.random(800) < 0.3).astype(int)
+    schema = FeatureSchema.infer(df, ["a", "b"])
+    x = model_matrix(df, schema)
+    shared = lightgbm_dataset(x, y, schema, seed=3)
+    first = np.arange(400)
+    alone = lightgbm_dataset(x[first], y[first], schema, seed=3)
+    subset = shared.subset(first).construct()
+    assert alone.feature_num_bin(0) == 10
+    assert subset.feature_num_bin(0) == shared.feature_num_bin(0) == 40
+    np.testing.assert_array_equal(subset.get_label(), y[first])
+    # boosting on the subset: the rows' own labels, the shared bins, as a Dataset built on
+    # those rows with the shared one as its reference
+    params = {"num_boost_round": 20, "min_data_in_leaf": 20}
+    on_subset = train_booster(shared.subset(first), 400, None, 3, params)
+    with_reference = lgb.Dataset(x[first], label=y[first].astype(float), reference=shared)
+    assert on_subset.model_to_string() == train_booster(with_reference, 400, None, 3,
+                                                        params).model_to_string()
+

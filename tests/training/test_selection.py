@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.models import FeatureSchema, to_model_frame
+from training.baselines import logistic_baseline
+from training.models import (
+    FeatureSchema,
+    fit_lightgbm,
+    lightgbm_dataset,
+    model_matrix,
+    to_model_frame,
+    train_booster,
+)
 from training.selection import choose, expanding_folds, paired_se, select_and_refit
 
 
@@ -151,3 +159,45 @@ def test_same_data_and_seed_give_the_same_choice_and_scores():
     first, second = run(df, y)[1], run(df, y)[1]
     assert first.as_json() == second.as_json()
     np.testing.assert_array_equal(first.oof, second.oof)
+
+
+def first_fold_rows(df: pd.DataFrame, selection) -> tuple[np.ndarray, np.ndarray]:
+    fold = selection.folds[0]
+    days = df["as_of"].dt.date.astype(str)
+    train = (days >= fold["train_from"]) & (days <= fold["train_to"])
+    return np.flatnonzero(train.to_numpy()), np.flatnonzero(days.isin(fold["validation"]))
+
+
+def test_fold_trees_use_the_bins_of_all_training_rows_and_the_refit_is_a_plain_fit():
+    df, y = book(150, 12, seed=2, nonlinear=True)
+    schema = FeatureSchema.infer(df, ["a", "b", "noise"])
+    x = model_matrix(df, schema)
+    before = x.copy()
+    estimator, selection = select_and_refit(x, y, df["as_of"], df["account_id"], schema, 90, 7)
+    np.testing.assert_array_equal(x, before)  # nothing is fitted in place on the shared matrix
+    assert selection.chosen == "lightgbm"
+    # fold 1 by hand: its rows, with the bins of every training row (the shared Dataset)
+    tr, va = first_fold_rows(df, selection)
+    shared = lightgbm_dataset(x, y, schema, seed=7)
+    booster = train_booster(shared.subset(tr), len(tr), shared.subset(va), seed=7)
+    np.testing.assert_array_equal(selection.oof[: len(va)], booster.predict(x[va]))
+    # the refit: exactly the one-off fit on every row for the chosen number of trees
+    alone = fit_lightgbm(df, y, None, None, schema, seed=7,
+                         params={"num_boost_round": selection.final_rounds})
+    assert estimator.booster.model_to_string() == alone.model_to_string()
+    # a model frame instead of the matrix: the same choice, scores and model
+    same, again = run(df, y)
+    assert again.as_json() == selection.as_json()
+    np.testing.assert_array_equal(again.oof, selection.oof)
+    assert same.booster.model_to_string() == estimator.booster.model_to_string()
+
+
+def test_fold_logistic_fits_on_the_shared_matrix_equal_fits_on_the_frame_rows():
+    df, y = book(60, 12, seed=1, nonlinear=False)
+    _, selection = run(df, y)
+    assert selection.chosen == "logistic"
+    tr, va = first_fold_rows(df, selection)
+    schema = FeatureSchema.infer(df, ["a", "b", "noise"])
+    by_frame = logistic_baseline(schema, 7).fit(df.iloc[tr], y[tr]).predict_proba(df.iloc[va])
+    np.testing.assert_array_equal(selection.oof[: len(va)], by_frame[:, 1])
+

@@ -151,16 +151,13 @@ def _logistic_importance(pipeline: Pipeline, schema: FeatureSchema, X: pd.DataFr
     its part of the linear score: a numeric's coefficient with its missing indicator, a
     categorical's levels together. Unlike summed |coefficients| this does not grow with the
     number of levels."""
+    from training.baselines import design_sources
+
     design = pipeline[:-1].transform(X)
-    names = pipeline.named_steps["columns"].get_feature_names_out()
     coef = pipeline.named_steps["model"].coef_[0]
-    owner = {f"numeric__{c}": c for c in schema.numeric}
-    owner |= {f"numeric__missingindicator_{c}": c for c in schema.numeric}
-    owner |= {f"categorical__{c}_{lvl}": c
-              for c, levels in schema.categorical.items() for lvl in levels}
     by_column: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        by_column.setdefault(owner[name], []).append(i)
+    for i, source in enumerate(design_sources(pipeline, schema)):
+        by_column.setdefault(source, []).append(i)
     spread = pd.Series(0.0, index=schema.columns)
     for col, idx in by_column.items():
         part = design[:, idx] @ coef[idx]
