@@ -23,12 +23,17 @@ from training.models import FeatureSchema, model_matrix
 
 LOGISTIC_C = 0.1
 LOGISTIC_C_GRID = (0.01, 0.1, 1.0, 10.0)
+STANDARD_CLIP = 5.0  # standard deviations; see logistic_baseline
 
 
 def logistic_baseline(schema: FeatureSchema, seed: int, tune: bool = False) -> Pipeline:
     """L2 logistic regression over the schema's features, preprocessing included.
 
-    Numerics: median imputation plus a missing-indicator column, then standardisation.
+    Numerics: median imputation plus a missing-indicator column, then standardisation, then
+    clipping to +-``STANDARD_CLIP`` standard deviations: a column that barely varies on the
+    training rows (a measure recorded only lately, a rare missing flag) otherwise scores a new
+    row thousands of deviations out and its coefficient alone decides the probability (seen in
+    the cross-validation's first folds: out-of-fold log loss 1.6 where the trees had 0.21).
     Categoricals: one-hot over the schema's fixed levels; unknown or missing levels give all
     zeros. The first step is `as_matrix`, so `fit` / `predict_proba` take raw feature frames
     (extra columns ignored), model frames, or the `training.models.model_matrix` the
@@ -47,6 +52,9 @@ def logistic_baseline(schema: FeatureSchema, seed: int, tune: bool = False) -> P
             ),
             # the imputer's output is a fresh array: scale it in place
             ("scale", StandardScaler(copy=False)),
+            ("clip", FunctionTransformer(np.clip, kw_args={"a_min": -STANDARD_CLIP,
+                                                           "a_max": STANDARD_CLIP},
+                                         feature_names_out="one-to-one")),
         ]
     )
     columns = ColumnTransformer(

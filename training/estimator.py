@@ -30,6 +30,7 @@ KINDS = ("logistic", "lightgbm", "blend")  # simplest first
 def export_linear(pipeline: Pipeline, schema: FeatureSchema, train: pd.DataFrame) -> dict:
     """The fitted `training.baselines.logistic_baseline` pipeline as JSON-ready numbers.
 
+    ``clip``: the bound on a standardised value (absent: none, as in pipelines before it).
     ``numeric``: per column the imputation ``median``, the scaler's ``mean`` and ``scale`` and
     the ``coef`` of the standardised value, and ``missing`` (the missing indicator's ``mean``,
     ``scale``, ``coef``; null when the column had no missing value in training, so sklearn made
@@ -41,6 +42,8 @@ def export_linear(pipeline: Pipeline, schema: FeatureSchema, train: pd.DataFrame
     columns = pipeline.named_steps["columns"]
     numeric = columns.named_transformers_["numeric"]
     imputer, scaler = numeric.named_steps["impute"], numeric.named_steps["scale"]
+    clipper = numeric.named_steps.get("clip")
+    clip = None if clipper is None else float(clipper.kw_args["a_max"])
     model = pipeline.named_steps["model"]
     coef = np.asarray(model.coef_[0], dtype="float64")
     n = len(schema.numeric)
@@ -69,8 +72,11 @@ def export_linear(pipeline: Pipeline, schema: FeatureSchema, train: pd.DataFrame
     if start != len(coef):
         raise ValueError(f"the logistic pipeline has {len(coef)} coefficients, the schema "
                          f"explains {start}")
-    return {"intercept": float(model.intercept_[0]), "numeric": out_numeric,
-            "categorical": out_categorical}
+    out = {"intercept": float(model.intercept_[0]), "numeric": out_numeric,
+           "categorical": out_categorical}
+    if clip is not None:
+        out["clip"] = clip
+    return out
 
 
 def linear_contributions(linear: dict, frame: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
@@ -78,14 +84,16 @@ def linear_contributions(linear: dict, frame: pd.DataFrame, schema: FeatureSchem
     column per schema column, then the bias; each row sums to the linear log-odds."""
     out = np.zeros((len(frame), len(schema.columns) + 1))
     bias = linear["intercept"]
+    clip = linear.get("clip", np.inf)
     for j, col in enumerate(schema.numeric):
         p = linear["numeric"][col]
         x = frame[col].to_numpy(dtype="float64", na_value=np.nan)
         absent = np.isnan(x)
-        out[:, j] = p["coef"] * (np.where(absent, p["median"], x) - p["mean"]) / p["scale"]
+        z = (np.where(absent, p["median"], x) - p["mean"]) / p["scale"]
+        out[:, j] = p["coef"] * np.clip(z, -clip, clip)
         if p["missing"] is not None:
             m = p["missing"]
-            out[:, j] += m["coef"] * (absent - m["mean"]) / m["scale"]
+            out[:, j] += m["coef"] * np.clip((absent - m["mean"]) / m["scale"], -clip, clip)
     for j, (col, levels) in enumerate(schema.categorical.items(), start=len(schema.numeric)):
         p = linear["categorical"][col]
         table = np.array([p["levels"][lvl] for lvl in levels] + [0.0])

@@ -10,7 +10,8 @@ Artifacts (written by `training.model_logging.log_propensity_model`):
 - `booster`: LightGBM `model_to_string()` text (the lightgbm and blend kinds);
 - `linear`: the logistic regression as numbers (the logistic and blend kinds): `intercept`;
   per numeric column `median` (imputation), `mean`, `scale`, `coef` of the standardised value
-  and `missing` (its missing indicator's `mean`, `scale`, `coef`, or null); per categorical
+  and `missing` (its missing indicator's `mean`, `scale`, `coef`, or null), both standardised
+  values clipped to +-`clip` (absent in models logged before it: no clipping); per categorical
   column `levels` (level -> coef; missing or unknown: 0) and `centre` (the training mean of
   its term, which the bias carries so that contributions are centred);
 - `schema`: {"numeric": [...], "categorical": {col: [levels]}, "columns": [...]};
@@ -263,6 +264,7 @@ class LinearPart:
         self.m_mean = np.array([m["mean"] for m in missing], dtype="float64")
         self.m_scale = np.array([m["scale"] for m in missing], dtype="float64")
         self.m_coef = np.array([m["coef"] for m in missing], dtype="float64")
+        self.clip = float(linear.get("clip", np.inf))
         self.tables = []  # (column index, level coefs + 0 for missing, centre)
         for j, (col, levels) in enumerate(categorical.items(), start=len(numeric)):
             p = linear["categorical"][col]
@@ -275,9 +277,11 @@ class LinearPart:
         out = np.empty((len(x), x.shape[1] + 1))
         values = x[:, self.numeric]
         absent = np.isnan(values)
+        c = self.clip
         out[:, self.numeric] = (
-            self.coef * (np.where(absent, self.median, values) - self.mean) / self.scale
-            + self.m_coef * (absent - self.m_mean) / self.m_scale
+            self.coef * np.clip((np.where(absent, self.median, values) - self.mean) / self.scale,
+                                -c, c)
+            + self.m_coef * np.clip((absent - self.m_mean) / self.m_scale, -c, c)
         )
         for j, table, centre in self.tables:
             codes = x[:, j]

@@ -9,7 +9,9 @@ Candidates, fitted in every fold on the same rows:
 - ``logistic``: the logistic-regression pipeline of `training.baselines` (L2, C = 0.1 on
   standardised features: choosing C in the folds from 0.01-1 tripled the logistic fits and
   moved the demo book's out-of-fold log loss in the fourth decimal);
-- ``lightgbm``: `training.models.train_booster`, early-stopped on the fold's block; the refit
+- ``lightgbm``: `training.models.train_booster`, early-stopped on the fold's block, in each
+  of the tree settings of `training.tuning` (the setting chosen there, on the same out-of-fold
+  rows and by the same rule, is the lightgbm candidate); the refit
   grows the median over folds of (best iteration x full training rows / fold training rows)
   trees, so the number of trees grows with the data as it did inside the folds;
 - ``blend``: ``w * tree + (1 - w) * linear`` on the log-odds scale, ``w`` from 0.05 to 0.95
@@ -44,6 +46,7 @@ import pandas as pd
 from training.baselines import LOGISTIC_C
 from training.estimator import KINDS, Estimator, export_linear
 from training.models import NUM_BOOST_ROUND, FeatureSchema
+from training.tuning import TreeSetting, candidate_settings, choose_setting
 
 if TYPE_CHECKING:
     import lightgbm
@@ -96,6 +99,8 @@ class Selection:
     oof: np.ndarray  # the chosen candidate's raw out-of-fold probabilities
     oof_label: np.ndarray
     oof_rows: np.ndarray = field(repr=False)  # positions in the training frame
+    tree_setting: TreeSetting = field(default_factory=lambda: candidate_settings()[-1])
+    tree_settings: dict[str, dict] = field(default_factory=dict)  # per setting: its OOF scores
 
     def as_json(self) -> dict:
         return {
@@ -103,6 +108,9 @@ class Selection:
             "chosen": self.chosen, "folds": self.folds, "candidates": self.candidates,
             "logistic_c": self.logistic_c, "tree_weight": self.tree_weight,
             "rounds": {"folds": self.fold_rounds, "final": self.final_rounds},
+            "lightgbm_setting": {"name": self.tree_setting.name,
+                                 "params": dict(self.tree_setting.params),
+                                 "candidates": self.tree_settings},
         }
 
 
@@ -229,8 +237,11 @@ def select_and_refit(
         y = data.y
         row_dates = pd.Series(pd.to_datetime(as_of).dt.date.to_numpy())
         folds = expanding_folds(list(set(row_dates)), horizon_days)
+        settings = candidate_settings()
         oof = {k: np.full(len(y), np.nan) for k in ("lightgbm", "logistic")}
-        fold_rows, fold_rounds, fold_info = [], [], []
+        tree_oof = {s.name: np.full(len(y), np.nan) for s in settings}
+        tree_rounds: dict[str, list[int]] = {s.name: [] for s in settings}
+        fold_rows, fold_info = [], []
         for i, fold in enumerate(folds, 1):
             say(f"cross-validation fold {i} of {len(folds)}")
             tr = np.flatnonzero(row_dates.isin(fold.train).to_numpy())
@@ -244,14 +255,22 @@ def select_and_refit(
                 raise ValueError(f"cross-validation fold {i}: its training rows hold a single "
                                  "class or it has no validation rows")
             x_va = data.matrix_rows(va)
-            booster = data.fit_lightgbm(tr, va)
-            oof["lightgbm"][va] = booster.predict(x_va)
-            fold_rounds.append(max(1, round(booster.best_iteration * len(y) / len(tr))))
-            del booster
+            for s in settings:
+                booster = data.fit_lightgbm(tr, va, params=s.params)
+                tree_oof[s.name][va] = booster.predict(x_va)
+                tree_rounds[s.name].append(
+                    max(1, round(booster.best_iteration * len(y) / len(tr))))
+                del booster
             oof["logistic"][va] = data.fit_logistic(tr).predict_proba(x_va)[:, 1]
             del x_va
         rows = np.concatenate(fold_rows)
         yo, groups = y[rows], np.asarray(accounts)[rows]
+        setting, tree_report = choose_setting(
+            {k: log_loss_rows(yo, v[rows]) for k, v in tree_oof.items()}, groups, settings)
+        for k, v in tree_report.items():
+            v["rounds"] = tree_rounds[k]
+        oof["lightgbm"] = tree_oof[setting.name]
+        fold_rounds = tree_rounds[setting.name]
         p = {k: v[rows] for k, v in oof.items()}
         z_tree, z_lin = _logit(p["lightgbm"]), _logit(p["logistic"])
         weight = min(BLEND_WEIGHTS, key=lambda w: log_loss_rows(
@@ -272,17 +291,21 @@ def select_and_refit(
         candidates["blend"]["tree_weight"] = float(weight)
         final_rounds = int(min(NUM_BOOST_ROUND, np.median(fold_rounds)))
         say(f"refitting {chosen} on all {len(y):,} training rows")
-        estimator = refit(chosen, data, float(weight), final_rounds)
+        estimator = refit(chosen, data, float(weight), final_rounds, setting.params)
     selection = Selection(fold_info, candidates, chosen, LOGISTIC_C,
-                          estimator.tree_weight, fold_rounds, final_rounds, p[chosen], yo, rows)
+                          estimator.tree_weight, fold_rounds, final_rounds, p[chosen], yo, rows,
+                          setting, tree_report)
     return estimator, selection
 
 
-def refit(kind: str, data: FoldData, weight: float, rounds: int) -> Estimator:
-    """The ``kind`` candidate fitted on every row of ``data``."""
+def refit(kind: str, data: FoldData, weight: float, rounds: int,
+          tree_params: dict | None = None) -> Estimator:
+    """The ``kind`` candidate fitted on every row of ``data`` (the trees with the chosen
+    setting's ``tree_params``)."""
     booster = linear = export = None
     if kind in ("lightgbm", "blend"):
-        booster = data.fit_lightgbm(None, params={"num_boost_round": rounds})
+        booster = data.fit_lightgbm(None, params={**(tree_params or {}),
+                                                  "num_boost_round": rounds})
     if kind in ("logistic", "blend"):
         linear = data.fit_logistic()
         export = export_linear(linear, data.schema, data.x)

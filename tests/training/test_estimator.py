@@ -183,3 +183,34 @@ def test_the_reports_feature_plots_use_the_models_own_feature_order(parts, monke
         + a["missing"]["coef"] * (test["a"].isna() - a["missing"]["mean"])
         / a["missing"]["scale"], rtol=0, atol=1e-12)
     assert seen["importance"][0] == names
+
+
+def test_a_value_far_outside_the_training_range_counts_as_five_standard_deviations(parts,
+                                                                                  tmp_path):
+    # `noise` ~ N(0, 1) in training; 1e6 would be ~1e6 deviations out and decide the score alone
+    _, schema, _, linear, export = parts
+    assert export["clip"] == 5.0
+    frame = frames(parts).head(3).assign(noise=[1e6, -1e6, 0.0])
+    typed = to_model_frame(frame, schema)
+    model = served(parts, "logistic", tmp_path)
+    x = model.matrix(frame)
+    np.testing.assert_allclose(model.linear.log_odds(x), linear.decision_function(typed),
+                               rtol=0, atol=1e-9)
+    p = export["numeric"]["noise"]
+    clipped = typed.assign(noise=[p["mean"] + 5 * p["scale"], p["mean"] - 5 * p["scale"], 0.0])
+    np.testing.assert_allclose(linear.decision_function(typed), linear.decision_function(clipped),
+                               rtol=0, atol=1e-9)
+    # the per-feature term is the coefficient times the bound, in training and served alike
+    terms = model.linear.contributions(x)[:, schema.columns.index("noise")]
+    np.testing.assert_allclose(terms[:2], [5 * p["coef"], -5 * p["coef"]], rtol=0, atol=1e-12)
+
+
+def test_a_linear_part_exported_before_clipping_scores_unclipped(parts, tmp_path):
+    _, schema, _, _, export = parts
+    old = {k: v for k, v in export.items() if k != "clip"}
+    model = pm.LinearPart(old, schema.to_dict())
+    typed = to_model_frame(frames(parts).head(1).assign(noise=[1e3]), schema)
+    x = served(parts, "logistic", tmp_path).matrix(typed)
+    p = export["numeric"]["noise"]
+    term = model.contributions(x)[0, schema.columns.index("noise")]
+    assert term == pytest.approx(p["coef"] * (1e3 - p["mean"]) / p["scale"], abs=1e-9)
