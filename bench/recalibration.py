@@ -65,7 +65,7 @@ def miscalibrate(data: Path, shift: float, work: Path) -> int:
     schema = FeatureSchema.from_dict(json.loads((files / "schema.json").read_text()))
     store = FeatureStore(data / "features")
     mlflow.set_experiment(NAME)
-    with mlflow.start_run(run_name="miscalibrated on purpose (bench)"):
+    with mlflow.start_run(run_name="miscalibrated on purpose"):
         info = log_artifacts_model({p.stem: str(p) for p in files.iterdir()}, schema,
                                    store.read(store.dates()[-1]).head(5),
                                    registered_model_name=NAME)

@@ -55,23 +55,11 @@ def loaded(version: int | str):
 
 
 def miscalibrate_the_champion(data: Path, work: Path) -> int:
-    """Register the champion's trees with a calibrator shifted on purpose, and promote it."""
-    from training.model_logging import log_artifacts_model
-    from training.models import FeatureSchema
-    from training.tracking import champion_version, promote
+    """Register the champion's trees with a calibrator shifted on purpose, and promote it (the
+    benchmark's own way of breaking calibration)."""
+    from bench.recalibration import miscalibrate
 
-    source = champion_version(NAME)
-    files = model_files(source.version, work / "source")
-    (files / "calibrator.json").write_text(json.dumps(SHIFT), encoding="utf-8")
-    schema = FeatureSchema.from_dict(json.loads((files / "schema.json").read_text()))
-    store = FeatureStore(data / "features")
-    mlflow.set_experiment(NAME)
-    with mlflow.start_run(run_name="miscalibrated on purpose"):
-        info = log_artifacts_model({p.stem: str(p) for p in files.iterdir()}, schema,
-                                   store.read(store.dates()[-1]).head(5),
-                                   registered_model_name=NAME)
-    promote(NAME, info.registered_model_version)
-    return int(info.registered_model_version)
+    return miscalibrate(data, SHIFT["b"], work / "source")
 
 
 @pytest.fixture(scope="module")
