@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -112,8 +112,10 @@ def test_the_exported_numbers_read_alike_from_both_designs():
 
 
 @settings(max_examples=60, deadline=None)
-@given(rows=st.integers(2, 60), n=st.integers(1, 2 * BLOCK + 3), seed=st.integers(0, 10**6),
+@given(rows=st.integers(2, 300), n=st.integers(1, 2 * BLOCK + 3), seed=st.integers(0, 10**6),
        gaps=st.floats(0.0, 0.9), order=st.sampled_from("CF"))
+@example(rows=1000, n=BLOCK + 1, seed=1, gaps=0.0, order="C")  # row-major, a 1-column last block
+@example(rows=30, n=1, seed=2, gaps=0.5, order="C")  # one numeric and its indicator
 def test_the_design_equals_the_column_transformer_for_any_shape(rows, n, seed, gaps, order):
     """Every block width (a last block of one column included), any missing share, either
     memory layout of the input."""
