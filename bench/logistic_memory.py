@@ -9,6 +9,12 @@ coefficients; the parent prints peak RSS, the peak above the matrix, CPU seconds
 the coefficients are identical.
 
     python -m bench.logistic_memory [--rows 1200000 --numeric 75 --levels 3,4,5,6,8,12]
+    python -m bench.logistic_memory --data-dir DIR [--task churn]
+
+With ``--data-dir`` (raw tables and snapshots built by this code) the child runs ``train TASK``
+up to the model choice and fits the logistic pipeline once on all the training rows (the
+matrix `train` builds) instead of the cross-validation, then stops: "matrix MB" is then the
+process RSS `train` holds before the fit.
 """
 
 from __future__ import annotations
@@ -81,14 +87,35 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def child(kind: str, rows: int, numeric: int, levels: tuple[int, ...], out: Path) -> None:
-    unfitted = pipeline(kind, numeric, levels)  # imports first: "matrix MB" is the process
-    x, y = matrix(rows, numeric, levels)
+def _fit(kind: str, x: np.ndarray, y: np.ndarray, numeric: int, levels: tuple[int, ...],
+         out: Path) -> None:
+    """Fit, save the coefficients, print the RSS before the fit and the lbfgs iterations."""
+    unfitted = pipeline(kind, numeric, levels)
     before = _rss_mb()
-    fitted = unfitted.fit(x, y)
-    model = fitted.named_steps["model"]
+    model = unfitted.fit(x, y).named_steps["model"]
     np.save(out, np.concatenate([model.coef_[0], model.intercept_]))
-    print(f"{before:.0f} {model.n_iter_[0]}")
+    print(f"{before:.0f} {model.n_iter_[0]}", flush=True)
+
+
+def child_in_train(kind: str, data: Path, task: str, out: Path) -> None:
+    """`train TASK` up to the choice; the logistic fit on its training matrix instead."""
+    import training.selection
+    from training.cli import load_settings
+    from training.train import train
+
+    def fit_instead(frame, y, _as_of, _accounts, schema, *_a, **_k):
+        _fit(kind, frame, np.asarray(y).astype(int), len(schema.numeric),
+             tuple(len(v) for v in schema.categorical.values()), out)
+        os._exit(0)  # nothing after the fit is measured
+
+    training.selection.select_and_refit = fit_instead
+    train(task, load_settings(data))
+
+
+def child(kind: str, rows: int, numeric: int, levels: tuple[int, ...], out: Path) -> None:
+    pipeline(kind, numeric, levels)  # imports first: "matrix MB" is the process with the matrix
+    x, y = matrix(rows, numeric, levels)
+    _fit(kind, x, y, numeric, levels, out)
 
 
 def main() -> None:
@@ -96,15 +123,23 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_200_000)
     parser.add_argument("--numeric", type=int, default=75)
     parser.add_argument("--levels", default="3,4,5,6,8,12")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--task", default="churn")
     parser.add_argument("--child", choices=["old", "new"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     levels = tuple(int(v) for v in args.levels.split(","))
+    if args.child and args.data_dir:
+        child_in_train(args.child, args.data_dir, args.task, args.out)
+        return
     if args.child:
         child(args.child, args.rows, args.numeric, levels, args.out)
         return
-    print(f"{args.rows:,} rows x {args.numeric + len(levels)} columns ({args.numeric} numeric, "
-          f"{len(levels)} categorical)")
+    if args.data_dir:
+        print(f"train {args.task} on {args.data_dir}: one logistic fit on all training rows")
+    else:
+        print(f"{args.rows:,} rows x {args.numeric + len(levels)} columns ({args.numeric} "
+              f"numeric, {len(levels)} categorical)")
     print(f"{'design':<18} {'peak MB':>8} {'matrix MB':>9} {'above':>7} {'CPU s':>7} "
           f"{'wall s':>7} {'iters':>6}")
     coefs = {}
@@ -112,11 +147,13 @@ def main() -> None:
         for kind in ("old", "new"):
             out = Path(tmp) / f"{kind}.npy"
             began = time.perf_counter()
+            where = (["--data-dir", str(args.data_dir), "--task", args.task] if args.data_dir
+                     else ["--rows", str(args.rows), "--numeric", str(args.numeric),
+                           "--levels", args.levels])
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.logistic_memory", "--child", kind, "--rows",
-                 str(args.rows), "--numeric", str(args.numeric), "--levels", args.levels,
+                [sys.executable, "-m", "bench.logistic_memory", "--child", kind, *where,
                  "--out", str(out)], stdout=subprocess.PIPE)
-            text = proc.stdout.read().decode()
+            text = proc.stdout.read().decode().strip().splitlines()[-1]
             _, status, usage = os.wait4(proc.pid, 0)
             if os.waitstatus_to_exitcode(status):
                 raise RuntimeError(f"the {kind} child failed")
