@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer
 
+from training.linear_design import LinearDesign
 from training.models import FeatureSchema, model_matrix
 
 LOGISTIC_C = 0.1
@@ -43,36 +42,11 @@ def logistic_baseline(schema: FeatureSchema, seed: int, tune: bool = False) -> P
     fast and deterministic. `tune=True` chooses C from (0.01, 0.1, 1, 10) by 5-fold
     cross-validated log loss instead, for small tables where regularisation matters.
     """
-    n = len(schema.numeric)
-    numeric = Pipeline(
-        [
-            (
-                "impute",
-                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            ),
-            # the imputer's output is a fresh array: scale it in place
-            ("scale", StandardScaler(copy=False)),
-            ("clip", FunctionTransformer(np.clip, kw_args={"a_min": -STANDARD_CLIP,
-                                                           "a_max": STANDARD_CLIP},
-                                         feature_names_out="one-to-one")),
-        ]
-    )
-    columns = ColumnTransformer(
-        [
-            ("numeric", numeric, list(range(n))),
-            (
-                "categorical",
-                OneHotEncoder(
-                    # level codes (`model_matrix`): NaN (missing, unknown) is all zeros
-                    categories=[np.arange(len(v), dtype="float64")
-                                for v in schema.categorical.values()],
-                    handle_unknown="ignore",
-                ),
-                list(range(n, n + len(schema.categorical))),
-            ),
-        ],
-        remainder="drop",
-    )
+    # one preallocated design, column block by column block: the same numbers as
+    # ColumnTransformer(SimpleImputer(median, add_indicator) -> StandardScaler -> clip,
+    # OneHotEncoder) without its whole-design temporaries (training.linear_design)
+    columns = LinearDesign(len(schema.numeric),
+                           tuple(len(v) for v in schema.categorical.values()), STANDARD_CLIP)
     if tune:
         model = LogisticRegressionCV(
             Cs=list(LOGISTIC_C_GRID),
@@ -108,11 +82,28 @@ def design_sources(pipeline: Pipeline, schema: FeatureSchema) -> list[str]:
     """The schema column behind each column of a fitted `logistic_baseline`'s design matrix, in
     order: the numerics, the missing indicators of those that had missing values in training,
     then each categorical's levels (the matrix input has no column names to carry)."""
-    numeric = pipeline.named_steps["columns"].named_transformers_["numeric"]
-    indicator = numeric.named_steps["impute"].indicator_
-    flagged = list(indicator.features_) if indicator is not None else []
+    flagged = design_numbers(pipeline)["flagged"]
     return [*schema.numeric, *(schema.numeric[j] for j in flagged),
             *(col for col, levels in schema.categorical.items() for _ in levels)]
+
+
+def design_numbers(pipeline: Pipeline) -> dict:
+    """A fitted `logistic_baseline`'s preprocessing numbers: per numeric the imputation
+    ``median``; ``flagged`` (the numerics with a missing indicator); ``mean`` and ``scale`` over
+    the numerics then the indicators; ``clip`` (None: none). Reads both the `LinearDesign` and
+    the ColumnTransformer of pipelines fitted before it."""
+    columns = pipeline.named_steps["columns"]
+    if isinstance(columns, LinearDesign):
+        return {"median": columns.median_, "flagged": columns.flagged_.tolist(),
+                "mean": columns.mean_, "scale": columns.scale_, "clip": float(columns.clip)}
+    numeric = columns.named_transformers_["numeric"]
+    imputer, scaler = numeric.named_steps["impute"], numeric.named_steps["scale"]
+    clipper = numeric.named_steps.get("clip")
+    return {"median": imputer.statistics_,
+            "flagged": list(imputer.indicator_.features_) if imputer.indicator_ is not None
+            else [],
+            "mean": scaler.mean_, "scale": scaler.scale_,
+            "clip": None if clipper is None else float(clipper.kw_args["a_max"])}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from training.baselines import design_numbers
 from training.models import FeatureSchema
 
 if TYPE_CHECKING:
@@ -39,25 +40,23 @@ def export_linear(pipeline: Pipeline, schema: FeatureSchema, train: pd.DataFrame
     centred and the bias carries ``intercept`` plus the centres. ``train``: the training frame
     (for the centres).
     """
-    columns = pipeline.named_steps["columns"]
-    numeric = columns.named_transformers_["numeric"]
-    imputer, scaler = numeric.named_steps["impute"], numeric.named_steps["scale"]
-    clipper = numeric.named_steps.get("clip")
-    clip = None if clipper is None else float(clipper.kw_args["a_max"])
+    numbers = design_numbers(pipeline)
+    clip = numbers["clip"]
     model = pipeline.named_steps["model"]
     coef = np.asarray(model.coef_[0], dtype="float64")
     n = len(schema.numeric)
-    flagged = list(imputer.indicator_.features_) if imputer.indicator_ is not None else []
+    flagged = numbers["flagged"]
     width = n + len(flagged)
     out_numeric: dict[str, dict] = {}
     for j, col in enumerate(schema.numeric):
         missing = None
         if j in flagged:
             m = n + flagged.index(j)
-            missing = {"mean": float(scaler.mean_[m]), "scale": float(scaler.scale_[m]),
+            missing = {"mean": float(numbers["mean"][m]), "scale": float(numbers["scale"][m]),
                        "coef": float(coef[m])}
-        out_numeric[col] = {"median": float(imputer.statistics_[j]),
-                            "mean": float(scaler.mean_[j]), "scale": float(scaler.scale_[j]),
+        out_numeric[col] = {"median": float(numbers["median"][j]),
+                            "mean": float(numbers["mean"][j]),
+                            "scale": float(numbers["scale"][j]),
                             "coef": float(coef[j]), "missing": missing}
     design = np.asarray(pipeline[:-1].transform(train), dtype="float64")
     out_categorical: dict[str, dict] = {}
