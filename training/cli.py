@@ -47,6 +47,21 @@ def load_settings(data_dir: Path | None = None) -> TrainingSettings:
     return settings_of(TrainingSettings, data_dir)
 
 
+@contextmanager
+def failing_cleanly(settings):
+    """A training error or a raw-data contract error is one line and exit 1 (the raw-data one
+    naming the file, table and column), never a traceback."""
+    from features.sources import ContractError
+    from training.train import TrainingError
+
+    try:
+        yield
+    except TrainingError as exc:
+        fail(str(exc))
+    except ContractError as exc:
+        fail(contract_failure(settings.raw_dir, exc))
+
+
 def reference_for(ctx: typer.Context, settings):
     """The reference-probability provider the composition root put on the context, for these
     settings (None: training reports no reference)."""
@@ -56,22 +71,17 @@ def reference_for(ctx: typer.Context, settings):
 
 def _run(ctx: typer.Context, task: str, data_dir: Path | None, as_json: bool,
          horizon_days: int | None = None, **kwargs) -> None:
-    from features.sources import ContractError
-    from training.train import TrainingError, summary_json, train
+    from training.train import summary_json, train
 
     settings = task_settings(data_dir, horizon_days)
     kwargs["reference"] = reference_for(ctx, settings)
     quiet_mlflow_logs()
-    try:
+    with failing_cleanly(settings):
         if as_json:
             result = train(task, settings, **kwargs)
         else:
             with steps(f"training {task}", TRAIN_STEPS) as advance:
                 result = train(task, settings, progress=advance, **kwargs)
-    except TrainingError as exc:
-        fail(str(exc))
-    except ContractError as exc:
-        fail(contract_failure(settings.raw_dir, exc))
     if as_json:
         typer.echo(summary_json(result))
         return
@@ -127,21 +137,15 @@ def train_backtest(
     candidate's pooled ROC AUC, PR AUC, lift and revenue capture with 95 % intervals
     (bootstrap over accounts), the paired difference model - better baseline and a verdict,
     plus one row per cut-off. Registers nothing."""
-    from features.sources import ContractError
     from training.tasks import TASKS
-    from training.train import TrainingError, backtest
+    from training.train import backtest
 
     if task not in TASKS:
         fail(f"unknown task {task!r}; choose from {', '.join(TASKS)}", 2)
     settings = task_settings(data_dir, horizon_days)
-    try:
-        with steps(f"backtest {task}", cutoffs * 4) as advance:
-            report = backtest(task, settings, cutoffs, progress=advance,
-                              reference=reference_for(ctx, settings))
-    except TrainingError as exc:
-        fail(str(exc))
-    except ContractError as exc:
-        fail(contract_failure(settings.raw_dir, exc))
+    with failing_cleanly(settings), steps(f"backtest {task}", cutoffs * 4) as advance:
+        report = backtest(task, settings, cutoffs, progress=advance,
+                          reference=reference_for(ctx, settings))
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
@@ -306,27 +310,21 @@ def train_recalibrate(
     on the newest matured date. For when only calibration has drifted; seconds, not a
     retrain. Exits non-zero, registering nothing, when no labels have matured since the
     model's training."""
-    from features.sources import ContractError
     from training.recalibrate import recalibrate, summary_json
     from training.tasks import TASKS
-    from training.train import TrainingError
 
     if task not in TASKS:
         fail(f"unknown task {task!r}; choose from {', '.join(TASKS)}", 2)
     settings = load_settings(data_dir)
     quiet_mlflow_logs()
     reasons = [reason] if reason else []
-    try:
+    with failing_cleanly(settings):
         if as_json:
             result = recalibrate(task, settings, reasons=reasons)
         else:
             with console.status(f"recalibrating {task}") as status:
                 result = recalibrate(task, settings, reasons=reasons,
                                      progress=lambda m: status.update(f"{task}: {m}"))
-    except TrainingError as exc:
-        fail(str(exc))
-    except ContractError as exc:
-        fail(contract_failure(settings.raw_dir, exc))
     if as_json:
         typer.echo(summary_json(result))
         return

@@ -226,7 +226,7 @@ def recalibrate(
         tag_version,
         version_with_fingerprint,
     )
-    from training.train import _check_labels, _dataset, _observed_dates
+    from training.train import check_labels, observed_dates, task_dataset
     from training.uncertainty import bootstrap
 
     began = time.perf_counter()
@@ -247,15 +247,15 @@ def recalibrate(
                 f"{name} v{source.version} was trained on feature catalogue "
                 f"{source.meta['catalogue_version']}; the snapshots are built by {catalogue}: "
                 "its trees cannot read them, retrain with `propensity train`")
-        observed = _observed_dates(tables, store, horizon, catalogue)
+        observed = observed_dates(tables, store, horizon, catalogue)
         fit_dates, test_dates = matured_blocks(observed, source.last_training_date(), horizon)
         say(f"labels of {len(fit_dates)} calibration date(s) and the test date {test_dates[0]}")
-        parts = {part: _dataset(task, tables, store, dates, horizon,
+        parts = {part: task_dataset(task, tables, store, dates, horizon,
                                 settings.upsell_min_growth, source.options["product"],
                                 source.options["renewal_only"])
                  for part, dates in (("calibration", fit_dates), ("test", test_dates))}
         for part, frame in parts.items():
-            _check_labels(part, frame)
+            check_labels(part, frame)
         raw = {part: raw_scores(source.model, frame) for part, frame in parts.items()}
         say(f"refitting the calibrator on {len(raw['calibration']):,} rows")
         try:

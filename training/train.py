@@ -86,7 +86,7 @@ class TrainResult:
         }
 
 
-def _dataset(task: str, tables, store: FeatureStore, dates: list[date], horizon_days: int,
+def task_dataset(task: str, tables, store: FeatureStore, dates: list[date], horizon_days: int,
              upsell_min_growth: float, product: str | None, renewal_only: bool) -> pd.DataFrame:
     from training.dataset import build_dataset
 
@@ -100,7 +100,7 @@ def _dataset(task: str, tables, store: FeatureStore, dates: list[date], horizon_
     return build_dataset(task, tables, store, dates, horizon_days, **kwargs)
 
 
-def _check_labels(name: str, frame: pd.DataFrame) -> None:
+def check_labels(name: str, frame: pd.DataFrame) -> None:
     if frame.empty:
         raise TrainingError(f"{name} set is empty: no labelled snapshot rows")
     classes = sorted(frame["label"].unique())
@@ -145,7 +145,7 @@ class Fitted:
     selection: dict = field(default_factory=dict)  # training.selection.Selection.as_json()
 
 
-def _observed_dates(tables, store: FeatureStore, horizon: int, catalogue: str) -> list[date]:
+def observed_dates(tables, store: FeatureStore, horizon: int, catalogue: str) -> list[date]:
     """Snapshot dates with an observed label window, each built by this code's catalogue."""
     from training.labels import label_window_observed
 
@@ -189,12 +189,12 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     say(f"building the {task} dataset ({len(training_dates)} training, {len(split.test)} "
         "test dates)")
     parts = {
-        part: _dataset(task, tables, store, dates, settings.horizon_days,
+        part: task_dataset(task, tables, store, dates, settings.horizon_days,
                        settings.upsell_min_growth, product, renewal_only)
         for part, dates in (("train", training_dates), ("test", split.test))
     }
     for part, frame in parts.items():
-        _check_labels(part, frame)
+        check_labels(part, frame)
     candidates = feature_list(parts["train"], stored_spec(settings, store))
     dropped = uninformative(parts["train"], candidates)
     if dropped:
@@ -300,7 +300,7 @@ def train(
     store = FeatureStore(settings.features_dir)
     spec = stored_spec(settings, store)
     version_tag = catalogue_version(feature_groups(spec))
-    observed = _observed_dates(tables, store, horizon, version_tag)
+    observed = observed_dates(tables, store, horizon, version_tag)
     try:
         split = time_split(observed, horizon, validation=0, test=2)  # CV inside the training
     except ValueError as exc:
@@ -454,7 +454,7 @@ def backtest(
     say = progress or (lambda message: log.info(message))
     tables = load_tables(settings.raw_dir)
     store = FeatureStore(settings.features_dir)
-    observed = _observed_dates(tables, store, settings.horizon_days,
+    observed = observed_dates(tables, store, settings.horizon_days,
                                catalogue_version(feature_groups(stored_spec(settings, store))))
     try:
         # like `train`: no validation block (the model is chosen by CV inside the training)
