@@ -59,9 +59,11 @@ def _read(table: str, cutoff: Cutoff) -> str:
 
 
 def grid_sql(group: FeatureGroup, dates_table: str) -> str:
-    """The family's query for every date of ``dates_table``, sorted by date."""
+    """The family's query for every date of ``dates_table``, sorted by date: its own grid form
+    (``FeatureGroup.grid``) if it has one, else its SQL joined to the dates."""
     assert group.cte is not None
-    return f"SELECT * FROM ({group.cte(GridCutoff(dates_table))}) ORDER BY {AS_OF}"
+    query = group.grid(dates_table) if group.grid else group.cte(GridCutoff(dates_table))
+    return f"SELECT * FROM ({query}) ORDER BY {AS_OF}"
 
 
 def prepare(con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], dates: list[date]
