@@ -26,40 +26,32 @@ def group(spec: FeatureSpec) -> FeatureGroup:
     )
 
     def cte(s: At) -> str:
+        at, d180, d360 = s.ts(), s.ts(180), s.ts(360)
         return f"""
-SELECT {s.key('agg')}agg.account_id, {_COLUMNS}
-FROM (
-  {_aggregates(s)}
-) agg
-JOIN (
-  SELECT {s.key('ranked')}account_id, score FROM (
-    SELECT {s.key()}n.account_id, n.score, ROW_NUMBER() OVER (
-      PARTITION BY {s.key()}n.account_id ORDER BY n.responded_at DESC, n.score) AS rank
-    FROM nps_responses n{s.dates()} WHERE n.responded_at < {s.ts()}
-  ) ranked WHERE rank = 1
-) latest ON latest.account_id = agg.account_id{s.same('latest', 'agg')}
-"""
-
-    return FeatureGroup("voice", FAMILY, SOURCE, features, cte, grid_sql)
-
-
-_COLUMNS = """CAST(latest.score AS DOUBLE) AS nps_last, agg.nps_180d,
+SELECT {s.key('agg')}agg.account_id, CAST(latest.score AS DOUBLE) AS nps_last, agg.nps_180d,
   agg.nps_180d - agg.nps_prior_180d AS nps_trend_180d,
   agg.nps_responses_180d, agg.nps_detractors_180d,
-  CASE WHEN latest.score <= 6 THEN 1 ELSE 0 END AS detractor_flag"""
-
-
-def _aggregates(s: At) -> str:
-    """Each account's answers in the 180 days before as_of and the 180 before those."""
-    at, d180, d360 = s.ts(), s.ts(180), s.ts(360)
-    return f"""SELECT {s.key()}n.account_id,
+  CASE WHEN latest.score <= 6 THEN 1 ELSE 0 END AS detractor_flag
+FROM (
+  SELECT {s.key()}n.account_id,
     AVG(CASE WHEN n.responded_at >= {d180} THEN CAST(n.score AS DOUBLE) END) AS nps_180d,
     AVG(CASE WHEN n.responded_at >= {d360} AND n.responded_at < {d180}
       THEN CAST(n.score AS DOUBLE) END) AS nps_prior_180d,
     SUM(CASE WHEN n.responded_at >= {d180} THEN 1 ELSE 0 END) AS nps_responses_180d,
     SUM(CASE WHEN n.responded_at >= {d180} AND n.score <= 6 THEN 1 ELSE 0 END)
       AS nps_detractors_180d
-  FROM nps_responses n{s.dates()} WHERE n.responded_at < {at} GROUP BY {s.key()}n.account_id"""
+  FROM nps_responses n{s.dates()} WHERE n.responded_at < {at} GROUP BY {s.key()}n.account_id
+) agg
+JOIN (
+  SELECT {s.key('ranked')}account_id, score FROM (
+    SELECT {s.key()}n.account_id, n.score, ROW_NUMBER() OVER (
+      PARTITION BY {s.key()}n.account_id ORDER BY n.responded_at DESC, n.score) AS rank
+    FROM nps_responses n{s.dates()} WHERE n.responded_at < {at}
+  ) ranked WHERE rank = 1
+) latest ON latest.account_id = agg.account_id{s.same('latest', 'agg')}
+"""
+
+    return FeatureGroup("voice", FAMILY, SOURCE, features, cte, grid_sql)
 
 
 def grid_sql(dates: str) -> str:
