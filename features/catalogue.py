@@ -158,6 +158,10 @@ class FeatureGroup:
     source: str
     features: tuple[Feature, ...]
     cte: Callable[[At], str] | None  # None: derived from other groups' columns
+    #: Optional: the family for every date of a grid's dates table (its name given), rows keyed
+    #: by (as_of, account_id) like ``cte(GridCutoff(table))`` but written as a running
+    #: formulation (range or ASOF joins) where that is cheaper; None: ``cte(GridCutoff(...))``.
+    grid: Callable[[str], str] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:

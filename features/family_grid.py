@@ -6,6 +6,12 @@ written from a boundary (``catalogue.At``); given a :class:`~features.catalogue.
 over a table of the grid's dates, the same text joins each source row to the dates it is
 visible at and groups by (as_of, account_id), so one query gives every date's rows.
 
+A family may instead give its own grid form (``FeatureGroup.grid``) where a running formulation is
+cheaper: revenue pairs each date only with the terms in force at it (a range join of the dates
+with each term's in-force interval), voice reads the latest answer from the interval each answer
+is the latest over (a range join again) instead of ranking every earlier answer once per date.
+The single-date SQL stays the reference: the tests compare every date of both.
+
 The rows are stored in one table per family of the connection's database (visible to its
 cursors), sorted by date so that a date's read skips the other dates' blocks, and each
 snapshot's query reads its date's rows from there. The snapshot SQL around them is unchanged,
@@ -59,9 +65,11 @@ def _read(table: str, cutoff: Cutoff) -> str:
 
 
 def grid_sql(group: FeatureGroup, dates_table: str) -> str:
-    """The family's query for every date of ``dates_table``, sorted by date."""
+    """The family's query for every date of ``dates_table``, sorted by date: its own grid form
+    (``FeatureGroup.grid``) if it has one, else its SQL joined to the dates."""
     assert group.cte is not None
-    return f"SELECT * FROM ({group.cte(GridCutoff(dates_table))}) ORDER BY {AS_OF}"
+    query = group.grid(dates_table) if group.grid else group.cte(GridCutoff(dates_table))
+    return f"SELECT * FROM ({query}) ORDER BY {AS_OF}"
 
 
 def prepare(con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], dates: list[date]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -125,3 +126,49 @@ def test_by_default_only_heavily_overlapping_grids_use_one_query_per_family(
     dates = grid_dates(date(2024, 9, 2), date(2025, 2, 24), every)
     grid = dict(build_grid(generated, dates, workers=1, one_pass=False))
     assert bool(calls) is expected and list(grid) == dates
+
+
+def boundary_book() -> dict[str, pd.DataFrame]:
+    """The valid fixture with the cases the grid forms of revenue and voice handle apart:
+    two NPS answers at one instant (the lower one is the latest), an answer at midnight
+    (unseen at that date), a renewal starting on its predecessor's end date, an open-ended term
+    cancelled at midnight, and two terms of equal MRR (the plan ranks them)."""
+    book = valid_frames()
+    nps = pd.DataFrame({
+        "account_id": ["A2", "A2", "A2"], "contact_id": [None, None, None],
+        "responded_at": pd.to_datetime(["2024-10-01 12:00:00", "2024-10-01 12:00:00",
+                                        "2024-10-03 00:00:00"]),
+        "score": pd.Series([8, 5, 10], dtype="int64")})
+    subs = pd.DataFrame({
+        "subscription_id": ["S5", "S6", "S7"], "account_id": ["A2", "A2", "A2"],
+        "product": ["core", "core", "api"], "plan": ["pro", "basic", "advanced"],
+        "seats": pd.Series([3, 4, 2], dtype="int64"), "mrr": [300.0, 300.0, 300.0],
+        "start_date": pd.to_datetime(["2024-09-01", "2024-10-01", "2024-10-01"]).date,
+        "end_date": [date(2024, 10, 1), None, None],
+        "cancelled_at": pd.to_datetime([None, "2024-10-20 00:00:00", None]),
+        "billing_period": ["annual", "monthly", "monthly"], "auto_renew": [False, True, True],
+        "discount_pct": [0.0, 10.0, 0.0]})
+    for name, extra in (("nps_responses", nps), ("subscriptions", subs)):
+        book[name] = pd.concat([book[name], extra[book[name].columns]], ignore_index=True)
+    return book
+
+
+def test_the_grid_forms_on_their_boundaries_equal_the_single_dates():
+    tables = RawTables.from_frames(boundary_book())
+    dates = [date(2024, 9, 20) + timedelta(days=i) for i in range(33)]  # to 2024-10-22
+    assert assert_families_equal_per_date(tables, dates) > 500
+    grid = dict(build_grid(tables, dates, workers=1, one_query=True))
+    rows = {day: grid[day].to_pandas().set_index(ACCOUNT_ID).loc["A2"]
+            for day in (date(2024, 10, 1), date(2024, 10, 2), date(2024, 10, 3),
+                        date(2024, 10, 4), date(2024, 10, 20), date(2024, 10, 21))}
+    assert rows[date(2024, 10, 2)]["nps_last"] == 5.0  # of the two at one instant, the lower
+    assert rows[date(2024, 10, 3)]["nps_last"] == 5.0  # the midnight answer is not yet known
+    assert rows[date(2024, 10, 4)]["nps_last"] == 10.0
+    assert rows[date(2024, 10, 4)]["nps_responses_180d"] == 3
+    assert rows[date(2024, 10, 1)]["plan_tier"] == "pro"  # S5 in force through its end date
+    assert rows[date(2024, 10, 2)]["plan_tier"] == "advanced"  # S6 = S7 in MRR: by plan
+    # S3 (200, cancelled 2024-10-15 10:00) with S6 and S7 (300 each)
+    assert rows[date(2024, 10, 2)]["mrr"] == 800.0 and rows[date(2024, 10, 2)]["seats"] == 11
+    assert rows[date(2024, 10, 20)]["mrr"] == 600.0  # S6 cancelled at midnight: in force at T
+    assert rows[date(2024, 10, 21)]["mrr"] == 300.0
+    assert rows[date(2024, 10, 21)]["mrr_change_30d"] == -200.0  # 2024-09-21: S3 + S5
