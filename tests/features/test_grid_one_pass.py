@@ -139,14 +139,46 @@ def test_grid_features_ignore_everything_at_or_after_as_of(book_seed, future_see
     assert grid_snapshot(book).equals(grid_snapshot(rewritten))
 
 
-def test_set_bits_lists_every_set_bit_in_row_then_bit_order():
-    from features.usage_grid import _set_bits
+def last_days(rows: list[tuple[int, str | None, int]], probes: list[int]):
+    """``_LastDays`` of active (account, entity, day) rows, reduced as ``_last_days_sql`` does."""
+    from features.usage_grid import _LastDays
 
-    words = np.array([0b1011, 1 << 63, 0, (1 << 64) - 1], dtype=np.uint64)
-    for block in (1, 3, 1 << 20):  # across block edges as within one
-        rows, bits = _set_bits(words, block)
-        assert rows.tolist() == [0, 0, 0, 1] + [3] * 64
-        assert bits.tolist() == [0, 1, 3, 63] + list(range(64))
+    frame = pd.DataFrame(rows, columns=["a", "entity", "day"])
+    frame["probe"] = np.searchsorted(probes, frame["day"], side="right")
+    reduced = frame.groupby(["a", "entity", "probe"], dropna=False, as_index=False)["day"].max()
+    return _LastDays.of(pa.Table.from_pandas(reduced.rename(columns={"day": "last"}),
+                                             preserve_index=False))
+
+
+def test_covering_counts_the_entities_active_in_each_window():
+    from features.usage_grid import _covering
+
+    probes = np.array([10, 20, 30])
+    # account 0: u1 on days 5 and 25, u2 on day 31 (after every probe); account 1: u1 on 19
+    active = last_days([(0, "u1", 5), (0, "u1", 25), (0, "u2", 31), (1, "u1", 19)],
+                       probes.tolist())
+    assert _covering(active, 7, 2, probes).tolist() == [[1, 0, 1], [0, 1, 0]]
+    assert _covering(active, 30, 2, probes).tolist() == [[1, 1, 1], [0, 1, 1]]
+    assert _covering(active, 1, 2, probes).tolist() == [[0, 0, 0], [0, 1, 0]]  # [19, 20): 19
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["u1", "u2", None]),
+                            st.integers(0, 120)), max_size=40),
+    probes=st.lists(st.integers(1, 130), min_size=1, max_size=8, unique=True).map(sorted),
+    w=st.sampled_from([1, 7, 30, 90]),
+)
+def test_covering_equals_counting_each_window(rows, probes, w):
+    """For all active days, probe days and windows: the count of entities with a day in
+    [X - w, X), entity by entity (a NULL entity is one entity, as in SQL's GROUP BY)."""
+    from features.usage_grid import _covering
+
+    got = _covering(last_days(rows, probes), w, 4, np.array(probes))
+    for account in range(4):
+        for j, x in enumerate(probes):
+            entities = {e for a, e, d in rows if a == account and x - w <= d < x}
+            assert got[account, j] == len(entities), (account, x)
 
 
 @pytest.fixture(scope="module")
