@@ -13,7 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import build_grid, build_snapshot, uses_one_pass
+from features.build import (
+    USAGE_ONE_PASS_MIN_OVERLAP,
+    build_grid,
+    build_snapshot,
+    uses_one_pass,
+)
 from features.grid import grid_dates
 from features.sources import RawTables
 from features.validation import load_tables
@@ -107,6 +112,21 @@ def test_a_grid_in_parts_of_the_accounts_equals_the_single_dates(generated, monk
                                                           "month"))
 
 
+def test_a_monthly_grid_computes_its_usage_in_one_pass_by_default(tmp_path, monkeypatch):
+    from features import usage_grid
+
+    generate(40, 14, 7, date(2024, 1, 1), tmp_path / "raw", tmp_path / "truth")
+    tables = load_tables(tmp_path / "raw")
+    calls = []
+    prepare = usage_grid.prepare
+    monkeypatch.setattr(usage_grid, "prepare", lambda *a: calls.append(a[2]) or prepare(*a))
+    dates = grid_dates(date(2024, 2, 1), date(2025, 1, 1), "month")  # each day in 4.2 windows
+    grid = dict(build_grid(tables, dates))
+    assert calls == [dates]
+    for day in dates[::5]:
+        assert grid[day].equals(build_snapshot(tables, day))
+
+
 def test_one_pass_when_the_dates_windows_overlap_enough():
     monthly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "month")
     weekly = grid_dates(date(2025, 1, 1), date(2025, 12, 1), "week")
@@ -114,6 +134,14 @@ def test_one_pass_when_the_dates_windows_overlap_enough():
     assert not uses_one_pass(monthly, 180)  # in 5: per date is as fast
     assert uses_one_pass(grid_dates(date(2025, 1, 1), date(2025, 12, 1), "14 days"), 180)
     assert not uses_one_pass([date(2025, 1, 1)], 180)
+
+
+def test_the_usage_one_pass_takes_monthly_grids_too():
+    monthly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "month")
+    quarterly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "91 days")
+    assert uses_one_pass(monthly, 180, USAGE_ONE_PASS_MIN_OVERLAP)  # each day in 5 windows
+    assert not uses_one_pass(quarterly, 180, USAGE_ONE_PASS_MIN_OVERLAP)  # in 1.7
+    assert not uses_one_pass(monthly[:2], 180, USAGE_ONE_PASS_MIN_OVERLAP)
 
 
 def grid_snapshot(book: dict[str, pd.DataFrame]) -> pa.Table:
