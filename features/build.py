@@ -234,7 +234,8 @@ def build_grid(
     see the measurements above it), and the usage
     family, half a snapshot's cost, in one pass (``features.usage_grid``; ``one_pass`` None:
     when ``uses_one_pass`` with ``USAGE_ONE_PASS_MIN_OVERLAP``, monthly grids too); each
-    snapshot then reads its date's rows. Snapshots are independent queries, and one DuckDB query keeps two cores only about two thirds busy, so
+    snapshot then reads its date's rows. Snapshots are independent queries, and one DuckDB
+    query keeps two cores only about two thirds busy, so
     on a grid several single-threaded queries at once are faster (measured 1.6x on 2 cores).
     Each worker has its own cursor on the same in-memory database.
     """

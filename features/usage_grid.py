@@ -1,15 +1,15 @@
 """The usage family for every date of a grid in one pass over the events.
 
 Per date, the usage query reduces the events of its last 180 days again, so a grid pays about
-one scan and one aggregation of the events per date. Here DuckDB reduces the events once per
-(account, day) (per-type quantities) and once per (account, user) into bitmaps of the active
-days, 64 days a row (and per (account, undeclared type) when the volumes show such events):
-hash groups a tenth of the distinct (account, user, day), which fit the caches. Every window
-of every date then comes from prefix sums over the daily rows (numpy: a window's sum is
-C(T) - C(T - w)), and distinct users from runs of the activity days unpacked from the bitmaps:
-a user with activity on day d counts in the window of every date T with d < T <= d + w, so
-each run of days whose gaps are at most w covers one interval of dates and the count at T is
-runs started before T minus runs ended before T.
+one scan and one aggregation of the events per date. Here DuckDB reduces the events once, into
+tables of the database, per (account, day) (per-type quantities) and per (account, user,
+interval between two probe days) the last active day (and the same per (account, undeclared
+type) when the volumes show such events); each reduction runs per span of about 64 days, so
+that its hash groups stay small. Every window of every date then comes from prefix sums over
+the daily rows (numpy: a window's sum is C(T) - C(T - w)), and distinct users from the last
+active days: a user counts at T for w when its last active day before T is at or after T - w,
+and each row of last days holds for a range of probes, so the counts are a difference array
+summed along the probes.
 
 The result has the same values as the per-date query (integer sums are exact whatever the
 grouping); its derived columns (trend, breadth) are computed by SQL from the same integer
@@ -269,7 +269,42 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     n = len(unique_accounts)
     origin = _origin(dates, plan)
     grid, probes = _probes(dates, origin)
-    volumes = rows(reduced.daily, "* EXCLUDE (code)")
+    columns, seen = _window_sums(rows(reduced.daily, "* EXCLUDE (code)"), plan, grid, n)
+
+    def last_days(table: str | None) -> _LastDays:
+        if table is None:
+            return _LastDays.none()
+        return _LastDays.of(rows(table, "entity, probe, last"))
+
+    at_date = np.searchsorted(probes, grid)
+    others = last_days(reduced.others)
+    for w in BREADTH_WINDOWS:
+        columns[f"other_types_{w}d"] = _covering(others, w, n, probes)[:, at_date].ravel()
+    del others
+    users = last_days(reduced.users)
+    for w in USER_WINDOWS:
+        columns[f"active_users_{w}d"] = _covering(users, w, n, probes)[:, at_date].ravel()
+    before_30 = _covering(users, CHANGE_WINDOW, n, probes)[
+        :, np.searchsorted(probes, grid - CHANGE_WINDOW)].ravel()
+    columns["active_users_change_30d"] = columns[f"active_users_{CHANGE_WINDOW}d"] - before_30
+    del users
+
+    probe_account = np.repeat(np.arange(n, dtype=np.int64), len(grid))
+    return pa.table({
+        ACCOUNT_ID: unique_accounts.take(pa.array(probe_account[seen])),
+        AS_OF: pa.array(dates, pa.date32()).take(
+        pa.array(np.tile(np.arange(len(dates)), n)[seen])),
+        **{name: pa.array(values[seen]) for name, values in columns.items()},
+    })
+
+
+def _window_sums(volumes: pa.Table, plan: UsageWindows, grid: np.ndarray, n: int
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The windowed sums and days since the last event at every (account, date) probe of the
+    ``n`` accounts x ``grid`` days (row-major) from the daily rows, and which probes the per-date
+    query has a row for (events in the lookback)."""
+    import numpy as np
+
     day = volumes.column("day").to_numpy().astype(np.int64)
     keys = (volumes.column("a").to_numpy().astype(np.int64) << _DAY_BITS) + day
     order = np.argsort(keys)  # (account, day) is unique
@@ -301,35 +336,9 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
         by_type = column(f"q{i}")
         for w in plan.types:
             columns[f"events_{type_key(t)}_{w}d"] = window_sum(by_type, w)
-    last_day = day[np.maximum(before(0) - 1, 0)]
+    last_day = day[np.maximum(before(0) - 1, 0)] if len(day) else np.zeros_like(probe_day)
     columns["days_since_last_event"] = probe_day - last_day
-    del keys, day, total, volumes, bounds
-
-    def last_days(table: str | None) -> _LastDays:
-        if table is None:
-            return _LastDays.none()
-        return _LastDays.of(rows(table, "entity, probe, last"))
-
-    at_date = np.searchsorted(probes, grid)
-    others = last_days(reduced.others)
-    for w in BREADTH_WINDOWS:
-        columns[f"other_types_{w}d"] = _covering(others, w, n, probes)[:, at_date].ravel()
-    del others
-    users = last_days(reduced.users)
-    for w in USER_WINDOWS:
-        columns[f"active_users_{w}d"] = _covering(users, w, n, probes)[:, at_date].ravel()
-    before_30 = _covering(users, CHANGE_WINDOW, n, probes)[
-        :, np.searchsorted(probes, grid - CHANGE_WINDOW)].ravel()
-    columns["active_users_change_30d"] = columns[f"active_users_{CHANGE_WINDOW}d"] - before_30
-    del users
-
-    probe_account = np.repeat(np.arange(n, dtype=np.int64), len(grid))
-    return pa.table({
-        ACCOUNT_ID: unique_accounts.take(pa.array(probe_account[seen])),
-        AS_OF: pa.array(dates, pa.date32()).take(
-        pa.array(np.tile(np.arange(len(dates)), n)[seen])),
-        **{name: pa.array(values[seen]) for name, values in columns.items()},
-    })
+    return columns, seen
 
 
 def _volumes_sql(plan: UsageWindows, since: date, until: date, origin: date) -> str:
@@ -380,7 +389,8 @@ def _in_chunks(since: date, until: date, cuts: list[date], reduction) -> str:
         if cut - bounds[-1] >= timedelta(days=CHUNK_DAYS) and cut < until:
             bounds.append(cut)
     bounds.append(until)
-    return "\nUNION ALL\n".join(f"({reduction(a, b)})" for a, b in zip(bounds, bounds[1:]))
+    spans = zip(bounds, bounds[1:], strict=False)
+    return "\nUNION ALL\n".join(f"({reduction(a, b)})" for a, b in spans)
 
 
 @dataclass(frozen=True)
@@ -429,7 +439,7 @@ def _sort_order(*keys: np.ndarray) -> np.ndarray:
     if sum(widths) > 63:
         return np.lexsort(keys[::-1])
     packed = np.zeros(len(keys[0]), dtype=np.int64)
-    for key, width in zip(keys, widths):
+    for key, width in zip(keys, widths, strict=True):
         packed = (packed << width) | key
     return np.argsort(packed)
 
