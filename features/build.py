@@ -190,11 +190,11 @@ def default_workers() -> int:
 #: the families other than usage are computed in one query each (see below): 48 weekly dates
 #: (each day in 17 windows), not 24 monthly dates (5).
 ONE_PASS_MIN_OVERLAP = 8.0
-#: The same for the usage family in one pass (features.usage_grid). Measured on 2 cores under
-#: load, whole grid built and stored in one process, 24 monthly dates (overlap 5): 30,000
-#: accounts 26.8 CPU-s / 40 s against 30.3 / 51 s per date; 100,000 accounts: see
-#: docs/benchmarks.md. (Before the reductions were kept in tables, monthly grids measured no
-#: faster at 30,000 accounts and 1.3x slower at 100,000, and stayed per date.)
+#: The same for the usage family in one pass (features.usage_grid). 24 monthly dates (each day
+#: in 5 windows), alternated with main under load ~7 on 2 cores: 30,000 accounts by the command
+#: line 30.6 CPU-s against 35.3 per date; 100,000 accounts built in one process 93 against 116
+#: CPU-s (2.3 GB peak against 0.85); docs/benchmarks.md. (Before the reductions were kept in
+#: tables, monthly grids measured no faster at 30,000 accounts and 1.3x slower at 100,000.)
 USAGE_ONE_PASS_MIN_OVERLAP = 4.0
 
 
