@@ -186,19 +186,26 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-#: A grid computes the usage family in one pass (features.usage_grid) when the dates' lookback
-#: windows cover each day of its span this many times on average. Measured on 2 cores: 48
-#: weekly dates (each day in 17 windows) 1.5x faster end to end at 30,000 accounts; 24 monthly
-#: dates (5 windows) even at 30,000 and 1.3x slower at 100,000 accounts, so they stay per date.
+#: The dates' lookback windows cover each day of a grid's span this many times on average where
+#: the families other than usage are computed in one query each (see below): 48 weekly dates
+#: (each day in 17 windows), not 24 monthly dates (5).
 ONE_PASS_MIN_OVERLAP = 8.0
+#: The same for the usage family in one pass (features.usage_grid). 24 monthly dates (each day
+#: in 5 windows), alternated with main under load ~7 on 2 cores: 30,000 accounts by the command
+#: line 30.6 CPU-s against 35.3 per date; 100,000 accounts built in one process 93 against 116
+#: CPU-s (2.3 GB peak against 0.85); docs/benchmarks.md. (Before the reductions were kept in
+#: tables, monthly grids measured no faster at 30,000 accounts and 1.3x slower at 100,000.)
+USAGE_ONE_PASS_MIN_OVERLAP = 4.0
 
 
-def uses_one_pass(dates: list[date], lookback: int) -> bool:
-    """Whether a grid of ``dates`` computes its usage features in one pass."""
+def uses_one_pass(dates: list[date], lookback: int,
+                  min_overlap: float = ONE_PASS_MIN_OVERLAP) -> bool:
+    """Whether the dates' windows overlap enough (``min_overlap``) for a grid to compute
+    their features in one pass."""
     if len(dates) < 2:
         return False
     span = (max(dates) - min(dates)).days + lookback
-    return len(dates) * lookback >= ONE_PASS_MIN_OVERLAP * span
+    return len(dates) * lookback >= min_overlap * span
 
 
 #: The families other than usage are computed for every date of a grid in one query each
@@ -229,8 +236,9 @@ def build_grid(
     query each (``features.family_grid``; exact; ``one_query`` None: when ``uses_one_pass``,
     see the measurements above it), and the usage
     family, half a snapshot's cost, in one pass (``features.usage_grid``; ``one_pass`` None:
-    when ``uses_one_pass``); each snapshot then reads its date's rows. Snapshots are
-    independent queries, and one DuckDB query keeps two cores only about two thirds busy, so
+    when ``uses_one_pass`` with ``USAGE_ONE_PASS_MIN_OVERLAP``, monthly grids too); each
+    snapshot then reads its date's rows. Snapshots are independent queries, and one DuckDB
+    query keeps two cores only about two thirds busy, so
     on a grid several single-threaded queries at once are faster (measured 1.6x on 2 cores).
     Each worker has its own cursor on the same in-memory database.
     """
@@ -253,7 +261,7 @@ def build_grid(
             tables.con, [g for g in groups if _available(g, tables.present)], dates)
         groups = [families.group(g) for g in groups]
     if one_pass is None:
-        one_pass = uses_one_pass(dates, plan.lookback)
+        one_pass = uses_one_pass(dates, plan.lookback, USAGE_ONE_PASS_MIN_OVERLAP)
     try:
         if one_pass and _available(usage.group(spec or FeatureSpec()), tables.present):
             from features import usage_grid

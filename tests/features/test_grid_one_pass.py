@@ -13,7 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import build_grid, build_snapshot, uses_one_pass
+from features.build import (
+    USAGE_ONE_PASS_MIN_OVERLAP,
+    build_grid,
+    build_snapshot,
+    uses_one_pass,
+)
 from features.grid import grid_dates
 from features.sources import RawTables
 from features.validation import load_tables
@@ -107,6 +112,21 @@ def test_a_grid_in_parts_of_the_accounts_equals_the_single_dates(generated, monk
                                                           "month"))
 
 
+def test_a_monthly_grid_computes_its_usage_in_one_pass_by_default(tmp_path, monkeypatch):
+    from features import usage_grid
+
+    generate(40, 14, 7, date(2024, 1, 1), tmp_path / "raw", tmp_path / "truth")
+    tables = load_tables(tmp_path / "raw")
+    calls = []
+    prepare = usage_grid.prepare
+    monkeypatch.setattr(usage_grid, "prepare", lambda *a: calls.append(a[2]) or prepare(*a))
+    dates = grid_dates(date(2024, 2, 1), date(2025, 1, 1), "month")  # each day in 4.2 windows
+    grid = dict(build_grid(tables, dates))
+    assert calls == [dates]
+    for day in dates[::5]:
+        assert grid[day].equals(build_snapshot(tables, day))
+
+
 def test_one_pass_when_the_dates_windows_overlap_enough():
     monthly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "month")
     weekly = grid_dates(date(2025, 1, 1), date(2025, 12, 1), "week")
@@ -114,6 +134,14 @@ def test_one_pass_when_the_dates_windows_overlap_enough():
     assert not uses_one_pass(monthly, 180)  # in 5: per date is as fast
     assert uses_one_pass(grid_dates(date(2025, 1, 1), date(2025, 12, 1), "14 days"), 180)
     assert not uses_one_pass([date(2025, 1, 1)], 180)
+
+
+def test_the_usage_one_pass_takes_monthly_grids_too():
+    monthly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "month")
+    quarterly = grid_dates(date(2024, 2, 1), date(2026, 1, 1), "91 days")
+    assert uses_one_pass(monthly, 180, USAGE_ONE_PASS_MIN_OVERLAP)  # each day in 5 windows
+    assert not uses_one_pass(quarterly, 180, USAGE_ONE_PASS_MIN_OVERLAP)  # in 1.7
+    assert not uses_one_pass(monthly[:2], 180, USAGE_ONE_PASS_MIN_OVERLAP)
 
 
 def grid_snapshot(book: dict[str, pd.DataFrame]) -> pa.Table:
@@ -139,14 +167,46 @@ def test_grid_features_ignore_everything_at_or_after_as_of(book_seed, future_see
     assert grid_snapshot(book).equals(grid_snapshot(rewritten))
 
 
-def test_set_bits_lists_every_set_bit_in_row_then_bit_order():
-    from features.usage_grid import _set_bits
+def last_days(rows: list[tuple[int, str | None, int]], probes: list[int]):
+    """``_LastDays`` of active (account, entity, day) rows, reduced as ``_last_days_sql`` does."""
+    from features.usage_grid import _LastDays
 
-    words = np.array([0b1011, 1 << 63, 0, (1 << 64) - 1], dtype=np.uint64)
-    for block in (1, 3, 1 << 20):  # across block edges as within one
-        rows, bits = _set_bits(words, block)
-        assert rows.tolist() == [0, 0, 0, 1] + [3] * 64
-        assert bits.tolist() == [0, 1, 3, 63] + list(range(64))
+    frame = pd.DataFrame(rows, columns=["a", "entity", "day"])
+    frame["probe"] = np.searchsorted(probes, frame["day"], side="right")
+    reduced = frame.groupby(["a", "entity", "probe"], dropna=False, as_index=False)["day"].max()
+    return _LastDays.of(pa.Table.from_pandas(reduced.rename(columns={"day": "last"}),
+                                             preserve_index=False))
+
+
+def test_covering_counts_the_entities_active_in_each_window():
+    from features.usage_grid import _covering
+
+    probes = np.array([10, 20, 30])
+    # account 0: u1 on days 5 and 25, u2 on day 31 (after every probe); account 1: u1 on 19
+    active = last_days([(0, "u1", 5), (0, "u1", 25), (0, "u2", 31), (1, "u1", 19)],
+                       probes.tolist())
+    assert _covering(active, 7, 2, probes).tolist() == [[1, 0, 1], [0, 1, 0]]
+    assert _covering(active, 30, 2, probes).tolist() == [[1, 1, 1], [0, 1, 1]]
+    assert _covering(active, 1, 2, probes).tolist() == [[0, 0, 0], [0, 1, 0]]  # [19, 20): 19
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["u1", "u2", None]),
+                            st.integers(0, 120)), max_size=40),
+    probes=st.lists(st.integers(1, 130), min_size=1, max_size=8, unique=True).map(sorted),
+    w=st.sampled_from([1, 7, 30, 90]),
+)
+def test_covering_equals_counting_each_window(rows, probes, w):
+    """For all active days, probe days and windows: the count of entities with a day in
+    [X - w, X), entity by entity (a NULL entity is one entity, as in SQL's GROUP BY)."""
+    from features.usage_grid import _covering
+
+    got = _covering(last_days(rows, probes), w, 4, np.array(probes))
+    for account in range(4):
+        for j, x in enumerate(probes):
+            entities = {e for a, e, d in rows if a == account and x - w <= d < x}
+            assert got[account, j] == len(entities), (account, x)
 
 
 @pytest.fixture(scope="module")
