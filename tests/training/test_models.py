@@ -284,3 +284,11 @@ def test_bagged_rows_per_tree_are_bounded_for_every_book(n):
     assert 0 < fraction <= 0.8
     assert n * fraction <= ROWS_PER_TREE * (1 + 1e-9)
     assert fraction == 0.8 or n * fraction >= ROWS_PER_TREE * (1 - 1e-9)  # no fewer either
+
+
+def test_the_auc_metric_dropped_leaves_the_trees_and_the_stopping_point_unchanged(fitted):
+    df, y, schema, booster = fitted
+    with_auc = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=7,
+                            params={**SMALL, "metric": ["binary_logloss", "auc"]})
+    assert with_auc.best_iteration == booster.best_iteration
+    assert with_auc.dump_model()["tree_info"] == booster.dump_model()["tree_info"]
