@@ -248,6 +248,9 @@ def main() -> None:
                 [sys.executable, "-m", "bench.training", "--child-task", task,
                  "--data-dir", str(data)])
             report = json.loads(out.strip().splitlines()[-1])
+            # the stage timers reset the kernel's high-water mark (clear_refs), which wait4's
+            # ru_maxrss then misses: the run's peak is the highest stage peak
+            peak = max([peak, *(st["peak_mb"] for st in report["stages"])])
             r = report["result"]
             oracle = r["oracle"]["roc_auc"] if r.get("oracle") else float("nan")
             summary.append(
