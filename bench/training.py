@@ -115,8 +115,13 @@ def _named(name: str):
 
 
 def _fold_or_all(fold: str, whole: str):
-    """The first positional argument after ``self`` is the fit's rows (None: every row)."""
-    return lambda _self, rows=None, *_a, **_k: whole if rows is None else fold
+    """The first positional argument after ``self`` is the fit's rows (None: every row); a
+    LightGBM fit's tree setting (its ``num_leaves``) is named after it."""
+    def label(_self, rows=None, *_a, params=None, **_k):
+        leaves = (params or {}).get("num_leaves")
+        name = whole if rows is None else fold
+        return name if leaves is None or "logistic" in name else f"{name} ({leaves} leaves)"
+    return label
 
 
 def instrument() -> None:
@@ -184,11 +189,38 @@ def stage_table(stages: list[dict]) -> list[str]:
                      f"{m['cpu_s']:>8.1f} {m['peak_mb']:>8.0f}")
     folds = sorted((s for s in stages if s["stage"].startswith("fold ")),
                    key=lambda s: s["start"])
-    for i, s in enumerate(folds):
+    fold = 1
+    for s in folds:
         trees = f" ({s['trees']} trees)" if "trees" in s else ""
-        lines.append(f"    fold {i // 2 + 1}: {s['stage'][5:] + trees:<31} {'':>5} "
+        lines.append(f"    fold {fold}: {s['stage'][5:] + trees:<31} {'':>5} "
                      f"{s['wall_s']:>8.1f} {s['cpu_s']:>8.1f} {s['peak_mb']:>8.0f}")
-    return lines
+        fold += "logistic" in s["stage"]  # a fold's logistic fit is its last
+    return lines + [""] + fit_summary(stages)
+
+
+def fit_summary(stages: list[dict]) -> list[str]:
+    """The goal's figures: the slowest and the largest single fit (fold or refit), and the
+    whole cross-validated selection (every fold fit) beside the refit."""
+    fits = [s for s in stages if s["stage"].startswith(("fold ", "refit "))]
+    if not fits:
+        return []
+    slowest = max(fits, key=lambda s: s["wall_s"])
+    largest = max(fits, key=lambda s: s["peak_mb"])
+    folds = [s for s in fits if s["stage"].startswith("fold ")]
+    refits = [s for s in fits if s["stage"].startswith("refit ")]
+    whole = next((s for s in stages if s["stage"] == "cross-validation + refit"), None)
+    out = [f"  slowest fit: {slowest['stage']}, {slowest['wall_s']:.1f} s wall, "
+           f"{slowest['cpu_s']:.1f} CPU-s (goal: 60 s)",
+           f"  largest fit: {largest['stage']}, {largest['peak_mb']:,.0f} MB process peak "
+           "(goal: 3,000 MB)",
+           f"  cross-validation: {len(folds)} fold fits, {sum(s['wall_s'] for s in folds):.1f} s "
+           f"wall, {sum(s['cpu_s'] for s in folds):.1f} CPU-s; refit: "
+           f"{sum(s['wall_s'] for s in refits):.1f} s wall, "
+           f"{sum(s['cpu_s'] for s in refits):.1f} CPU-s"]
+    if whole:
+        out.append(f"  selection + refit, everything included: {whole['wall_s']:.1f} s wall, "
+                   f"{whole['cpu_s']:.1f} CPU-s")
+    return out
 
 
 def main() -> None:
@@ -216,6 +248,9 @@ def main() -> None:
                 [sys.executable, "-m", "bench.training", "--child-task", task,
                  "--data-dir", str(data)])
             report = json.loads(out.strip().splitlines()[-1])
+            # the stage timers reset the kernel's high-water mark (clear_refs), which wait4's
+            # ru_maxrss then misses: the run's peak is the highest stage peak
+            peak = max([peak, *(st["peak_mb"] for st in report["stages"])])
             r = report["result"]
             oracle = r["oracle"]["roc_auc"] if r.get("oracle") else float("nan")
             summary.append(

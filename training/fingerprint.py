@@ -64,18 +64,20 @@ def fingerprint(
     task: str,
     options: Mapping[str, object],
     settings: Mapping[str, object],
-    parts: Mapping[str, pd.DataFrame],
+    parts: Mapping[str, pd.DataFrame | str],
     catalogue: str,
     code: str,
 ) -> str:
     """sha256 over the task and its ``options``, the fitting ``settings`` (those in
-    :data:`NOT_FITTING` left out), each part's :func:`frame_digest`, the catalogue version and
-    the ``code`` version."""
+    :data:`NOT_FITTING` left out), each part's :func:`frame_digest` (given as a string when
+    the frame was digested before it was freed), the catalogue version and the ``code``
+    version."""
     payload = {
         "task": task,
         "options": dict(options),
         "settings": {k: v for k, v in settings.items() if k not in NOT_FITTING},
-        "parts": {name: frame_digest(frame) for name, frame in sorted(parts.items())},
+        "parts": {name: frame if isinstance(frame, str) else frame_digest(frame)
+                  for name, frame in sorted(parts.items())},
         "catalogue": catalogue,
         "code": code,
     }

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     import lightgbm
 
 N_FOLDS = 4
+# The logistic regression's rows, at most (a seeded sample of whole accounts above it; see
+# `account_sample`)
+LOGISTIC_MAX_ROWS = 250_000
 BLEND_WEIGHTS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
 _EPS = 1e-12
 
@@ -168,6 +171,52 @@ def _logistic(schema: FeatureSchema, seed: int):
     return logistic_baseline(schema, seed)
 
 
+def account_sample(accounts: np.ndarray, rows: np.ndarray | None, seed: int,
+                   limit: int | None = None) -> np.ndarray | None:
+    """``rows`` (positions; None: every row of ``accounts``) when at most ``limit``, else the
+    rows of a seeded sample of their accounts, every row of a chosen account, ~``limit`` in all.
+
+    Why: the logistic regression has ~100 coefficients; 1.2 M rows (100,000 accounts x 17
+    dates) do not estimate them better than 250,000, but its design on all of them was the
+    largest array of a training run. Whole accounts, not rows: an account's dates are nearly
+    copies of each other. Each account draws one number from ``seed``, and the rows kept are
+    those whose account drew below ``limit / len(rows)``: the same draw in every fold, so a
+    larger fold keeps a superset of a smaller one's accounts.
+    """
+    limit = LOGISTIC_MAX_ROWS if limit is None else limit
+    codes = np.asarray(accounts)
+    n = len(codes) if rows is None else len(rows)
+    if n <= limit:
+        return rows
+    draw = np.random.default_rng(seed).random(int(codes.max()) + 1)
+    picked = codes if rows is None else codes[rows]
+    kept = np.flatnonzero(draw[picked] < limit / n)
+    return kept if rows is None else rows[kept]
+
+
+def fit_logistic_rows(x: np.ndarray, y: np.ndarray, accounts: np.ndarray, schema: FeatureSchema,
+                      seed: int, rows: np.ndarray | None = None):
+    """The logistic pipeline fitted on ``rows`` (None: all) of ``x``, or on the
+    `account_sample` of them when they are many. ``accounts``: an account code per row."""
+    rows = account_sample(accounts, rows, seed)
+    xs = x if rows is None else _rows_of(x, rows)
+    ys = y if rows is None else y[rows]
+    return _logistic(schema, seed).fit(xs, np.asarray(ys).astype(int))
+
+
+def account_codes(accounts) -> np.ndarray:
+    """Each row's account as a small integer (first seen, first numbered)."""
+    return pd.factorize(np.asarray(accounts))[0]
+
+
+def _rows_of(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x``'s ``rows`` (increasing positions): a view when they are consecutive (a fold's
+    rows are runs of dates: the matrix is stacked by date), a copy otherwise."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return x[rows[0]:rows[-1] + 1]
+    return x[rows]
+
+
 @dataclass
 class FoldData:
     """Every training row once, shared by the folds and the refit: ``x`` (the
@@ -180,13 +229,16 @@ class FoldData:
     schema: FeatureSchema
     seed: int
     dataset: lightgbm.Dataset = field(repr=False)
+    accounts: np.ndarray | None = None  # an account code per row: the logistic's sample
 
     @classmethod
-    def build(cls, x: np.ndarray, y: np.ndarray, schema: FeatureSchema, seed: int) -> FoldData:
+    def build(cls, x: np.ndarray, y: np.ndarray, schema: FeatureSchema, seed: int,
+              accounts=None) -> FoldData:
         from training import models
 
         y = np.asarray(y, dtype="float64")
-        return cls(x, y, schema, seed, models.lightgbm_dataset(x, y, schema, seed))
+        codes = None if accounts is None else account_codes(accounts)
+        return cls(x, y, schema, seed, models.lightgbm_dataset(x, y, schema, seed), codes)
 
     def lightgbm_rows(self, rows: np.ndarray | None = None) -> lightgbm.Dataset:
         """The Dataset of ``rows`` (positions, increasing; None: every row), on the shared bins."""
@@ -208,16 +260,15 @@ class FoldData:
         """``x``'s ``rows`` (increasing positions; None: all). The rows are stacked by date,
         so a fold's training rows and its block are runs of consecutive rows: a view then,
         not a copy."""
-        if rows is None:
-            return self.x
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-            return self.x[rows[0]:rows[-1] + 1]
-        return self.x[rows]
+        return self.x if rows is None else _rows_of(self.x, rows)
 
     def fit_logistic(self, rows: np.ndarray | None = None):
-        """The logistic pipeline fitted on ``rows`` (None: all) of the shared matrix."""
-        y = self.y if rows is None else self.y[rows]
-        return _logistic(self.schema, self.seed).fit(self.matrix_rows(rows), y.astype(int))
+        """The logistic pipeline fitted on ``rows`` (None: all) of the shared matrix, or on a
+        sample of their accounts when they are more than ``LOGISTIC_MAX_ROWS``."""
+        if self.accounts is None:
+            y = self.y if rows is None else self.y[rows]
+            return _logistic(self.schema, self.seed).fit(self.matrix_rows(rows), y.astype(int))
+        return fit_logistic_rows(self.x, self.y, self.accounts, self.schema, self.seed, rows)
 
 
 def select_and_refit(
@@ -233,7 +284,7 @@ def select_and_refit(
 
     with threadpool_limits(limits=1, user_api="blas"):  # small BLAS calls: one thread is faster
         x = frame if isinstance(frame, np.ndarray) else models.model_matrix(frame, schema)
-        data = FoldData.build(x, y, schema, seed)
+        data = FoldData.build(x, y, schema, seed, accounts)
         y = data.y
         row_dates = pd.Series(pd.to_datetime(as_of).dt.date.to_numpy())
         folds = expanding_folds(list(set(row_dates)), horizon_days)

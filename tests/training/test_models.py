@@ -7,16 +7,21 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 
 from training.baselines import LOGISTIC_C_GRID, logistic_baseline
 from training.models import (
+    ROWS_PER_TREE,
     FeatureSchema,
+    bagging_fraction,
     contributions,
     fit_lightgbm,
     importance,
     lightgbm_dataset,
+    lightgbm_params,
     model_matrix,
     predict_raw,
     to_model_frame,
@@ -153,7 +158,8 @@ def test_fit_stops_early_and_keeps_the_best_iteration(fitted):
     _, _, _, booster = fitted
     assert 0 < booster.best_iteration < 2000
     assert booster.num_trees() == booster.best_iteration  # trees after the best are dropped
-    assert set(booster.best_score["valid"]) == {"binary_logloss", "auc"}
+    # the one metric early stopping watches; no AUC computed (and sorted) after every tree
+    assert set(booster.best_score["valid"]) == {"binary_logloss"}
 
 
 def test_fit_uses_native_categoricals_with_the_schema_levels(fitted):
@@ -259,3 +265,30 @@ def test_a_subset_of_the_shared_dataset_keeps_the_bins_of_all_rows():
     assert on_subset.model_to_string() == train_booster(with_reference, 400, None, 3,
                                                         params).model_to_string()
 
+
+
+def test_each_tree_sees_at_most_rows_per_tree_rows_and_small_books_keep_0_8():
+    assert bagging_fraction(34_000) == 0.8  # the demo book: unchanged
+    assert bagging_fraction(250_000) == 0.8  # 200,000 rows: the bound itself
+    assert bagging_fraction(1_000_000) == 0.2
+    assert lightgbm_params(1_000_000, 1)[0]["bagging_fraction"] == 0.2
+    assert lightgbm_params(34_000, 1)[0]["bagging_fraction"] == 0.8
+    # an explicit fraction is the caller's: kept as given
+    assert lightgbm_params(1_000_000, 1, {"bagging_fraction": 0.5})[0]["bagging_fraction"] == 0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 50_000_000))
+def test_bagged_rows_per_tree_are_bounded_for_every_book(n):
+    fraction = bagging_fraction(n)
+    assert 0 < fraction <= 0.8
+    assert n * fraction <= ROWS_PER_TREE * (1 + 1e-9)
+    assert fraction == 0.8 or n * fraction >= ROWS_PER_TREE * (1 - 1e-9)  # no fewer either
+
+
+def test_the_auc_metric_dropped_leaves_the_trees_and_the_stopping_point_unchanged(fitted):
+    df, y, schema, booster = fitted
+    with_auc = fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=7,
+                            params={**SMALL, "metric": ["binary_logloss", "auc"]})
+    assert with_auc.best_iteration == booster.best_iteration
+    assert with_auc.dump_model()["tree_info"] == booster.dump_model()["tree_info"]

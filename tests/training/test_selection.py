@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from training import selection as selection_module
 from training.baselines import logistic_baseline
 from training.models import (
     FeatureSchema,
@@ -22,7 +23,14 @@ from training.models import (
     to_model_frame,
     train_booster,
 )
-from training.selection import choose, expanding_folds, paired_se, select_and_refit
+from training.selection import (
+    account_codes,
+    account_sample,
+    choose,
+    expanding_folds,
+    paired_se,
+    select_and_refit,
+)
 
 
 def months(n: int, start: date = date(2024, 1, 1)) -> list[date]:
@@ -201,3 +209,54 @@ def test_fold_logistic_fits_on_the_shared_matrix_equal_fits_on_the_frame_rows():
     by_frame = logistic_baseline(schema, 7).fit(df.iloc[tr], y[tr]).predict_proba(df.iloc[va])
     np.testing.assert_array_equal(selection.oof[: len(va)], by_frame[:, 1])
 
+
+
+# --- the logistic regression on a bounded sample of accounts (large books) ----------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(n_accounts=st.integers(1, 300), n_dates=st.integers(1, 12), limit=st.integers(1, 3000),
+       seed=st.integers(0, 5), start=st.integers(0, 11))
+def test_the_account_sample_keeps_whole_accounts_about_the_limit_and_nests(
+        n_accounts, n_dates, limit, seed, start):
+    accounts = np.tile(np.arange(n_accounts) * 7 + 3, n_dates)  # stacked by date, like a book
+    codes = account_codes(accounts)
+    rows = np.arange(start * n_accounts, n_dates * n_accounts)  # a fold: the later dates
+    if len(rows) == 0:
+        return
+    kept = account_sample(codes, rows, seed, limit)
+    if len(rows) <= limit:
+        assert kept is rows  # nothing to do below the limit
+        return
+    assert np.all(np.isin(kept, rows)) and np.all(np.diff(kept) > 0)
+    inside = set(accounts[kept])  # every row of a chosen account, none of the others
+    assert set(rows[np.isin(accounts[rows], list(inside))]) == set(kept)
+    assert np.array_equal(kept, account_sample(codes, rows, seed, limit))  # seeded
+    every = account_sample(codes, None, seed, limit)  # all rows: a smaller share of accounts
+    assert set(accounts[every]) <= inside
+
+
+def test_the_account_sample_is_near_the_limit_on_a_large_book():
+    codes = account_codes(np.tile(np.arange(20_000), 17))  # 340,000 rows
+    kept = account_sample(codes, None, seed=42, limit=100_000)
+    assert len(kept) % 17 == 0  # whole accounts
+    assert abs(len(kept) - 100_000) < 4 * np.sqrt(100_000 * 17)  # binomial over accounts
+
+
+def test_above_the_limit_the_logistic_fits_are_those_of_the_account_sample(monkeypatch):
+    df, y = book(60, 12, seed=1, nonlinear=False)
+    monkeypatch.setattr(selection_module, "LOGISTIC_MAX_ROWS", 200)
+    estimator, selection = run(df, y)
+    assert selection.chosen == "logistic"
+    schema = FeatureSchema.infer(df, ["a", "b", "noise"])
+    codes = account_codes(df["account_id"])
+    tr, va = first_fold_rows(df, selection)
+    sample = account_sample(codes, tr, 7)
+    assert 0 < len(sample) < len(tr)
+    by_hand = logistic_baseline(schema, 7).fit(df.iloc[sample], y[sample])
+    np.testing.assert_array_equal(selection.oof[: len(va)],
+                                  by_hand.predict_proba(df.iloc[va])[:, 1])
+    everything = account_sample(codes, None, 7)
+    refit = logistic_baseline(schema, 7).fit(df.iloc[everything], y[everything])
+    np.testing.assert_array_equal(estimator.linear.predict_proba(df)[:, 1],
+                                  refit.predict_proba(df)[:, 1])
