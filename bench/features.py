@@ -227,6 +227,8 @@ def main() -> None:
     os.environ[MEMORY_LIMIT_ENV] = args.memory_limit  # every child (phase, CLI) reads it
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="propensity-bench-", dir=args.workdir))
     results = []
     try:
