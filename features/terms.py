@@ -30,6 +30,16 @@ def in_force(at: str, alias: str = "s") -> str:
     )
 
 
+def in_force_until(alias: str = "s") -> str:
+    """SQL: the last instant term ``alias`` is in force, as a TIMESTAMP (``infinity`` for an
+    open-ended term never cancelled). The same rule as :func:`in_force`, as an interval: the
+    term is in force at T exactly when ``start_date < T <= in_force_until``, which lets a grid
+    range-join its dates to the terms in force at each."""
+    a = f"{alias}." if alias else ""
+    return (f"CASE WHEN {a}end_date IS NOT NULL THEN CAST({a}end_date AS TIMESTAMP) "
+            f"ELSE COALESCE({a}cancelled_at, TIMESTAMP 'infinity') END")
+
+
 def notice_given(at: str, alias: str = "s") -> str:
     """SQL predicate: a fixed term in force at ``at`` whose customer gave notice before ``at``."""
     a = f"{alias}." if alias else ""

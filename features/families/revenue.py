@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from features.catalogue import AS_OF, At, Feature, FeatureGroup, FeatureSpec, exact, ratio
-from features.terms import billing_months, in_force, notice_given
+from features.terms import billing_months, in_force, in_force_until, notice_given
 
 FAMILY = "revenue"
 SOURCE = "subscriptions"
@@ -100,7 +100,6 @@ LEFT JOIN (
 """
 
 
-
 def _outputs(change_windows: tuple[int, ...]) -> str:
     """The family's columns from its per-account aggregates (both forms share them)."""
     changes = ",\n".join(
@@ -121,12 +120,6 @@ CASE WHEN known_period_mrr > 0 THEN {ratio('annual_mrr', 'known_period_mrr')} EN
 auto_renew_off, cancellation_notice, tenure_days, plan_tier"""
 
 
-#: When a term stops being in force: it is in force at T exactly when
-#: ``start_date < T <= stop`` (``terms.in_force`` with the end or the cancellation as one bound).
-_STOP = ("CASE WHEN s.end_date IS NOT NULL THEN CAST(s.end_date AS TIMESTAMP) "
-         "ELSE COALESCE(s.cancelled_at, TIMESTAMP 'infinity') END")
-
-
 def revenue_grid_sql(change_windows: tuple[int, ...], dates: str) -> str:
     """Every date of the table ``dates`` at once. A term is in force over an interval
     (``start_date < T <= stop``), so a range join of the dates with those intervals pairs each
@@ -145,7 +138,7 @@ def revenue_grid_sql(change_windows: tuple[int, ...], dates: str) -> str:
                      for w in change_windows)
     prev = "".join(f"COALESCE(ago_{w}.mrr_{w}d_ago, 0) AS mrr_{w}d_ago, " for w in change_windows)
     return f"""
-WITH terms AS (SELECT s.*, {_STOP} AS stop FROM subscriptions s),
+WITH terms AS (SELECT s.*, {in_force_until()} AS stop FROM subscriptions s),
 keys AS (
   SELECT g.{AS_OF}, f.account_id,
     date_diff('day', f.first_start, CAST(g.{AS_OF} AS DATE)) AS tenure_days
