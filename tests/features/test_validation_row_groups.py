@@ -46,7 +46,8 @@ def _report(root: Path, events: pd.DataFrame, fmt: str, row_group: int = 0) -> l
     return [v.message() for v in validate(open_raw(raw))]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(breaks=st.lists(st.sampled_from(BREAKS), min_size=1, max_size=24),
        row_group=st.integers(1, 5))
 def test_a_parquet_file_in_row_groups_reports_what_its_csv_does(tmp_path_factory, breaks,
