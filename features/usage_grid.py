@@ -2,14 +2,15 @@
 
 Per date, the usage query reduces the events of its last 180 days again, so a grid pays about
 one scan and one aggregation of the events per date. Here DuckDB reduces the events once, into
-tables of the database, per (account, day) (per-type quantities) and per (account, user,
+tables of the database, per (account, interval between two window bounds: a date T or T - w for
+a volume window w) the per-type quantities and the last active day, and per (account, user,
 interval between two probe days) the last active day (and the same per (account, undeclared
 type) when the volumes show such events); each reduction runs per span of about 64 days, so
 that its hash groups stay small. Every window of every date then comes from prefix sums over
-the daily rows (numpy: a window's sum is C(T) - C(T - w)), and distinct users from the last
-active days: a user counts at T for w when its last active day before T is at or after T - w,
-and each row of last days holds for a range of probes, so the counts are a difference array
-summed along the probes.
+the intervals (numpy, dense accounts x bounds arrays: a window's sum is C(T) - C(T - w)), and
+distinct users from the last active days: a user counts at T for w when its last active day
+before T is at or after T - w, and each row of last days holds for a range of probes, so the
+counts are a difference array summed along the probes.
 
 The result has the same values as the per-date query (integer sums are exact whatever the
 grouping); its derived columns (trend, breadth) are computed by SQL from the same integer
@@ -412,8 +413,8 @@ def _in_chunks(since: date, until: date, cuts: list[date], reduction) -> str:
     """``reduction(a, b)`` of consecutive spans of about ``CHUNK_DAYS`` covering [since,
     until), in one query (UNION ALL). Their groups are disjoint when no group spans a cut: a
     day for the daily rows (``cuts`` empty: any day), a probe day for the last days. Each
-    span's hash table is that much smaller: 5.4 -> ?? CPU-s for both reductions at 30,000
-    accounts x 24 months, ?? -> ?? at 100,000."""
+    span's hash table is that much smaller: the whole one pass 9.3 -> 8.6 CPU-s at 30,000
+    accounts x 24 months, 46 -> 33 at 100,000 (docs/benchmarks.md)."""
     bounds = [since]
     for cut in cuts or [since + timedelta(days=CHUNK_DAYS * i) for i in range(
             1, (until - since).days // CHUNK_DAYS + 1)]:
