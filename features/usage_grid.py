@@ -2,14 +2,15 @@
 
 Per date, the usage query reduces the events of its last 180 days again, so a grid pays about
 one scan and one aggregation of the events per date. Here DuckDB reduces the events once, into
-tables of the database, per (account, day) (per-type quantities) and per (account, user,
+tables of the database, per (account, interval between two window bounds: a date T or T - w for
+a volume window w) the per-type quantities and the last active day, and per (account, user,
 interval between two probe days) the last active day (and the same per (account, undeclared
 type) when the volumes show such events); each reduction runs per span of about 64 days, so
 that its hash groups stay small. Every window of every date then comes from prefix sums over
-the daily rows (numpy: a window's sum is C(T) - C(T - w)), and distinct users from the last
-active days: a user counts at T for w when its last active day before T is at or after T - w,
-and each row of last days holds for a range of probes, so the counts are a difference array
-summed along the probes.
+the intervals (numpy, dense accounts x bounds arrays: a window's sum is C(T) - C(T - w)), and
+distinct users from the last active days: a user counts at T for w when its last active day
+before T is at or after T - w, and each row of last days holds for a range of probes, so the
+counts are a difference array summed along the probes.
 
 The result has the same values as the per-date query (integer sums are exact whatever the
 grouping); its derived columns (trend, breadth) are computed by SQL from the same integer
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-_DAY_BITS = 21  # days after the grid's origin (< 5,700 years) below, the account's code above
 #: Reduced rows (daily, or last days) per part of the accounts, so that what a part holds in
 #: Python stays bounded: 100,000 accounts x 24 months (12 M rows of last days) took 3.7 GB peak
 #: in one part, 2.5 GB in 3 parts of 5 M, for the same CPU.
 PART_ROWS = 4_000_000
+#: Cells of the (accounts x intervals) arrays of the window sums per part: 100,000 accounts x
+#: 104 intervals (24 monthly dates) is 10.4 M, 83 MB an array.
+PART_CELLS = 16_000_000
 CHUNK_DAYS = 64  # the reductions run per span of about this many days (``_in_chunks``)
 CHANGE_WINDOW = 30  # active_users_change_30d: the 30 days before against the 30 before those
 
@@ -145,7 +148,8 @@ def _probes(dates: list[date], origin: date) -> tuple[np.ndarray, np.ndarray]:
 class _Reduced:
     """The events of the grid reduced once, in tables of the database, keyed by the account's
     code (its rank among the accounts of ``subscriptions``, the snapshots' only accounts):
-    ``daily`` per (account, day) the quantities (``_volumes_sql``), ``users`` per (account,
+    ``daily`` per (account, interval between window bounds) the quantities and the last active
+    day (``_volumes_sql``), ``users`` per (account,
     user, interval between probes) the last active day (``_last_days_sql``), and ``others``
     the same per (account, undeclared type), None when the volumes show no such events."""
 
@@ -153,7 +157,8 @@ class _Reduced:
     daily: str
     users: str
     others: str | None
-    rows: int  # of the largest of them: what a part of the accounts holds in Python
+    rows: int  # of the largest of them, or the cells of the volumes' account x interval
+    # arrays in rows' worth (``PART_CELLS``): what a part of the accounts holds in Python
 
     @classmethod
     def of(cls, con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date],
@@ -176,8 +181,9 @@ FROM (SELECT DISTINCT {ACCOUNT_ID} FROM subscriptions WHERE {ACCOUNT_ID} IS NOT 
             made.append(accounts)
             _, probes = _probes(dates, origin)
             since = first - timedelta(days=max(max(USER_WINDOWS), 2 * CHANGE_WINDOW))
+            bounds = _bounds(dates, plan, origin)
             _at_once(con, [
-                (daily, _volumes_sql(plan, first - timedelta(days=plan.lookback), last, origin)),
+                (daily, _volumes_sql(plan, bounds, origin)),
                 (users, _last_days_sql("user_id", since, last, "", origin, probes)),
             ], create)
             declared = " + ".join(f"q{i}" for i in range(len(plan.event_types))) or "0"
@@ -190,11 +196,13 @@ FROM (SELECT DISTINCT {ACCOUNT_ID} FROM subscriptions WHERE {ACCOUNT_ID} IS NOT 
                     + ", ".join(sql_text(t) for t in plan.event_types) + ")", origin, probes),
                     con)
             rows = max(con.execute(f"SELECT COUNT(*) FROM {t}").fetchall()[0][0] for t in made)
+            codes = con.execute(f"SELECT COUNT(*) FROM {accounts}").fetchall()[0][0]
         except BaseException:
             for table in made:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
             raise
-        return cls(accounts, daily, users, others if undeclared else None, rows)
+        return cls(accounts, daily, users, others if undeclared else None,
+                   max(rows, codes * len(bounds) * PART_ROWS // PART_CELLS))
 
     def drop(self, con: duckdb.DuckDBPyConnection) -> None:
         for table in (self.accounts, self.daily, self.users, self.others):
@@ -255,8 +263,8 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     code is ``part`` modulo ``parts``, as Arrow.
 
     Every value is read at the grid's (account, date) probes: window sums as differences of
-    prefix sums over the account's daily rows (one binary search per window length, shared by
-    the columns), distinct counts by ``_covering``."""
+    prefix sums over the account's intervals (``_window_sums``), distinct counts by
+    ``_covering``."""
     import numpy as np
     import pyarrow as pa
 
@@ -269,12 +277,13 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     n = len(unique_accounts)
     origin = _origin(dates, plan)
     grid, probes = _probes(dates, origin)
-    columns, seen = _window_sums(rows(reduced.daily, "* EXCLUDE (code)"), plan, grid, n)
+    columns, seen = _window_sums(rows(reduced.daily, "* EXCLUDE (code)"), plan, grid, n,
+                                 _bounds(dates, plan, origin))
 
     def last_days(table: str | None) -> _LastDays:
         if table is None:
             return _LastDays.none()
-        return _LastDays.of(rows(table, "entity, probe, last"))
+        return _LastDays.of(rows(table, "entity, hash(entity) AS h, probe, last"))
 
     at_date = np.searchsorted(probes, grid)
     others = last_days(reduced.others)
@@ -282,10 +291,11 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
         columns[f"other_types_{w}d"] = _covering(others, w, n, probes)[:, at_date].ravel()
     del others
     users = last_days(reduced.users)
+    covering = {w: _covering(users, w, n, probes) for w in {*USER_WINDOWS, CHANGE_WINDOW}}
     for w in USER_WINDOWS:
-        columns[f"active_users_{w}d"] = _covering(users, w, n, probes)[:, at_date].ravel()
-    before_30 = _covering(users, CHANGE_WINDOW, n, probes)[
-        :, np.searchsorted(probes, grid - CHANGE_WINDOW)].ravel()
+        columns[f"active_users_{w}d"] = covering[w][:, at_date].ravel()
+    before_30 = covering[CHANGE_WINDOW][:, np.searchsorted(probes, grid - CHANGE_WINDOW)].ravel()
+    del covering
     columns["active_users_change_30d"] = columns[f"active_users_{CHANGE_WINDOW}d"] - before_30
     del users
 
@@ -298,59 +308,85 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     })
 
 
-def _window_sums(volumes: pa.Table, plan: UsageWindows, grid: np.ndarray, n: int
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The windowed sums and days since the last event at every (account, date) probe of the
-    ``n`` accounts x ``grid`` days (row-major) from the daily rows, and which probes the per-date
-    query has a row for (events in the lookback)."""
+def _bounds(dates: list[date], plan: UsageWindows, origin: date) -> np.ndarray:
+    """The sorted day numbers where some window of some date starts or ends (each date T and
+    T - w for every volume window w): every window sum is a sum of whole intervals between
+    consecutive bounds, so the events need no finer reduction than those intervals (24
+    monthly dates: 104 bounds, 0.9 M (account, interval) rows at 30,000 accounts against 3.0 M
+    account-days)."""
     import numpy as np
 
-    day = volumes.column("day").to_numpy().astype(np.int64)
-    keys = (volumes.column("a").to_numpy().astype(np.int64) << _DAY_BITS) + day
-    order = np.argsort(keys)  # (account, day) is unique
-    keys, day = keys[order], day[order]
+    grid, _ = _probes(dates, origin)
+    windows = sorted({0, plan.lookback, *plan.counts, *plan.types, 30, 90})
+    return np.unique(np.concatenate([grid - w for w in windows]))
 
-    def column(name: str) -> np.ndarray:
-        return volumes.column(name).to_numpy()[order]
 
-    probe_day = np.tile(grid, n)
-    base = np.repeat(np.arange(n, dtype=np.int64) << _DAY_BITS, len(grid))
-    bounds: dict[int, np.ndarray] = {}
+def _window_sums(volumes: pa.Table, plan: UsageWindows, grid: np.ndarray, n: int,
+                 bounds: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The windowed sums and days since the last event at every (account, date) probe of the
+    ``n`` accounts x ``grid`` days (row-major) from the rows per (account, interval), and which
+    probes the per-date query has a row for (events in the lookback).
 
-    def before(offset: int) -> np.ndarray:
-        """Index of the first daily row on or after (account, T - offset), per probe."""
-        if offset not in bounds:
-            bounds[offset] = np.searchsorted(keys, base + probe_day - offset, side="left")
-        return bounds[offset]
+    Each column goes into an accounts x bounds array (interval k, the days of [bounds[k - 1],
+    bounds[k]), in column k), summed along the intervals: column j then holds the sum of the
+    days before bounds[j], and a window [T - w, T) is the difference of two columns. No sort
+    and no search: the rows are unique per (account, interval)."""
+    import numpy as np
 
-    def window_sum(values: np.ndarray, w: int) -> np.ndarray:
-        prefix = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
-        return prefix[before(0)] - prefix[before(w)]
+    width = len(bounds)
+    cell = (volumes.column("a").to_numpy().astype(np.int64) * width
+            + volumes.column("iv").to_numpy().astype(np.int64))
+    at = {w: np.searchsorted(bounds, grid - w) for w in
+          {0, plan.lookback, *plan.counts, *plan.types, 30, 90}}
 
-    total = column("q")
-    seen = window_sum(total, plan.lookback) > 0  # the per-date query's rows
-    columns: dict[str, np.ndarray] = {}
-    for w in sorted(set(plan.counts) | {30, 90}):
-        columns[f"q_{w}d"] = window_sum(total, w)
+    def prefix(values: np.ndarray) -> np.ndarray:
+        dense = np.zeros(n * width, dtype=np.int64)
+        dense[cell] = values
+        return np.cumsum(dense.reshape(n, width), axis=1)
+
+    def window_sums(name: str, windows: list[int]) -> dict[int, np.ndarray]:
+        sums = prefix(volumes.column(name).to_numpy())
+        return {w: (sums[:, at[0]] - sums[:, at[w]]).ravel() for w in windows}
+
+    total_windows = sorted(set(plan.counts) | {30, 90, plan.lookback})
+    totals = window_sums("q", total_windows)
+    seen = totals[plan.lookback] > 0  # the per-date query's rows
+    columns: dict[str, np.ndarray] = {
+        f"q_{w}d": totals[w] for w in sorted(set(plan.counts) | {30, 90})}
+    del totals
     for i, t in enumerate(plan.event_types):
-        by_type = column(f"q{i}")
-        for w in plan.types:
-            columns[f"events_{type_key(t)}_{w}d"] = window_sum(by_type, w)
-    last_day = day[np.maximum(before(0) - 1, 0)] if len(day) else np.zeros_like(probe_day)
-    columns["days_since_last_event"] = probe_day - last_day
+        for w, values in window_sums(f"q{i}", list(plan.types)).items():
+            columns[f"events_{type_key(t)}_{w}d"] = values
+    last = np.full(n * width, -1, dtype=np.int64)
+    last[cell] = volumes.column("last").to_numpy()
+    last = np.maximum.accumulate(last.reshape(n, width), axis=1)
+    columns["days_since_last_event"] = (grid - last[:, at[0]]).ravel()
     return columns, seen
 
 
-def _volumes_sql(plan: UsageWindows, since: date, until: date, origin: date) -> str:
-    """Per (account, day): the quantity of events, in total and per declared type.
+def _interval(day: str, bounds: np.ndarray, upto: int) -> str:
+    """SQL for the number of ``bounds`` at or before ``day`` (a day number below ``upto``), as
+    a lookup in a list: the interval of the day."""
+    import numpy as np
+
+    lookup = ", ".join(map(str, np.searchsorted(bounds, np.arange(upto), side="right").tolist()))
+    return f"CAST([{lookup}][{day} + 1] AS INTEGER)"
+
+
+def _volumes_sql(plan: UsageWindows, bounds: np.ndarray, origin: date) -> str:
+    """Per (account, interval between ``bounds``, the first to the last): the quantity of events,
+    in total and per declared type, and the last active day.
     (BIGINT sums: a HUGEINT would reach numpy as Python objects; a sum past 2^63 fails.)"""
+    day = _day_number("e.event_time", origin)
     by_type = ", ".join(
         f"CAST(SUM(CASE WHEN e.event_type = {sql_text(t)} THEN e.quantity ELSE 0 END) AS BIGINT)"
         f" AS q{i}"
         for i, t in enumerate(plan.event_types)
     )
-    return _in_chunks(since, until, [], lambda a, b: f"""
-SELECT e.{ACCOUNT_ID}, {_day_number("e.event_time", origin)} AS day,
+    interval = _interval(day, bounds, int(bounds[-1]))
+    cuts = [origin + timedelta(days=int(b)) for b in bounds]
+    return _in_chunks(cuts[0], cuts[-1], cuts, lambda a, b: f"""
+SELECT e.{ACCOUNT_ID}, {interval} AS iv, MAX({day}) AS last,
   CAST(SUM(e.quantity) AS BIGINT) AS q
   {", " + by_type if by_type else ""}
 FROM usage_events e WHERE {_span(a, b)}
@@ -364,15 +400,11 @@ def _last_days_sql(entity: str, since: date, until: date, where: str, origin: da
     day, looked up in a list). Enough for every distinct count: the last active day before a
     probe is that of the entity's latest row at or before it. Monthly dates make few and long
     intervals; at most one row per distinct (account, entity, day) whatever the dates."""
-    import numpy as np
-
     day = _day_number("e.event_time", origin)
-    upto = (until - origin).days
-    lookup = ", ".join(map(str, np.searchsorted(probes, np.arange(upto), side="right").tolist()))
+    probe = _interval(day, probes, (until - origin).days)
     cuts = [origin + timedelta(days=int(p)) for p in probes]
     return _in_chunks(since, until, cuts, lambda a, b: f"""
-SELECT e.{ACCOUNT_ID}, e.{entity} AS entity,
-  CAST([{lookup}][{day} + 1] AS INTEGER) AS probe, MAX({day}) AS last
+SELECT e.{ACCOUNT_ID}, e.{entity} AS entity, {probe} AS probe, MAX({day}) AS last
 FROM usage_events e WHERE {_span(a, b)} {where}
 GROUP BY ALL""")
 
@@ -381,8 +413,8 @@ def _in_chunks(since: date, until: date, cuts: list[date], reduction) -> str:
     """``reduction(a, b)`` of consecutive spans of about ``CHUNK_DAYS`` covering [since,
     until), in one query (UNION ALL). Their groups are disjoint when no group spans a cut: a
     day for the daily rows (``cuts`` empty: any day), a probe day for the last days. Each
-    span's hash table is that much smaller: 5.4 -> ?? CPU-s for both reductions at 30,000
-    accounts x 24 months, ?? -> ?? at 100,000."""
+    span's hash table is that much smaller: the whole one pass 9.3 -> 8.6 CPU-s at 30,000
+    accounts x 24 months, 46 -> 33 at 100,000 (docs/benchmarks.md)."""
     bounds = [since]
     for cut in cuts or [since + timedelta(days=CHUNK_DAYS * i) for i in range(
             1, (until - since).days // CHUNK_DAYS + 1)]:
@@ -404,18 +436,21 @@ class _LastDays:
 
     @classmethod
     def of(cls, rows: pa.Table) -> _LastDays:
+        """From rows (a, entity, h = DuckDB's hash of the entity, probe, last). The entities
+        are told apart by their hash where that is exact, else by a dictionary of the strings
+        (``_by_hash``)."""
         import numpy as np
-        import pyarrow.compute as pc
 
-        entity = pc.dictionary_encode(rows.column("entity").combine_chunks()).indices
-        entity = np.asarray(pc.fill_null(entity, -1).to_numpy(zero_copy_only=False)) + 1
         account = rows.column("a").to_numpy().astype(np.int64)
         probe = rows.column("probe").to_numpy().astype(np.int64)
         last = rows.column("last").to_numpy().astype(np.int64)
-        order = _sort_order(account, entity, probe)
-        account, entity, probe, last = account[order], entity[order], probe[order], last[order]
+        found = _by_hash(rows, account, probe)
+        if found is None:
+            order, same = _by_dictionary(rows, account, probe)
+        else:
+            order, same = found
+        account, probe, last = account[order], probe[order], last[order]
         next_probe = np.full(len(probe), np.iinfo(np.int32).max, dtype=np.int64)
-        same = (account[1:] == account[:-1]) & (entity[1:] == entity[:-1])
         next_probe[:-1] = np.where(same, probe[1:], next_probe[:-1])
         return cls(account, probe, last, next_probe)
 
@@ -425,6 +460,54 @@ class _LastDays:
 
         empty = np.zeros(0, dtype=np.int64)
         return cls(empty, empty, empty, empty)
+
+
+def _by_hash(rows: pa.Table, account: np.ndarray, probe: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The order of the rows by (account, entity, probe), and whether each sorted row's entity
+    is that of the next row, telling the entities apart by the top bits of their hash (what
+    fits beside the account and the probe in one int64: one argsort, no dictionary of 3.7 M
+    strings, 0.74 CPU-s at 30,000 accounts x 24 months). Exact or None: two entities of one
+    account with the same bits would share a run of equal keys, so the strings are compared
+    along the sorted rows, and any run holding two of them gives None."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(account):
+        return None
+    account_bits = int(account.max()).bit_length()
+    probe_bits = int(probe.max()).bit_length()
+    hash_bits = 63 - account_bits - probe_bits
+    if hash_bits < 24:
+        return None
+    top = (rows.column("h").to_numpy() >> np.uint64(64 - hash_bits)).astype(np.int64)
+    entity_key = (account << hash_bits) | top
+    order = np.argsort((entity_key << probe_bits) | probe)
+    entity_key = entity_key[order]
+    same = entity_key[1:] == entity_key[:-1]
+    names = rows.column("entity").take(pa.array(order))
+    if pa.types.is_null(names.type):  # every entity NULL (a frame without strings)
+        names = names.cast(pa.string())
+    equal = pc.fill_null(pc.equal(names[1:], names[:-1]), False).to_numpy(zero_copy_only=False)
+    missing = pc.is_null(names).to_numpy(zero_copy_only=False)
+    equal |= missing[1:] & missing[:-1]
+    if np.any(same & ~equal):
+        return None
+    return order, same
+
+
+def _by_dictionary(rows: pa.Table, account: np.ndarray, probe: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``_by_hash``'s result from a dictionary of the entity strings (always exact)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    entity = pc.dictionary_encode(rows.column("entity").combine_chunks()).indices
+    entity = np.asarray(pc.fill_null(entity, -1).to_numpy(zero_copy_only=False)) + 1
+    order = _sort_order(account, entity, probe)
+    account, entity = account[order], entity[order]
+    return order, (account[1:] == account[:-1]) & (entity[1:] == entity[:-1])
 
 
 def _sort_order(*keys: np.ndarray) -> np.ndarray:
@@ -455,7 +538,11 @@ def _covering(active: _LastDays, w: int, accounts: int, probes: np.ndarray) -> n
     import numpy as np
 
     width = len(probes) + 1
-    stop = np.minimum(active.next_probe, np.searchsorted(probes, active.last + w, side="right"))
+    if not len(active.last):
+        return np.zeros((accounts, len(probes)), dtype=np.int64)
+    # the probes at or before each day number: a lookup, cheaper than a search per row
+    upto = np.searchsorted(probes, np.arange(int(active.last.max()) + w + 1), side="right")
+    stop = np.minimum(active.next_probe, upto[active.last + w])
     keep = active.probe < stop
     size = accounts * width
     change = (np.bincount(active.account[keep] * width + active.probe[keep], minlength=size)

@@ -5,7 +5,12 @@ Every rule runs as DuckDB SQL over the ``src_<table>`` views (the files as given
 rows into pandas: the same code checks a 300-row fixture and a 50M-row event table. The
 row-level rules of a table (types, nulls, ranges, vocabularies, order, extraction time, foreign
 keys) share one scan that only counts; examples are fetched afterwards for the rules that failed,
-so a valid table set costs one scan per table (plus a key query for keyed tables).
+so a valid table set costs one scan per table (plus a key query for keyed tables). For a Parquet
+file the scan is two queries, the foreign keys (a join) apart from the other rules, each counting
+only the rows that break one of its rules (``WHERE`` any of them): DuckDB then skips every row
+group whose statistics prove those rules hold (no nulls, values within range, stamps before the
+extraction), which on a valid file is most of the work (usage events of 30,000 accounts: 1.0 ->
+0.25 CPU-s); the counts are the same, since every row that breaks a rule passes the ``WHERE``.
 
 All violations are reported at once, in a stable order: tables in contract order, then within a
 table missing columns, the row-level rules column by column, order rules, duplicate keys.
@@ -225,13 +230,16 @@ class _Scan:
     """The row-level rules of one table, evaluated together over one ``FROM`` clause.
 
     Rows are ``t`` (raw columns and their typed values ``<column>__v``), left-joined to the set
-    of referenced keys of each foreign key (``fk<i>.k``).
+    of referenced keys of each foreign key (``fk<i>.k``); ``rows_sql`` is ``t`` alone, which
+    the rules that do not read the joins need (``parts``).
     """
 
     table: Table
     from_sql: str
     checks: tuple[_Check, ...]
     example_by: tuple[str, ...]
+    rows_sql: str = ""
+    parquet: bool = False
 
     @classmethod
     def of(cls, raw: RawTables, table: Table, src_types: dict[str, str]) -> _Scan:
@@ -245,10 +253,12 @@ class _Scan:
         joins, fk_checks = _foreign_key_joins(raw, table, src_types)
         checks += fk_checks
         checks += _order_checks(table, src_types)
-        from_sql = f'(SELECT {", ".join(selects)} FROM "src_{table.name}") AS t' + joins
+        rows_sql = f'(SELECT {", ".join(selects)} FROM "src_{table.name}") AS t'
         by = table.key or ("account_id", table.known_at)
         example_by = tuple(c for c in by if c in src_types)
-        return cls(table, from_sql, tuple(_ordered(checks, table)), example_by)
+        path = table_file(raw.source_dir, table.name) if raw.source_dir else None
+        return cls(table, rows_sql + joins, tuple(_ordered(checks, table)), example_by,
+                   rows_sql, path is not None and path.suffix == ".parquet")
 
     def example_sql(self) -> str:
         """SQL text describing a row by ``example_by`` (``NULL`` for a missing value)."""
@@ -256,22 +266,39 @@ class _Scan:
         return f"concat_ws(', ', {', '.join(parts)})"
 
     def run(self, con: duckdb.DuckDBPyConnection) -> list[Violation]:
-        if not self.checks:
-            return []
-        counts = con.execute(
-            "SELECT "
-            + ", ".join(f"count(*) FILTER (WHERE {c.condition})" for c in self.checks)
-            + f" FROM {self.from_sql}"
-        ).fetchone()
+        counts: dict[int, int] = {}
+        for checks, from_sql, where in self.parts():
+            if not checks:
+                continue
+            found = con.execute(
+                "SELECT "
+                + ", ".join(f"count(*) FILTER (WHERE {c.condition})" for c in checks)
+                + f" FROM {from_sql}"
+                + (" WHERE " + " OR ".join(f"({c.condition})" for c in checks) if where else "")
+            ).fetchone()
+            counts.update({id(c): int(n or 0) for c, n in zip(checks, found, strict=True)})
         return [
             Violation(
-                self.table.name, check.column, check.rule, int(n),
+                self.table.name, check.column, check.rule, counts[id(check)],
                 self.examples(con, check.condition), check.detail, self.example_by,
                 check.level,
             )
-            for check, n in zip(self.checks, counts, strict=True)
-            if n
+            for check in self.checks
+            if counts[id(check)]
         ]
+
+    def parts(self) -> list[tuple[list[_Check], str, bool]]:
+        """(rules, FROM clause, whether to keep only the rows breaking one of them) per query.
+
+        One query for every rule, except for a Parquet file: there the rules that read a
+        foreign key's join go apart, and each query keeps only its rows that break a rule, so
+        that DuckDB can skip the row groups whose statistics rule a violation out (a join's
+        result has no statistics; a CSV file none at all, and one scan of it is the cheaper)."""
+        if not self.parquet:
+            return [(list(self.checks), self.from_sql, False)]
+        joined = [c for c in self.checks if c.rule == ORPHAN]
+        alone = [c for c in self.checks if c.rule != ORPHAN]
+        return [(alone, self.rows_sql, True), (joined, self.from_sql, True)]
 
     def examples(self, con: duckdb.DuckDBPyConnection, condition: str) -> tuple[str, ...]:
         if not self.example_by:

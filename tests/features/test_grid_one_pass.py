@@ -4,6 +4,7 @@ gives."""
 
 from __future__ import annotations
 
+import zlib
 from datetime import date, timedelta
 
 import numpy as np
@@ -174,6 +175,8 @@ def last_days(rows: list[tuple[int, str | None, int]], probes: list[int]):
     frame = pd.DataFrame(rows, columns=["a", "entity", "day"])
     frame["probe"] = np.searchsorted(probes, frame["day"], side="right")
     reduced = frame.groupby(["a", "entity", "probe"], dropna=False, as_index=False)["day"].max()
+    reduced["h"] = pd.array([zlib.crc32(str(e).encode()) << 32 for e in reduced["entity"]],
+                            dtype="uint64")  # a hash, as DuckDB's hash(entity)
     return _LastDays.of(pa.Table.from_pandas(reduced.rename(columns={"day": "last"}),
                                              preserve_index=False))
 
