@@ -268,7 +268,13 @@ def build_grid(
 
             prepared = usage_grid.prepare(tables.con, plan, sorted(dates))
             groups = [prepared.group(g) if g.name == "usage" else g for g in groups]
-        yield from _snapshots(tables, dates, spec, workers, groups)
+        if len(dates) > 1:  # every family once per chunk of dates, placed by position
+            from features import grid_assembly
+
+            yield from grid_assembly.snapshots(tables, groups, dates, tables.present, workers,
+                                               _available, _typed)
+        else:
+            yield from _snapshots(tables, dates, spec, workers, groups)
     finally:
         for grid in (prepared, families):
             if grid is not None:
