@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
-from features.catalogue import ACCOUNT_ID, FeatureGroup
+from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
 
 if TYPE_CHECKING:
     import duckdb
@@ -87,7 +87,9 @@ def _table(source: _Source, group: FeatureGroup, values: dict[str, np.ndarray],
     for name in group.names:
         value = values[name]
         mask = np.ma.getmaskarray(value).ravel() if np.ma.isMaskedArray(value) else None
-        columns[name] = pa.array(np.ma.getdata(value).ravel().astype(np.int64), mask=mask)
+        data = np.ma.getdata(value).ravel()
+        columns[name] = pa.array(data if data.dtype.kind == "f" else data.astype(np.int64),
+                                 mask=mask)
     return pa.table(columns)
 
 
@@ -95,6 +97,18 @@ def _counts(code: np.ndarray, where: np.ndarray, accounts: int) -> np.ndarray:
     import numpy as np
 
     return np.bincount(code[where], minlength=accounts)
+
+
+def _sums(code: np.ndarray, values: np.ndarray, accounts: int) -> np.ndarray:
+    """Exact integer sums per account: ``bincount`` adds in doubles, exact while every partial
+    sum stays below 2**53 (bounded here by the sum of absolute values); else one by one."""
+    import numpy as np
+
+    if not len(values) or int(np.abs(values).sum(dtype=np.float64)) < 2**52:
+        return np.bincount(code, values, minlength=accounts).astype(np.int64)
+    total = np.zeros(accounts, np.int64)
+    np.add.at(total, code, values)
+    return total
 
 
 # activities ---------------------------------------------------------------------------------
@@ -188,7 +202,70 @@ def _contacts(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Tab
     return _table(source, group, {k: np.vstack(v) for k, v in values.items()}, dates)
 
 
+# support -------------------------------------------------------------------------------------
+
+def _load_support(con: duckdb.DuckDBPyConnection) -> _Source:
+    """Tickets with their days, the seconds to resolve and CSAT in millionths computed by
+    DuckDB as the family's SQL computes them (``date_diff``, DECIMAL(38, 6))."""
+    def day(column: str) -> str:
+        return f"CAST(CAST({column} AS DATE) - DATE '1970-01-01' AS BIGINT)"
+
+    return _Source(con.sql(
+        f"SELECT account_id, {day('opened_at')} AS opened_day, {day('closed_at')} AS closed_day, "
+        "date_diff('second', opened_at, closed_at) AS seconds, "
+        f"CAST({exact('csat')} * 1000000 AS BIGINT) AS csat_micro, "
+        "COALESCE(escalated, false) AS escalated, "
+        "COALESCE(priority IN ('high', 'urgent'), false) AS urgent "
+        "FROM support_tickets WHERE account_id IS NOT NULL AND opened_at IS NOT NULL"
+    ).to_arrow_table())
+
+
+def _support(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    """``support.group``'s values per (date, account): tickets opened in each window, escalated
+    and urgent ones, those still open, and the averages of the tickets closed in 90 days (hours
+    to resolve) and 180 days (CSAT) as DuckDB's AVG gives them (an integer sum over the count
+    in doubles; a DECIMAL sum as a double over the count)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    n = len(source.accounts)
+    opened, closed, code = source.days("opened_day"), source.days("closed_day"), source.code
+    seconds = pc.fill_null(source.columns["seconds"], 0).to_numpy().astype(np.int64)
+    has_seconds = pc.is_valid(source.columns["seconds"]).to_numpy(zero_copy_only=False)
+    csat = pc.fill_null(source.columns["csat_micro"], 0).to_numpy().astype(np.int64)
+    has_csat = pc.is_valid(source.columns["csat_micro"]).to_numpy(zero_copy_only=False)
+    escalated = source.columns["escalated"].to_numpy(zero_copy_only=False)
+    urgent = source.columns["urgent"].to_numpy(zero_copy_only=False)
+    windows = [int(name[len("tickets_"):-1]) for name in group.names
+               if name.startswith("tickets_")]
+    values: dict[str, list] = {name: [] for name in group.names}
+    for as_of in dates:
+        t = _day(as_of)
+        known = opened < t
+
+        def count(where: np.ndarray) -> np.ndarray:
+            return _counts(code, where, n)
+
+        for w in windows:
+            recent = known & (opened >= t - w)
+            values[f"tickets_{w}d"].append(count(recent))
+            values[f"escalations_{w}d"].append(count(recent & escalated))
+        values["urgent_tickets_90d"].append(count(known & (opened >= t - 90) & urgent))
+        values["open_tickets"].append(count(known & (closed >= t)))  # a null closing: NO_DAY
+        resolved = known & (closed >= t - 90) & (closed < t) & has_seconds
+        many = count(resolved)
+        values["hours_to_resolve_90d"].append(np.ma.masked_array(
+            _sums(code[resolved], seconds[resolved], n) / np.maximum(many, 1) / 3600.0,
+            many == 0))
+        rated = known & (closed >= t - 180) & (closed < t) & has_csat
+        raters = count(rated)
+        values["csat_180d"].append(np.ma.masked_array(
+            _sums(code[rated], csat[rated], n) / 1e6 / np.maximum(raters, 1), raters == 0))
+    return _table(source, group, {k: np.ma.vstack(v) if k in ("hours_to_resolve_90d", "csat_180d")
+                                  else np.vstack(v) for k, v in values.items()}, dates)
+
+
 LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], _Source]] = {
-    "activities": _load_activities, "contacts": _load_contacts}
+    "activities": _load_activities, "contacts": _load_contacts, "support": _load_support}
 FORMS: dict[str, Callable[[_Source, FeatureGroup, list[date]], pa.Table]] = {
-    "activities": _activities, "contacts": _contacts}
+    "activities": _activities, "contacts": _contacts, "support": _support}

@@ -1,0 +1,211 @@
+"""The numpy grid forms of activities and contacts (features.families_np) give, for every date
+and account, the values of the family's single-date SQL (filled as the snapshot fills them),
+and the grid assembly (features.grid_assembly) gives every date its single-date snapshot."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features import families_np
+from features.build import build_grid, build_snapshot, feature_groups
+from features.catalogue import ACCOUNT_ID, Cutoff
+from features.sources import RawTables
+from tests.features.feature_fixture import frames
+
+T = pd.Timestamp
+DAY0 = date(2025, 3, 1)
+GROUPS = {g.name: g for g in feature_groups()}
+
+
+def family_values(tables: RawTables, name: str, dates: list[date]):
+    """(SQL, numpy) values of family ``name`` per (date, account), filled as in a snapshot."""
+    group = GROUPS[name]
+    fill = {f.name: f.fill for f in group.features}
+    got = families_np.rows(tables.con, group, dates, {}).to_pandas()
+    numpy = {(dates[row.pop(families_np.DAY)], row.pop(ACCOUNT_ID)): row
+             for row in got.to_dict("records")}
+    sql = {}
+    for day in dates:
+        for row in tables.con.sql(group.cte(Cutoff(day))).to_df().to_dict("records"):
+            account = row.pop(ACCOUNT_ID)
+            if account is not None:  # a NULL account joins no snapshot's accounts
+                sql[(day, account)] = row
+    keys = set(sql) | set(numpy)
+    filled = {k: fill for k in keys}
+
+    def norm(values: dict) -> dict:
+        return {c: (None if pd.isna(v) else float(v)) for c, v in values.items()}  # exact
+
+    return ({k: norm(sql.get(k, filled[k])) for k in keys},
+            {k: norm(numpy.get(k, filled[k])) for k in keys})
+
+
+def boundary_book() -> dict[str, pd.DataFrame]:
+    """Activities and contacts on the windows' edges of the dates around DAY0: at midnight and
+    a microsecond before it, 30/90/180 days before, a QBR long ago (and one in 1969), NULL
+    types and roles, an account outside the subscriptions, a contact ending on a date."""
+    book = frames()
+    at = T(DAY0)
+    micro = pd.Timedelta(microseconds=1)
+    activities = [
+        ("A1", at, "qbr"),  # known from DAY0 + 1 only
+        ("A1", at - micro, "call"),
+        ("A1", at - pd.Timedelta(days=30), "email"),
+        ("A1", at - pd.Timedelta(days=30) - micro, "email"),
+        ("A1", at - pd.Timedelta(days=90), "onboarding session"),
+        ("A1", at - pd.Timedelta(days=90) - micro, "onboarding session"),
+        ("A3", at - pd.Timedelta(days=180), "qbr"),
+        ("A3", at - pd.Timedelta(days=180) - micro, "qbr"),
+        ("A4", at - pd.Timedelta(days=400), "qbr"),  # only a QBR, long ago
+        ("A4", T("1969-12-31 23:00"), "qbr"),
+        ("A4", at - pd.Timedelta(days=5), None),
+        ("Z9", at - pd.Timedelta(days=3), "call"),  # no subscription
+        (None, at - pd.Timedelta(days=3), "qbr"),
+        ("A5", None, "qbr"),
+    ]
+    day = pd.Timestamp(DAY0).date()
+    contacts = [
+        ("K1", "A3", "champion", day - timedelta(days=300), day),  # in role through DAY0
+        ("K2", "A3", "champion", day - timedelta(days=300), day - timedelta(days=90)),
+        ("K3", "A3", "champion", day - timedelta(days=300), day - timedelta(days=91)),
+        ("K4", "A3", "economic buyer", day, None),  # known from DAY0 + 1
+        ("K5", "A3", None, day - timedelta(days=1), None),
+        ("K6", "A4", "executive sponsor", day - timedelta(days=10), day - timedelta(days=1)),
+        ("K7", "A4", "detractor", None, None),  # never known
+        ("K8", "Z9", "champion", day - timedelta(days=10), None),
+    ]
+    hour = pd.Timedelta(hours=1)
+    tickets = [  # opened, closed, priority, escalated, csat
+        ("A3", at - pd.Timedelta(days=30), at, "urgent", True, 4.5),  # closed at DAY0
+        ("A3", at - pd.Timedelta(days=30) - micro, at - micro, "high", None, 3.3),
+        ("A3", at - pd.Timedelta(days=90), None, None, False, None),  # still open
+        ("A3", at - pd.Timedelta(days=400), at - pd.Timedelta(days=180), "low", True, 1.0),
+        ("A3", at - pd.Timedelta(days=400), at - pd.Timedelta(days=179) - hour, "low", True,
+         None),
+        ("A4", at - pd.Timedelta(days=2), at - pd.Timedelta(days=3), "urgent", True, 2.0),
+        ("A4", at, at + hour, "high", True, 5.0),  # known from DAY0 + 1
+        ("Z9", at - pd.Timedelta(days=3), None, "urgent", True, None),
+    ]
+    book["support_tickets"] = pd.concat([book["support_tickets"], pd.DataFrame(
+        [(f"T{i}", a, o, c, p, e, x) for i, (a, o, c, p, e, x) in enumerate(tickets)],
+        columns=book["support_tickets"].columns)], ignore_index=True)
+    book["activities"] = pd.concat([book["activities"], pd.DataFrame(
+        activities, columns=book["activities"].columns)], ignore_index=True)
+    book["contacts"] = pd.concat([book["contacts"], pd.DataFrame(
+        contacts, columns=book["contacts"].columns)], ignore_index=True)
+    return book
+
+
+def around(day: date, before: int, after: int) -> list[date]:
+    return [day + timedelta(days=i) for i in range(-before, after + 1)]
+
+
+def test_the_numpy_forms_equal_the_sql_on_their_boundaries():
+    tables = RawTables.from_frames(boundary_book())
+    dates = around(DAY0, 2, 2) + around(DAY0 + timedelta(days=30), 1, 1) + around(
+        DAY0 + timedelta(days=90), 1, 1) + around(DAY0 + timedelta(days=180), 1, 1)
+    for name in ("activities", "contacts", "support"):
+        sql, numpy = family_values(tables, name, dates)
+        assert numpy == sql, name
+    _, act = family_values(tables, "activities", [DAY0, DAY0 + timedelta(days=1)])
+    assert act[(DAY0, "A1")]["touches_30d"] == 2  # the call a microsecond before, the email
+    assert act[(DAY0, "A1")]["touches_90d"] == 5  # the 3 in 30 days, the onboarding session
+    # at -90 days (not the one a microsecond before) and the fixture's QBR of January 15
+    assert act[(DAY0, "A1")]["onboarding_sessions_90d"] == 1
+    assert act[(DAY0 + timedelta(days=1), "A1")]["days_since_last_qbr"] == 1
+    assert act[(DAY0, "A3")]["qbrs_180d"] == 1  # at -180 days, not a microsecond before
+    assert act[(DAY0, "A4")]["days_since_last_qbr"] == 400
+    _, con = family_values(tables, "contacts", [DAY0, DAY0 + timedelta(days=1)])
+    assert con[(DAY0, "A3")]["champions"] == 1  # K1 ends on DAY0: still in role
+    assert con[(DAY0 + timedelta(days=1), "A3")]["champions"] == 0
+    assert con[(DAY0, "A3")]["champion_departed_90d"] == 1  # K2, not K3
+    assert con[(DAY0, "A3")]["economic_buyer_present"] == 0
+    assert con[(DAY0 + timedelta(days=1), "A3")]["economic_buyer_present"] == 1
+    assert con[(DAY0, "A4")]["executive_sponsor_present"] == 0  # ended the day before
+    sql, sup = family_values(tables, "support", [DAY0, DAY0 + timedelta(days=1)])
+    assert sup[(DAY0, "A3")]["tickets_30d"] == 1 and sup[(DAY0, "A3")]["escalations_30d"] == 1
+    assert sup[(DAY0, "A3")]["urgent_tickets_90d"] == 2
+    assert sup[(DAY0, "A3")]["open_tickets"] == 2  # closed at DAY0 is still open at DAY0
+    assert sup[(DAY0 + timedelta(days=1), "A3")]["open_tickets"] == 1
+    assert sup[(DAY0, "A4")]["tickets_30d"] == 1  # not the one opened at DAY0
+
+
+def test_support_averages_equal_duckdbs():
+    """Hours to resolve and CSAT are doubles from exact sums, as DuckDB's AVG makes them."""
+    tables = RawTables.from_frames(boundary_book())
+    group = GROUPS["support"]
+    day = DAY0 + timedelta(days=1)
+    got = families_np.rows(tables.con, group, [day], {}).to_pandas().set_index(ACCOUNT_ID)
+    want = tables.con.sql(group.cte(Cutoff(day))).to_df().set_index(ACCOUNT_ID)
+    for column in ("hours_to_resolve_90d", "csat_180d"):
+        for account in want.index.dropna():
+            a, b = got.loc[account, column], want.loc[account, column]
+            assert (pd.isna(a) and pd.isna(b)) or a == b, (account, column)  # bit for bit
+    assert want.loc["A3", "csat_180d"] == (4.5 + 3.3) / 2
+
+
+def test_every_day_around_the_boundaries_equals_its_single_date_snapshot():
+    tables = RawTables.from_frames(boundary_book())
+    dates = around(DAY0, 3, 3) + around(DAY0 + timedelta(days=90), 1, 1)
+    grid = dict(build_grid(tables, dates, workers=1))
+    assert list(grid) == dates
+    for day in dates:
+        single = build_snapshot(tables, day)
+        assert grid[day].schema == single.schema and grid[day].equals(single), day
+
+
+def test_a_grid_in_chunks_equals_the_single_dates(monkeypatch):
+    from features import grid_assembly
+
+    monkeypatch.setattr(grid_assembly, "CHUNK_ROWS", 4)  # a chunk per date or two
+    tables = RawTables.from_frames(boundary_book())
+    dates = around(DAY0, 4, 4)
+    grid = dict(build_grid(tables, dates, workers=1))
+    for day in dates:
+        assert grid[day].equals(build_snapshot(tables, day)), day
+
+
+MOMENTS = st.integers(-200, 10).map(
+    lambda h: datetime.combine(DAY0, datetime.min.time()) + timedelta(hours=12 * h)
+    + timedelta(microseconds=(h % 3) - 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    activities=st.lists(st.tuples(st.sampled_from(["A1", "A3", "A4", None]), MOMENTS,
+                                  st.sampled_from(["qbr", "call", "onboarding session", None])),
+                        max_size=25),
+    contacts=st.lists(st.tuples(st.sampled_from(["A1", "A3"]),
+                                st.sampled_from(["champion", "detractor", "economic buyer",
+                                                 "executive sponsor", "user", None]),
+                                st.integers(-120, 5), st.one_of(st.none(), st.integers(-120, 5))),
+                      max_size=15),
+    tickets=st.lists(st.tuples(st.sampled_from(["A1", "A3"]), MOMENTS,
+                               st.one_of(st.none(), MOMENTS),
+                               st.sampled_from(["urgent", "high", "low", None]),
+                               st.sampled_from([True, False, None]),
+                               st.sampled_from([None, 1.0, 2.5, 3.3, 5.0])), max_size=20),
+)
+def test_the_numpy_forms_equal_the_sql_for_any_rows(activities, contacts, tickets):
+    """For all activity, contact and ticket rows near the dates: the same values per date and
+    account."""
+    book = frames()
+    book["activities"] = pd.DataFrame(activities, columns=book["activities"].columns,
+                                      dtype=object).astype({"occurred_at": "datetime64[us]"})
+    book["contacts"] = pd.DataFrame(
+        [(f"K{i}", a, r, DAY0 + timedelta(days=s), None if e is None else
+          DAY0 + timedelta(days=e)) for i, (a, r, s, e) in enumerate(contacts)],
+        columns=book["contacts"].columns, dtype=object)
+    book["support_tickets"] = pd.DataFrame(
+        [(f"T{i}", *row) for i, row in enumerate(tickets)],
+        columns=book["support_tickets"].columns, dtype=object).astype(
+            {"opened_at": "datetime64[us]", "closed_at": "datetime64[us]"})
+    tables = RawTables.from_frames(book)
+    dates = [DAY0 - timedelta(days=d) for d in (91, 90, 30, 1, 0)] + [DAY0 + timedelta(days=1)]
+    for name in ("activities", "contacts", "support"):
+        sql, numpy = family_values(tables, name, dates)
+        assert numpy == sql, name
