@@ -265,7 +265,107 @@ def _support(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Tabl
                                   else np.vstack(v) for k, v in values.items()}, dates)
 
 
-LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], _Source]] = {
-    "activities": _load_activities, "contacts": _load_contacts, "support": _load_support}
-FORMS: dict[str, Callable[[_Source, FeatureGroup, list[date]], pa.Table]] = {
-    "activities": _activities, "contacts": _contacts, "support": _support}
+# hierarchy -----------------------------------------------------------------------------------
+
+def _load_hierarchy(con: duckdb.DuckDBPyConnection) -> dict:
+    """Accounts (created day, parent) and subscription terms (in-force days, MRR in
+    millionths as DECIMAL(38, 6) holds it), their accounts coded in one dictionary."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    accounts = con.sql(
+        "SELECT account_id, parent_account_id, "
+        "CAST(CAST(created_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS created_day "
+        "FROM accounts WHERE account_id IS NOT NULL AND created_at IS NOT NULL").to_arrow_table()
+    terms = con.sql(
+        "SELECT account_id, CAST(start_date - DATE '1970-01-01' AS BIGINT) AS start_day, "
+        "CAST(end_date - DATE '1970-01-01' AS BIGINT) AS end_day, "
+        "CAST(CAST(cancelled_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS cancelled_day, "
+        f"CAST({exact('mrr')} * 1000000 AS BIGINT) AS mrr_micro FROM subscriptions "
+        "WHERE account_id IS NOT NULL AND start_date IS NOT NULL").to_arrow_table()
+    ids = [accounts["account_id"].combine_chunks(),
+           accounts["parent_account_id"].combine_chunks(), terms["account_id"].combine_chunks()]
+    encoded = pc.dictionary_encode(pa.concat_arrays(ids))
+    code = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+    n, m = len(accounts), len(accounts) + len(accounts)
+
+    def days(table: pa.Table, name: str) -> np.ndarray:
+        return pc.fill_null(table[name], NO_DAY).to_numpy().astype(np.int64)
+
+    return {"accounts": encoded.dictionary, "code": code[:n], "parent": code[n:m],
+            "created": days(accounts, "created_day"), "term_code": code[m:],
+            "start": days(terms, "start_day"), "end": terms["end_day"],
+            "cancelled": days(terms, "cancelled_day"),
+            "mrr": pc.fill_null(terms["mrr_micro"], 0).to_numpy().astype(np.int64)}
+
+
+def _cents(micro: np.ndarray) -> np.ndarray:
+    """DECIMAL(38, 6) millionths rounded to 2 decimals as DuckDB's ROUND does (half away from
+    zero), in hundredths."""
+    import numpy as np
+
+    return np.sign(micro) * ((np.abs(micro) + 5_000) // 10_000)
+
+
+def _decimal2(cents: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """Hundredths as a DECIMAL(38, 2) Arrow array (two's complement, 16 bytes a value)."""
+    import numpy as np
+    import pyarrow as pa
+
+    words = np.stack([cents, cents >> 63], axis=1).astype(np.int64)
+    validity = pa.array(valid, pa.bool_()).buffers()[1]
+    return pa.Array.from_buffers(pa.decimal128(38, 2), len(cents),
+                                 [validity, pa.py_buffer(words.tobytes())])
+
+
+def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    """``hierarchy.group``'s values per (date, account known then): the ARR in force of the
+    parent, of the siblings and of the children, in exact millionths rounded as the SQL does."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    accounts = len(source["accounts"])
+    code, parent, created = source["code"], source["parent"], source["created"]
+    term_code, start, cancelled, mrr = (source[k] for k in ("term_code", "start", "cancelled",
+                                                            "mrr"))
+    has_end = pc.is_valid(source["end"]).to_numpy(zero_copy_only=False)
+    end = pc.fill_null(source["end"], 0).to_numpy().astype(np.int64)
+    parts: dict[str, list] = {name: [] for name in ("_day", "_code", *group.names)}
+    for i, as_of in enumerate(dates):
+        t = _day(as_of)
+        in_force = (start < t) & np.where(has_end, end >= t, cancelled >= t)
+        arr = 12 * _sums(term_code[in_force], mrr[in_force], accounts)  # own ARR, millionths
+        known = created < t
+        k_code, k_parent = code[known], parent[known]
+        child = k_parent >= 0
+        family_n = np.bincount(k_parent[child], minlength=accounts)
+        family_arr = _sums(k_parent[child], arr[k_code[child]], accounts)
+        p = np.maximum(k_parent, 0)
+        parts["_day"].append(np.full(len(k_code), i))
+        parts["_code"].append(k_code)
+        parts["has_parent"].append(child.astype(np.int64))
+        parts["parent_arr"].append(np.where(child, _cents(arr[p]), 0))
+        parts["sibling_arr"].append(np.where(child, _cents(family_arr[p] - arr[k_code]), 0))
+        parts["child_accounts"].append(family_n[k_code])
+        parts["children_arr"].append(_cents(family_arr[k_code]))
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    with_parent = joined["has_parent"] == 1
+    columns = {DAY: pa.array(joined["_day"].astype(np.int32)),
+               ACCOUNT_ID: source["accounts"].take(pa.array(joined["_code"]))}
+    for name in group.names:
+        if name in ("parent_arr", "sibling_arr"):
+            columns[name] = _decimal2(joined[name], with_parent)
+        elif name == "children_arr":
+            columns[name] = _decimal2(joined[name], np.ones(len(with_parent), bool))
+        else:
+            columns[name] = pa.array(joined[name].astype(np.int64))
+    return pa.table(columns)
+
+
+LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
+    "activities": _load_activities, "contacts": _load_contacts, "support": _load_support,
+    "hierarchy": _load_hierarchy}
+FORMS: dict[str, Callable[..., pa.Table]] = {
+    "activities": _activities, "contacts": _contacts, "support": _support, "hierarchy": _hierarchy}

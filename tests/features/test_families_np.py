@@ -5,6 +5,7 @@ and the grid assembly (features.grid_assembly) gives every date its single-date 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
@@ -25,12 +26,11 @@ def family_values(tables: RawTables, name: str, dates: list[date]):
     """(SQL, numpy) values of family ``name`` per (date, account), filled as in a snapshot."""
     group = GROUPS[name]
     fill = {f.name: f.fill for f in group.features}
-    got = families_np.rows(tables.con, group, dates, {}).to_pandas()
-    numpy = {(dates[row.pop(families_np.DAY)], row.pop(ACCOUNT_ID)): row
-             for row in got.to_dict("records")}
+    got = families_np.rows(tables.con, group, dates, {}).to_pylist()
+    numpy = {(dates[row.pop(families_np.DAY)], row.pop(ACCOUNT_ID)): row for row in got}
     sql = {}
     for day in dates:
-        for row in tables.con.sql(group.cte(Cutoff(day))).to_df().to_dict("records"):
+        for row in tables.con.sql(group.cte(Cutoff(day))).to_arrow_table().to_pylist():
             account = row.pop(ACCOUNT_ID)
             if account is not None:  # a NULL account joins no snapshot's accounts
                 sql[(day, account)] = row
@@ -38,7 +38,7 @@ def family_values(tables: RawTables, name: str, dates: list[date]):
     filled = {k: fill for k in keys}
 
     def norm(values: dict) -> dict:
-        return {c: (None if pd.isna(v) else float(v)) for c, v in values.items()}  # exact
+        return {c: (None if v is None else v) for c, v in values.items()}  # 3 == Decimal(3)
 
     return ({k: norm(sql.get(k, filled[k])) for k in keys},
             {k: norm(numpy.get(k, filled[k])) for k in keys})
@@ -90,6 +90,22 @@ def boundary_book() -> dict[str, pd.DataFrame]:
         ("A4", at, at + hour, "high", True, 5.0),  # known from DAY0 + 1
         ("Z9", at - pd.Timedelta(days=3), None, "urgent", True, None),
     ]
+    accounts = [  # A7 under A2, known from DAY0 + 1; A8 under A7; A9 under an unknown parent
+        ("A7", "Seven", "A2", "SMB", "retail", "EMEA", "bo", at),
+        ("A8", "Eight", "A7", "SMB", "retail", "EMEA", "bo", at - pd.Timedelta(days=10)),
+        ("A9", "Nine", "Z9", "SMB", "retail", "EMEA", "bo", at - pd.Timedelta(days=400)),
+    ]
+    start = day - timedelta(days=100)
+    terms = [  # ARR 0.015 and -0.015: half a cent, rounded away from zero
+        ("S71", "A7", "core", "basic", 1, 0.00125, start, None, None, "monthly", True, 0.0),
+        ("S81", "A8", "core", "basic", 1, -0.00125, start, None, None, "monthly", True, 0.0),
+        ("S82", "A8", "core", "pro", 2, 100.0, start, None, at, "monthly", True, 0.0),
+        ("S91", "A9", "core", "pro", 2, 50.0, start, day, None, "annual", False, 5.0),
+    ]
+    book["accounts"] = pd.concat([book["accounts"], pd.DataFrame(
+        accounts, columns=book["accounts"].columns)], ignore_index=True)
+    book["subscriptions"] = pd.concat([book["subscriptions"], pd.DataFrame(
+        terms, columns=book["subscriptions"].columns)], ignore_index=True)
     book["support_tickets"] = pd.concat([book["support_tickets"], pd.DataFrame(
         [(f"T{i}", a, o, c, p, e, x) for i, (a, o, c, p, e, x) in enumerate(tickets)],
         columns=book["support_tickets"].columns)], ignore_index=True)
@@ -108,7 +124,7 @@ def test_the_numpy_forms_equal_the_sql_on_their_boundaries():
     tables = RawTables.from_frames(boundary_book())
     dates = around(DAY0, 2, 2) + around(DAY0 + timedelta(days=30), 1, 1) + around(
         DAY0 + timedelta(days=90), 1, 1) + around(DAY0 + timedelta(days=180), 1, 1)
-    for name in ("activities", "contacts", "support"):
+    for name in ("activities", "contacts", "support", "hierarchy"):
         sql, numpy = family_values(tables, name, dates)
         assert numpy == sql, name
     _, act = family_values(tables, "activities", [DAY0, DAY0 + timedelta(days=1)])
@@ -132,6 +148,15 @@ def test_the_numpy_forms_equal_the_sql_on_their_boundaries():
     assert sup[(DAY0, "A3")]["open_tickets"] == 2  # closed at DAY0 is still open at DAY0
     assert sup[(DAY0 + timedelta(days=1), "A3")]["open_tickets"] == 1
     assert sup[(DAY0, "A4")]["tickets_30d"] == 1  # not the one opened at DAY0
+
+    _, tree = family_values(tables, "hierarchy", [DAY0, DAY0 + timedelta(days=1)])
+    assert (DAY0, "A7") not in tree  # created at DAY0: not yet known
+    assert tree[(DAY0, "A8")]["parent_arr"] == Decimal("0.02")  # 12 x 0.00125, half up
+    assert tree[(DAY0, "A8")]["sibling_arr"] == Decimal("0.00")  # its parent's only child
+    # S82 was cancelled at DAY0's midnight: in force at DAY0, not the day after
+    assert tree[(DAY0 + timedelta(days=1), "A7")]["children_arr"] == Decimal("-0.02")
+    assert tree[(DAY0 + timedelta(days=1), "A7")]["child_accounts"] == 1
+    assert tree[(DAY0, "A9")]["has_parent"] == 1 and tree[(DAY0, "A9")]["parent_arr"] == 0
 
 
 def test_support_averages_equal_duckdbs():
@@ -206,6 +231,6 @@ def test_the_numpy_forms_equal_the_sql_for_any_rows(activities, contacts, ticket
             {"opened_at": "datetime64[us]", "closed_at": "datetime64[us]"})
     tables = RawTables.from_frames(book)
     dates = [DAY0 - timedelta(days=d) for d in (91, 90, 30, 1, 0)] + [DAY0 + timedelta(days=1)]
-    for name in ("activities", "contacts", "support"):
+    for name in ("activities", "contacts", "support", "hierarchy"):
         sql, numpy = family_values(tables, name, dates)
         assert numpy == sql, name
