@@ -1,16 +1,19 @@
-"""Whole-grid forms in numpy of the families that only count rows in day windows.
+"""Whole-grid forms in numpy of the families that count rows or sum money in day windows.
 
-A grid's snapshots compute each family once per date; for ``activities`` and ``contacts`` every
-comparison with a boundary is one of whole days (a boundary is a midnight, so ``t >= T - w``
-is ``day(t) >= day(T) - w``), and every feature is a count, a presence flag or a difference of
-days. So their values for every (date, account) come from each row's day number with sorted
-arrays and ``bincount``, with no hash aggregation of string keys per date. The single-date SQL
-stays the reference: ``tests/features/test_families_np.py`` and the grid tests compare every
-date.
+A grid's snapshots compute each family once per date; for ``activities``, ``contacts`` and
+``hierarchy`` every comparison with a boundary is one of whole days (a boundary is a midnight,
+so ``t >= T - w`` is ``day(t) >= day(T) - w``), and every feature is a count, a presence flag,
+a difference of days or an exact DECIMAL sum (held as integer millionths, rounded as DuckDB
+rounds DECIMALs). So their values for every (date, account) come from each row's day number
+with sorted arrays and ``bincount``, with no hash aggregation of string keys per date. The
+single-date SQL stays the reference: ``tests/features/test_families_np.py`` and the grid tests
+compare every date. (Averages stay in SQL: DuckDB's AVG of a DECIMAL did not match one double
+formula in every query shape, e.g. support's CSAT 3.82 against 3.8200000000000003.)
 
-Every feature here is filled (0) where the account has no row, except ``days_since_last_qbr``,
-which is null exactly where no QBR is known; so a row is given for every account with any
-source row, whether or not the SQL would have one, and the snapshot's values are the same.
+The activities and contacts features are filled (0) where the account has no row, except
+``days_since_last_qbr``, null exactly where no QBR is known; so a row is given for every
+account with any source row, whether or not the SQL would have one, and the snapshot's values
+are the same. Hierarchy's rows are the accounts known at the date, as in its SQL.
 """
 
 from __future__ import annotations
@@ -202,69 +205,6 @@ def _contacts(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Tab
     return _table(source, group, {k: np.vstack(v) for k, v in values.items()}, dates)
 
 
-# support -------------------------------------------------------------------------------------
-
-def _load_support(con: duckdb.DuckDBPyConnection) -> _Source:
-    """Tickets with their days, the seconds to resolve and CSAT in millionths computed by
-    DuckDB as the family's SQL computes them (``date_diff``, DECIMAL(38, 6))."""
-    def day(column: str) -> str:
-        return f"CAST(CAST({column} AS DATE) - DATE '1970-01-01' AS BIGINT)"
-
-    return _Source(con.sql(
-        f"SELECT account_id, {day('opened_at')} AS opened_day, {day('closed_at')} AS closed_day, "
-        "date_diff('second', opened_at, closed_at) AS seconds, "
-        f"CAST({exact('csat')} * 1000000 AS BIGINT) AS csat_micro, "
-        "COALESCE(escalated, false) AS escalated, "
-        "COALESCE(priority IN ('high', 'urgent'), false) AS urgent "
-        "FROM support_tickets WHERE account_id IS NOT NULL AND opened_at IS NOT NULL"
-    ).to_arrow_table())
-
-
-def _support(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Table:
-    """``support.group``'s values per (date, account): tickets opened in each window, escalated
-    and urgent ones, those still open, and the averages of the tickets closed in 90 days (hours
-    to resolve) and 180 days (CSAT) as DuckDB's AVG gives them (an integer sum over the count
-    in doubles; a DECIMAL sum as a double over the count)."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    n = len(source.accounts)
-    opened, closed, code = source.days("opened_day"), source.days("closed_day"), source.code
-    seconds = pc.fill_null(source.columns["seconds"], 0).to_numpy().astype(np.int64)
-    has_seconds = pc.is_valid(source.columns["seconds"]).to_numpy(zero_copy_only=False)
-    csat = pc.fill_null(source.columns["csat_micro"], 0).to_numpy().astype(np.int64)
-    has_csat = pc.is_valid(source.columns["csat_micro"]).to_numpy(zero_copy_only=False)
-    escalated = source.columns["escalated"].to_numpy(zero_copy_only=False)
-    urgent = source.columns["urgent"].to_numpy(zero_copy_only=False)
-    windows = [int(name[len("tickets_"):-1]) for name in group.names
-               if name.startswith("tickets_")]
-    values: dict[str, list] = {name: [] for name in group.names}
-    for as_of in dates:
-        t = _day(as_of)
-        known = opened < t
-
-        def count(where: np.ndarray) -> np.ndarray:
-            return _counts(code, where, n)
-
-        for w in windows:
-            recent = known & (opened >= t - w)
-            values[f"tickets_{w}d"].append(count(recent))
-            values[f"escalations_{w}d"].append(count(recent & escalated))
-        values["urgent_tickets_90d"].append(count(known & (opened >= t - 90) & urgent))
-        values["open_tickets"].append(count(known & (closed >= t)))  # a null closing: NO_DAY
-        resolved = known & (closed >= t - 90) & (closed < t) & has_seconds
-        many = count(resolved)
-        values["hours_to_resolve_90d"].append(np.ma.masked_array(
-            _sums(code[resolved], seconds[resolved], n) / np.maximum(many, 1) / 3600.0,
-            many == 0))
-        rated = known & (closed >= t - 180) & (closed < t) & has_csat
-        raters = count(rated)
-        values["csat_180d"].append(np.ma.masked_array(
-            _sums(code[rated], csat[rated], n) / 1e6 / np.maximum(raters, 1), raters == 0))
-    return _table(source, group, {k: np.ma.vstack(v) if k in ("hours_to_resolve_90d", "csat_180d")
-                                  else np.vstack(v) for k, v in values.items()}, dates)
-
-
 # hierarchy -----------------------------------------------------------------------------------
 
 def _load_hierarchy(con: duckdb.DuckDBPyConnection) -> dict:
@@ -365,7 +305,7 @@ def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table
 
 
 LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
-    "activities": _load_activities, "contacts": _load_contacts, "support": _load_support,
+    "activities": _load_activities, "contacts": _load_contacts,
     "hierarchy": _load_hierarchy}
 FORMS: dict[str, Callable[..., pa.Table]] = {
-    "activities": _activities, "contacts": _contacts, "support": _support, "hierarchy": _hierarchy}
+    "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy}
