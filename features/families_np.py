@@ -144,7 +144,7 @@ def _activities(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.T
     for as_of in dates:
         t = _day(as_of)
 
-        def since(w: int) -> slice:
+        def since(w: int, t: int = t) -> slice:
             return slice(np.searchsorted(day, t - w), np.searchsorted(day, t))
 
         last = np.searchsorted(qbr_key, starts + t + _SPAN // 2) - 1

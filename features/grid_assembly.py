@@ -16,11 +16,11 @@ So every date's bytes are its single-date snapshot's; the tests compare every da
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -54,17 +54,28 @@ def snapshots(tables: RawTables, groups: list[FeatureGroup], dates: list[date],
     """Every date's snapshot, in date order (``available`` and ``typed``: ``build``'s rules,
     passed in so that both paths share one text)."""
     computed = [g for g in groups if g.cte is not None and available(g, present)]
+    sql = projection_sql(groups, present, available, typed)
     with _Cursors(tables, workers) as run:
-        counts = _base_counts(tables.con, dates)
+        chunks = list(_chunks(dates, _base_counts(tables.con, dates)))
         cache: dict = {}  # the sources of the numpy forms, read once
-        for chunk in _chunks(dates, counts):
-            base, aligned = _aligned(run, tables.con, computed, chunk, cache)
-            bounds = _day_bounds(base, len(chunk))
-            sql = projection_sql(groups, present, available, typed)
-            done = _in_order(tables.con.from_arrow(aligned).query("a", sql).to_arrow_table())
-            del aligned
-            for i, as_of in enumerate(chunk):
-                yield as_of, done.slice(bounds[i], bounds[i + 1] - bounds[i])
+        pending = _fetch(run, tables.con, computed, chunks[0], cache)
+        try:
+            for k, chunk in enumerate(chunks):
+                base, families = pending()
+                pending = None
+                if k + 1 < len(chunks):  # the next chunk's queries run while this one is out
+                    pending = _fetch(run, tables.con, computed, chunks[k + 1], cache)
+                aligned = _aligned(computed, chunk, base, families)
+                del families
+                bounds = _day_bounds(base, len(chunk))
+                done = _in_order(tables.con.from_arrow(aligned).query("a", sql).to_arrow_table())
+                del aligned
+                for i, as_of in enumerate(chunk):
+                    yield as_of, done.slice(bounds[i], bounds[i + 1] - bounds[i])
+        finally:
+            if pending is not None:  # left early: wait for the queries, drop their table
+                with contextlib.suppress(Exception):
+                    pending()
 
 
 def projection_sql(groups: list[FeatureGroup], present: frozenset[str], available, typed
@@ -131,20 +142,20 @@ def _family_sql(group: FeatureGroup, dates: list[date], table: str | None) -> st
 
 class _DatesTable:
     """A table of the chunk's dates (``as_of`` at midnight, and their index) in the
-    connection's database, seen by its cursors; dropped on leaving."""
+    connection's database, seen by its cursors (``create``, then ``drop``)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, dates: list[date]):
         self.con, self.dates = con, dates
         self.name = f"_grid_dates_{uuid.uuid4().hex[:12]}"
 
-    def __enter__(self) -> str:
+    def create(self) -> str:
         rows = ", ".join(f"({i}, TIMESTAMP '{d:%Y-%m-%d} 00:00:00')"
                          for i, d in enumerate(self.dates))
         self.con.execute(f"CREATE TABLE {self.name} AS SELECT * FROM (VALUES {rows}) "
                          f"t({DAY}, {AS_OF})")
         return self.name
 
-    def __exit__(self, *exc) -> None:
+    def drop(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.name}")
 
 
@@ -158,7 +169,7 @@ def _chunks(dates: list[date], counts: list[int]) -> Iterator[list[date]]:
     """Consecutive dates of at most ``CHUNK_ROWS`` snapshot rows (at least one date)."""
     chunk: list[date] = []
     rows = 0
-    for day, n in zip(dates, counts):
+    for day, n in zip(dates, counts, strict=True):
         if chunk and rows + n > CHUNK_ROWS:
             yield chunk
             chunk, rows = [], 0
@@ -168,23 +179,44 @@ def _chunks(dates: list[date], counts: list[int]) -> Iterator[list[date]]:
         yield chunk
 
 
-def _aligned(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], dates: list[date],
-             cache: dict) -> tuple[pa.Table, pa.Table]:
-    """The chunk's base rows ordered by date, and a table with one row per base row: its
-    account and every family column, null where the family has no row for it."""
+def _fetch(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], dates: list[date],
+           cache: dict) -> Callable[[], tuple[pa.Table, list[pa.Table]]]:
+    """Start the chunk's queries (its base rows by date and account, and each family's rows)
+    and compute its numpy forms; the returned function waits for the queries and gives the
+    base and every family's rows, in ``groups``' order."""
+    in_sql = [g for g in groups if not families_np.has_form(g)]
+    table = _DatesTable(con, dates) if any(_grid_form(g) for g in in_sql) else None
+    name = table.create() if table else None
+    try:
+        waiting = run([f"SELECT * FROM ({_base_sql(dates)}) ORDER BY {DAY}, {ACCOUNT_ID}"] + [
+            _family_sql(g, dates, name) for g in in_sql])
+        in_numpy = {g.name: families_np.rows(con, g, dates, cache)
+                    for g in groups if families_np.has_form(g)}
+    except BaseException:
+        if table:
+            table.drop()
+        raise
+
+    def results() -> tuple[pa.Table, list[pa.Table]]:
+        try:
+            base, *done = waiting()
+        finally:
+            if table:
+                table.drop()
+        by_name = dict(zip((g.name for g in in_sql), done, strict=True)) | in_numpy
+        return base, [by_name[g.name] for g in groups]
+
+    return results
+
+
+def _aligned(groups: list[FeatureGroup], dates: list[date], base: pa.Table,
+             families: list[pa.Table]) -> pa.Table:
+    """One row per base row (ordered by date, then account): its account and date, and every
+    family column, null where the family has no row for it."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    in_sql = [g for g in groups if not families_np.has_form(g)]
-    with _DatesTable(con, dates) if any(_grid_form(g) for g in in_sql) else nullcontext() as table:
-        pending = run([f"SELECT * FROM ({_base_sql(dates)}) ORDER BY {DAY}, {ACCOUNT_ID}"] + [
-            _family_sql(g, dates, table) for g in in_sql])
-        in_numpy = {g.name: families_np.rows(con, g, dates, cache)
-                    for g in groups if families_np.has_form(g)}
-        base, *done = pending()
-    by_name = dict(zip((g.name for g in in_sql), done)) | in_numpy
-    families = [by_name[g.name] for g in groups]
     accounts = pc.unique(base[ACCOUNT_ID])
     keys = _keys(base, accounts)
     order = np.argsort(keys, kind="stable")
@@ -192,7 +224,7 @@ def _aligned(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], da
     day = base[DAY].to_numpy()
     columns = {ACCOUNT_ID: base[ACCOUNT_ID], AS_OF: pa.array(np.asarray(dates)[day], pa.date32()),
                ROW: pa.array(np.arange(len(day)))}
-    for group, rows in zip(groups, families):
+    for group, rows in zip(groups, families, strict=True):
         found = _keys(rows, accounts)
         pos = np.minimum(np.searchsorted(ordered, found), max(len(ordered) - 1, 0))
         hit = (ordered[pos] == found) if len(ordered) else np.zeros(len(found), bool)
@@ -205,7 +237,7 @@ def _aligned(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], da
         index = pa.array(take, mask=take < 0)
         for name in group.names:
             columns[f"{group.name}.{name}"] = rows[name].take(index)
-    return base, pa.table(columns)
+    return pa.table(columns)
 
 
 def _keys(rows: pa.Table, accounts: pa.Array) -> np.ndarray:

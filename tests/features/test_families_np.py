@@ -1,6 +1,7 @@
-"""The numpy grid forms of activities, contacts and hierarchy (features.families_np) give, for every date
-and account, the values of the family's single-date SQL (filled as the snapshot fills them),
-and the grid assembly (features.grid_assembly) gives every date its single-date snapshot."""
+"""The numpy grid forms of activities, contacts and hierarchy (features.families_np) give, for
+every date and account, the values of the family's single-date SQL (filled as the snapshot
+fills them), and the grid assembly (features.grid_assembly) gives every date its single-date
+snapshot."""
 
 from __future__ import annotations
 
