@@ -205,3 +205,21 @@ def test_the_numpy_forms_equal_the_sql_for_any_rows(activities, contacts):
     for name in ("activities", "contacts", "hierarchy"):
         sql, numpy = family_values(tables, name, dates)
         assert numpy == sql, name
+
+
+def test_a_grid_left_early_leaves_no_table_behind(monkeypatch):
+    from features import grid_assembly
+
+    monkeypatch.setattr(grid_assembly, "CHUNK_ROWS", 4)  # the next chunk's queries are pending
+    tables = RawTables.from_frames(boundary_book())
+    count = "SELECT COUNT(*) FROM duckdb_tables()"
+    before = tables.con.execute(count).fetchall()
+    grid = build_grid(tables, around(DAY0, 3, 3), workers=1)
+    next(grid)
+    grid.close()
+    assert tables.con.execute(count).fetchall() == before
+
+
+def test_a_one_date_grid_is_its_snapshot():
+    tables = RawTables.from_frames(boundary_book())
+    assert dict(build_grid(tables, [DAY0]))[DAY0].equals(build_snapshot(tables, DAY0))
