@@ -6,12 +6,14 @@ the joins, planning and result handling were about as costly as the families' ow
 date ~0.16 CPU-s of hash joins (wide rows copied through each join) and ~0.07 s of planning
 for a 21,000-row result.
 
-Here each family runs once per chunk of dates (its single-date SQL for each date, as one
-UNION ALL statement: one plan, the same values), its rows are placed on the grid's (date,
-account) rows by position (integer keys, a binary search and an Arrow ``take``: no hash join),
-and each date's snapshot is the same projection as ``build.snapshot_sql``'s (the same casts,
-fills, rounding and derived expressions, over the same column types) run on its aligned rows.
-So every date's bytes are its single-date snapshot's; the tests compare every date.
+Here each family runs once per chunk of dates (of at most ``CHUNK_ROWS`` snapshot rows): its
+single-date SQL for each date as one UNION ALL statement (one plan, the same values), its grid
+form where that is cheaper on monthly grids too (``GRID_FORMS``), or its numpy form
+(``features.families_np``). Its rows are placed on the chunk's (date, account) rows by position
+(integer keys, a binary search and an Arrow ``take``: no hash join), and one projection per
+chunk applies ``build.snapshot_sql``'s casts, fills, rounding and derived expressions, over the
+same column types. So every date's bytes are its single-date snapshot's; the tests compare
+every date. The next chunk's queries run while a chunk is aligned, projected and written.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ CHUNK_ROWS = 400_000
 
 class DuplicateRows(ValueError):
     """A family returned two rows for one account and date (a snapshot's join would repeat
-    the account); the caller builds such grids per date."""
+    the account). The contract keeps account keys unique, so this is a family's fault: raised,
+    naming the family, rather than guessed around."""
 
 
 def snapshots(tables: RawTables, groups: list[FeatureGroup], dates: list[date],
