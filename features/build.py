@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -237,10 +234,12 @@ def build_grid(
     see the measurements above it), and the usage
     family, half a snapshot's cost, in one pass (``features.usage_grid``; ``one_pass`` None:
     when ``uses_one_pass`` with ``USAGE_ONE_PASS_MIN_OVERLAP``, monthly grids too); each
-    snapshot then reads its date's rows. Snapshots are independent queries, and one DuckDB
-    query keeps two cores only about two thirds busy, so
-    on a grid several single-threaded queries at once are faster (measured 1.6x on 2 cores).
-    Each worker has its own cursor on the same in-memory database.
+    snapshot then reads its date's rows. A grid of two or more dates is assembled per chunk of
+    dates (``features.grid_assembly``: each family once per chunk, placed on the rows by
+    position, one projection; the same bytes as each date's own query; 30,000 accounts x 24
+    monthly dates 25.3 -> 20.5 CPU-s by the command line). Its queries run ``workers`` at a
+    time, single-threaded: one DuckDB query keeps two cores only about two thirds busy
+    (measured 1.6x on 2 cores). Each worker has its own cursor on the same in-memory database.
     """
     dates = list(dates)
     if not dates:
@@ -268,39 +267,14 @@ def build_grid(
 
             prepared = usage_grid.prepare(tables.con, plan, sorted(dates))
             groups = [prepared.group(g) if g.name == "usage" else g for g in groups]
-        yield from _snapshots(tables, dates, spec, workers, groups)
+        if len(dates) > 1:  # every family once per chunk of dates, placed by position
+            from features import grid_assembly
+
+            yield from grid_assembly.snapshots(tables, groups, dates, tables.present, workers,
+                                               _available, _typed)
+        else:
+            yield dates[0], build_snapshot(tables, dates[0], spec, checked=True, groups=groups)
     finally:
         for grid in (prepared, families):
             if grid is not None:
                 grid.drop(tables.con)
-
-
-def _snapshots(tables: RawTables, dates: list[date], spec: FeatureSpec | None, workers: int,
-               groups: list[FeatureGroup]) -> Iterator[tuple[date, pa.Table]]:
-    if workers == 1:
-        for as_of in dates:
-            yield as_of, build_snapshot(tables, as_of, spec, checked=True, groups=groups)
-        return
-    previous_threads = tables.con.execute("SELECT current_setting('threads')").fetchone()[0]
-    tables.con.execute("SET threads = 1")
-    local = threading.local()
-
-    def one(as_of: date) -> pa.Table:
-        if not hasattr(local, "cursor"):
-            local.cursor = tables.con.cursor()
-        return build_snapshot(tables, as_of, spec, cursor=local.cursor, checked=True,
-                              groups=groups)
-
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="snapshot") as pool:
-            pending: deque = deque()
-            for as_of in dates:  # keep at most `workers` results waiting, in date order
-                pending.append((as_of, pool.submit(one, as_of)))
-                if len(pending) > workers:
-                    done_date, future = pending.popleft()
-                    yield done_date, future.result()
-            while pending:
-                done_date, future = pending.popleft()
-                yield done_date, future.result()
-    finally:
-        tables.con.execute(f"SET threads = {int(previous_threads)}")

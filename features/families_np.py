@@ -1,0 +1,311 @@
+"""Whole-grid forms in numpy of the families that count rows or sum money in day windows.
+
+A grid's snapshots compute each family once per date; for ``activities``, ``contacts`` and
+``hierarchy`` every comparison with a boundary is one of whole days (a boundary is a midnight,
+so ``t >= T - w`` is ``day(t) >= day(T) - w``), and every feature is a count, a presence flag,
+a difference of days or an exact DECIMAL sum (held as integer millionths, rounded as DuckDB
+rounds DECIMALs). So their values for every (date, account) come from each row's day number
+with sorted arrays and ``bincount``, with no hash aggregation of string keys per date. The
+single-date SQL stays the reference: ``tests/features/test_families_np.py`` and the grid tests
+compare every date. (Averages stay in SQL: DuckDB's AVG of a DECIMAL did not match one double
+formula in every query shape, e.g. support's CSAT 3.82 against 3.8200000000000003.)
+
+The activities and contacts features are filled (0) where the account has no row, except
+``days_since_last_qbr``, null exactly where no QBR is known; so a row is given for every
+account with any source row, whether or not the SQL would have one, and the snapshot's values
+are the same. Hierarchy's rows are the accounts known at the date, as in its SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import TYPE_CHECKING
+
+from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
+
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+EPOCH = date(1970, 1, 1)
+NO_DAY = 2**38  # a null date: after every boundary
+_SPAN = 2**40  # an account's range of keys (account code x _SPAN + day + _SPAN // 2)
+DAY = "_grid_day"  # the date's index among the dates asked for (as in ``grid_assembly``)
+
+
+def has_form(group: FeatureGroup) -> bool:
+    return group.name in FORMS
+
+
+def rows(con: duckdb.DuckDBPyConnection, group: FeatureGroup, dates: list[date],
+         cache: dict) -> pa.Table:
+    """The family's rows for each date (``DAY``: its index in ``dates``), an account per row
+    with its declared columns; the source is read once per ``cache``."""
+    if group.name not in cache:
+        cache[group.name] = LOADERS[group.name](con)
+    return FORMS[group.name](cache[group.name], group, dates)
+
+
+def _day(d: date) -> int:
+    return (d - EPOCH).days
+
+
+class _Source:
+    """A source table's rows as account codes (into ``accounts``) and named numpy columns."""
+
+    def __init__(self, table: pa.Table):
+        import numpy as np
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(table[ACCOUNT_ID].combine_chunks())
+        self.accounts: pa.Array = encoded.dictionary
+        self.code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.columns = {name: table[name] for name in table.column_names if name != ACCOUNT_ID}
+
+    def days(self, name: str) -> np.ndarray:
+        import numpy as np
+        import pyarrow.compute as pc
+
+        return pc.fill_null(self.columns[name], NO_DAY).to_numpy().astype(np.int64)
+
+    def equals(self, name: str, value: str) -> np.ndarray:
+        import pyarrow.compute as pc
+
+        return pc.fill_null(pc.equal(self.columns[name], value), False).to_numpy(
+            zero_copy_only=False)
+
+
+def _table(source: _Source, group: FeatureGroup, values: dict[str, np.ndarray],
+           dates: list[date]) -> pa.Table:
+    """One row per (date, account of the source), from (dates x accounts) arrays; a value
+    array may be a masked array (masked: null)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(source.accounts)
+    columns = {DAY: pa.array(np.repeat(np.arange(len(dates), dtype=np.int32), n)),
+               ACCOUNT_ID: source.accounts.take(pa.array(np.tile(np.arange(n), len(dates))))}
+    for name in group.names:
+        value = values[name]
+        mask = np.ma.getmaskarray(value).ravel() if np.ma.isMaskedArray(value) else None
+        data = np.ma.getdata(value).ravel()
+        columns[name] = pa.array(data if data.dtype.kind == "f" else data.astype(np.int64),
+                                 mask=mask)
+    return pa.table(columns)
+
+
+def _counts(code: np.ndarray, where: np.ndarray, accounts: int) -> np.ndarray:
+    import numpy as np
+
+    return np.bincount(code[where], minlength=accounts)
+
+
+def _sums(code: np.ndarray, values: np.ndarray, accounts: int) -> np.ndarray:
+    """Exact integer sums per account: ``bincount`` adds in doubles, exact while every partial
+    sum stays below 2**53 (bounded here by the sum of absolute values); else one by one."""
+    import numpy as np
+
+    if not len(values) or int(np.abs(values).sum(dtype=np.float64)) < 2**52:
+        return np.bincount(code, values, minlength=accounts).astype(np.int64)
+    total = np.zeros(accounts, np.int64)
+    np.add.at(total, code, values)
+    return total
+
+
+# activities ---------------------------------------------------------------------------------
+
+def _load_activities(con: duckdb.DuckDBPyConnection) -> _Source:
+    return _Source(con.sql(
+        "SELECT account_id, CAST(CAST(occurred_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS day,"
+        " type FROM activities WHERE account_id IS NOT NULL AND occurred_at IS NOT NULL"
+    ).to_arrow_table())
+
+
+def _activities(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    """``relationships.activities_group``'s values: touches and onboarding sessions in their
+    windows, QBRs in 180 days and the days since the last one, per (date, account)."""
+    import numpy as np
+
+    n = len(source.accounts)
+    day = source.days("day")
+    order = np.argsort(day, kind="stable")
+    day, code = day[order], source.code[order]
+    qbr = source.equals("type", "qbr")[order]
+    onboarding = source.equals("type", "onboarding session")[order]
+    windows = [int(name[len("touches_"):-1]) for name in group.names
+               if name.startswith("touches_")]
+    # the last QBR before each date: QBR rows by (account, day), one binary search per account
+    qbr_key = code[qbr] * _SPAN + day[qbr] + _SPAN // 2
+    qbr_key.sort()
+    starts = np.arange(n, dtype=np.int64) * _SPAN
+    values: dict[str, list] = {name: [] for name in group.names}
+    for as_of in dates:
+        t = _day(as_of)
+
+        def since(w: int, t: int = t) -> slice:
+            return slice(np.searchsorted(day, t - w), np.searchsorted(day, t))
+
+        last = np.searchsorted(qbr_key, starts + t + _SPAN // 2) - 1
+        found = (last >= 0) & (qbr_key[np.maximum(last, 0)] >= starts) if len(qbr_key) else \
+            np.zeros(n, bool)
+        last_day = (qbr_key[np.maximum(last, 0)] - starts - _SPAN // 2) if len(qbr_key) else \
+            np.zeros(n, np.int64)
+        values["days_since_last_qbr"].append(np.ma.masked_array(t - last_day, ~found))
+        w180 = since(180)
+        values["qbrs_180d"].append(_counts(code[w180], qbr[w180], n))
+        for w in windows:
+            window = since(w)
+            values[f"touches_{w}d"].append(np.bincount(code[window], minlength=n))
+        w90 = since(90)
+        values["onboarding_sessions_90d"].append(_counts(code[w90], onboarding[w90], n))
+    return _table(source, group, {k: np.ma.vstack(v) if k == "days_since_last_qbr"
+                                  else np.vstack(v) for k, v in values.items()}, dates)
+
+
+# contacts -----------------------------------------------------------------------------------
+
+def _load_contacts(con: duckdb.DuckDBPyConnection) -> _Source:
+    return _Source(con.sql(
+        "SELECT account_id, role, CAST(start_date - DATE '1970-01-01' AS BIGINT) AS start_day, "
+        "CAST(end_date - DATE '1970-01-01' AS BIGINT) AS end_day FROM contacts "
+        "WHERE account_id IS NOT NULL AND start_date IS NOT NULL"
+    ).to_arrow_table())
+
+
+def _contacts(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    """``relationships.contacts_group``'s values: contacts in their role by role, champions
+    who left in the last 90 days, per (date, account). A contact is known from its start
+    date and in its role until its end date, that day included."""
+    import numpy as np
+
+    n = len(source.accounts)
+    start, end, code = source.days("start_day"), source.days("end_day"), source.code
+    role = {r: source.equals("role", r)
+            for r in ("champion", "executive sponsor", "economic buyer", "detractor")}
+    values: dict[str, list] = {name: [] for name in group.names}
+    for as_of in dates:
+        t = _day(as_of)
+        known = start < t
+        in_role = known & (end >= t)  # a null end (NO_DAY) is after every date
+
+        def count(where: np.ndarray) -> np.ndarray:
+            return _counts(code, where, n)
+
+        values["champions"].append(count(in_role & role["champion"]))
+        values["champion_departed_90d"].append(
+            count(known & role["champion"] & (end >= t - 90) & (end < t)))
+        values["executive_sponsor_present"].append(
+            (count(in_role & role["executive sponsor"]) > 0).astype(np.int64))
+        values["economic_buyer_present"].append(
+            (count(in_role & role["economic buyer"]) > 0).astype(np.int64))
+        values["detractor_contacts"].append(count(in_role & role["detractor"]))
+        values["contacts_in_role"].append(count(in_role))
+    return _table(source, group, {k: np.vstack(v) for k, v in values.items()}, dates)
+
+
+# hierarchy -----------------------------------------------------------------------------------
+
+def _load_hierarchy(con: duckdb.DuckDBPyConnection) -> dict:
+    """Accounts (created day, parent) and subscription terms (in-force days, MRR in
+    millionths as DECIMAL(38, 6) holds it), their accounts coded in one dictionary."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    accounts = con.sql(
+        "SELECT account_id, parent_account_id, "
+        "CAST(CAST(created_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS created_day "
+        "FROM accounts WHERE account_id IS NOT NULL AND created_at IS NOT NULL").to_arrow_table()
+    terms = con.sql(
+        "SELECT account_id, CAST(start_date - DATE '1970-01-01' AS BIGINT) AS start_day, "
+        "CAST(end_date - DATE '1970-01-01' AS BIGINT) AS end_day, "
+        "CAST(CAST(cancelled_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS cancelled_day, "
+        f"CAST({exact('mrr')} * 1000000 AS BIGINT) AS mrr_micro FROM subscriptions "
+        "WHERE account_id IS NOT NULL AND start_date IS NOT NULL").to_arrow_table()
+    ids = [accounts["account_id"].combine_chunks(),
+           accounts["parent_account_id"].combine_chunks(), terms["account_id"].combine_chunks()]
+    encoded = pc.dictionary_encode(pa.concat_arrays(ids))
+    code = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+    n, m = len(accounts), len(accounts) + len(accounts)
+
+    def days(table: pa.Table, name: str) -> np.ndarray:
+        return pc.fill_null(table[name], NO_DAY).to_numpy().astype(np.int64)
+
+    return {"accounts": encoded.dictionary, "code": code[:n], "parent": code[n:m],
+            "created": days(accounts, "created_day"), "term_code": code[m:],
+            "start": days(terms, "start_day"), "end": terms["end_day"],
+            "cancelled": days(terms, "cancelled_day"),
+            "mrr": pc.fill_null(terms["mrr_micro"], 0).to_numpy().astype(np.int64)}
+
+
+def _cents(micro: np.ndarray) -> np.ndarray:
+    """DECIMAL(38, 6) millionths rounded to 2 decimals as DuckDB's ROUND does (half away from
+    zero), in hundredths."""
+    import numpy as np
+
+    return np.sign(micro) * ((np.abs(micro) + 5_000) // 10_000)
+
+
+def _decimal2(cents: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """Hundredths as a DECIMAL(38, 2) Arrow array (two's complement, 16 bytes a value)."""
+    import numpy as np
+    import pyarrow as pa
+
+    words = np.stack([cents, cents >> 63], axis=1).astype(np.int64)
+    validity = pa.array(valid, pa.bool_()).buffers()[1]
+    return pa.Array.from_buffers(pa.decimal128(38, 2), len(cents),
+                                 [validity, pa.py_buffer(words.tobytes())])
+
+
+def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    """``hierarchy.group``'s values per (date, account known then): the ARR in force of the
+    parent, of the siblings and of the children, in exact millionths rounded as the SQL does."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    accounts = len(source["accounts"])
+    code, parent, created = source["code"], source["parent"], source["created"]
+    term_code, start, cancelled, mrr = (source[k] for k in ("term_code", "start", "cancelled",
+                                                            "mrr"))
+    has_end = pc.is_valid(source["end"]).to_numpy(zero_copy_only=False)
+    end = pc.fill_null(source["end"], 0).to_numpy().astype(np.int64)
+    parts: dict[str, list] = {name: [] for name in ("_day", "_code", *group.names)}
+    for i, as_of in enumerate(dates):
+        t = _day(as_of)
+        in_force = (start < t) & np.where(has_end, end >= t, cancelled >= t)
+        arr = 12 * _sums(term_code[in_force], mrr[in_force], accounts)  # own ARR, millionths
+        known = created < t
+        k_code, k_parent = code[known], parent[known]
+        child = k_parent >= 0
+        family_n = np.bincount(k_parent[child], minlength=accounts)
+        family_arr = _sums(k_parent[child], arr[k_code[child]], accounts)
+        p = np.maximum(k_parent, 0)
+        parts["_day"].append(np.full(len(k_code), i))
+        parts["_code"].append(k_code)
+        parts["has_parent"].append(child.astype(np.int64))
+        parts["parent_arr"].append(np.where(child, _cents(arr[p]), 0))
+        parts["sibling_arr"].append(np.where(child, _cents(family_arr[p] - arr[k_code]), 0))
+        parts["child_accounts"].append(family_n[k_code])
+        parts["children_arr"].append(_cents(family_arr[k_code]))
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    with_parent = joined["has_parent"] == 1
+    columns = {DAY: pa.array(joined["_day"].astype(np.int32)),
+               ACCOUNT_ID: source["accounts"].take(pa.array(joined["_code"]))}
+    for name in group.names:
+        if name in ("parent_arr", "sibling_arr"):
+            columns[name] = _decimal2(joined[name], with_parent)
+        elif name == "children_arr":
+            columns[name] = _decimal2(joined[name], np.ones(len(with_parent), bool))
+        else:
+            columns[name] = pa.array(joined[name].astype(np.int64))
+    return pa.table(columns)
+
+
+LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
+    "activities": _load_activities, "contacts": _load_contacts,
+    "hierarchy": _load_hierarchy}
+FORMS: dict[str, Callable[..., pa.Table]] = {
+    "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy}
