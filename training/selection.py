@@ -11,7 +11,8 @@ Candidates, fitted in every fold on the same rows:
   moved the demo book's out-of-fold log loss in the fourth decimal);
 - ``lightgbm``: `training.models.train_booster`, early-stopped on the fold's block, in each
   of the tree settings of `training.tuning` (the setting chosen there, on the same out-of-fold
-  rows and by the same rule, is the lightgbm candidate); the refit
+  rows and by the same rule, is the lightgbm candidate), every fit at the learning rate of the
+  whole book (`training.models.book_params`: larger above 250,000 rows); the refit
   grows the median over folds of (best iteration x full training rows / fold training rows)
   trees, so the number of trees grows with the data as it did inside the folds;
 - ``blend``: ``w * tree + (1 - w) * linear`` on the log-odds scale, ``w`` from 0.05 to 0.95
@@ -104,6 +105,7 @@ class Selection:
     oof_rows: np.ndarray = field(repr=False)  # positions in the training frame
     tree_setting: TreeSetting = field(default_factory=lambda: candidate_settings()[-1])
     tree_settings: dict[str, dict] = field(default_factory=dict)  # per setting: its OOF scores
+    book_params: dict = field(default_factory=dict)  # learning rate, patience of every tree fit
 
     def as_json(self) -> dict:
         return {
@@ -113,6 +115,7 @@ class Selection:
             "rounds": {"folds": self.fold_rounds, "final": self.final_rounds},
             "lightgbm_setting": {"name": self.tree_setting.name,
                                  "params": dict(self.tree_setting.params),
+                                 "book": dict(self.book_params),
                                  "candidates": self.tree_settings},
         }
 
@@ -248,13 +251,22 @@ class FoldData:
 
     def fit_lightgbm(self, train: np.ndarray | None, valid: np.ndarray | None = None,
                      params: dict | None = None) -> lightgbm.Booster:
-        """Boost on the ``train`` rows (None: all), early-stopped on the ``valid`` rows."""
+        """Boost on the ``train`` rows (None: all), early-stopped on the ``valid`` rows, at
+        the book's learning rate (`book_params`; ``params`` override it)."""
         from training import models
 
         n_train = len(self.y) if train is None else len(train)
         dvalid = None if valid is None else self.lightgbm_rows(valid)
         return models.train_booster(self.lightgbm_rows(train), n_train, dvalid, self.seed,
-                                    params)
+                                    {**self.book_params, **(params or {})})
+
+    @property
+    def book_params(self) -> dict:
+        """The learning rate and patience of every tree fit here, folds and refit alike: those
+        of a book of all these rows (`training.models.book_params`; ``{}``: the defaults)."""
+        from training import models
+
+        return models.book_params(len(self.y))
 
     def matrix_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
         """``x``'s ``rows`` (increasing positions; None: all). The rows are stacked by date,
@@ -345,7 +357,7 @@ def select_and_refit(
         estimator = refit(chosen, data, float(weight), final_rounds, setting.params)
     selection = Selection(fold_info, candidates, chosen, LOGISTIC_C,
                           estimator.tree_weight, fold_rounds, final_rounds, p[chosen], yo, rows,
-                          setting, tree_report)
+                          setting, tree_report, data.book_params)
     return estimator, selection
 
 
