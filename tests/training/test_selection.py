@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from training import models as models_module
 from training import selection as selection_module
 from training.baselines import logistic_baseline
+from training.estimator import export_linear
 from training.models import (
     FeatureSchema,
     fit_lightgbm,
@@ -295,3 +296,20 @@ def test_a_large_book_fits_its_folds_and_refit_at_one_rate_the_book_s(monkeypatc
     again = select_and_refit(x, y, df["as_of"], df["account_id"], schema, 90, 7)[1]
     assert again.as_json() == selection.as_json()
     np.testing.assert_array_equal(again.oof, selection.oof)
+
+
+def test_the_exported_linear_terms_are_centred_on_the_rows_the_logistic_was_fitted_on(
+        monkeypatch):
+    df, y = book(60, 12, seed=1, nonlinear=False)
+    df["seg"] = np.where(df["b"] > 0.5, "x", np.where(df["b"] < -0.5, "y", "z"))
+    schema = FeatureSchema.infer(df, ["a", "noise", "seg"])
+    x = model_matrix(df, schema)
+    data = selection_module.FoldData.build(x, y, schema, 7, df["account_id"])
+    small = selection_module.refit("logistic", data, 0.0, 1)
+    assert small.linear_export == export_linear(small.linear, schema, x)  # below the limit
+    monkeypatch.setattr(selection_module, "LOGISTIC_MAX_ROWS", 200)
+    sample = data.logistic_rows()
+    assert 0 < len(sample) < len(y)
+    estimator = selection_module.refit("logistic", data, 0.0, 1)
+    assert estimator.linear_export == export_linear(estimator.linear, schema, x[sample])
+    assert estimator.linear_export != export_linear(estimator.linear, schema, x)
