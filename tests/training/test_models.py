@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 
-from training.baselines import LOGISTIC_C_GRID, logistic_baseline
 from training import models as models_module
+from training.baselines import LOGISTIC_C_GRID, logistic_baseline
 from training.models import (
     EARLY_STOPPING_ROUNDS,
     LARGE_BOOK_ROWS,
