@@ -223,6 +223,17 @@ def fit_summary(stages: list[dict]) -> list[str]:
     return out
 
 
+def tree_line(selection: dict) -> str:
+    """The chosen tree setting, the book's learning rate and patience (`book_params`; none
+    logged: the defaults) and the trees of the folds (scaled to all rows) and of the refit."""
+    setting = selection.get("lightgbm_setting", {})
+    book = setting.get("book") or {"learning_rate": 0.03, "early_stopping_rounds": 100}
+    rounds = selection.get("rounds", {})
+    return (f"  trees: setting {setting.get('name')}, learning rate {book['learning_rate']:g}, "
+            f"patience {book['early_stopping_rounds']}; fold rounds (scaled) "
+            f"{rounds.get('folds')}, refit {rounds.get('final')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path)
@@ -260,6 +271,7 @@ def main() -> None:
                 f"{r['metrics']['ece']:>7.4f} {r['selection']['chosen']:>9}")
             print(f"\n{task}: where the time goes")
             print("\n".join(stage_table(report["stages"])))
+            print(tree_line(r.get("selection", {})))
             print(f"\n{header}\n{summary[-1]}")  # now, in case a later task is stopped
             sys.stdout.flush()
         print("\n" + header)

@@ -11,7 +11,8 @@ Candidates, fitted in every fold on the same rows:
   moved the demo book's out-of-fold log loss in the fourth decimal);
 - ``lightgbm``: `training.models.train_booster`, early-stopped on the fold's block, in each
   of the tree settings of `training.tuning` (the setting chosen there, on the same out-of-fold
-  rows and by the same rule, is the lightgbm candidate); the refit
+  rows and by the same rule, is the lightgbm candidate), every fit at the learning rate of the
+  whole book (`training.models.book_params`: larger above 250,000 rows); the refit
   grows the median over folds of (best iteration x full training rows / fold training rows)
   trees, so the number of trees grows with the data as it did inside the folds;
 - ``blend``: ``w * tree + (1 - w) * linear`` on the log-odds scale, ``w`` from 0.05 to 0.95
@@ -104,6 +105,7 @@ class Selection:
     oof_rows: np.ndarray = field(repr=False)  # positions in the training frame
     tree_setting: TreeSetting = field(default_factory=lambda: candidate_settings()[-1])
     tree_settings: dict[str, dict] = field(default_factory=dict)  # per setting: its OOF scores
+    book_params: dict = field(default_factory=dict)  # learning rate, patience of every tree fit
 
     def as_json(self) -> dict:
         return {
@@ -113,6 +115,7 @@ class Selection:
             "rounds": {"folds": self.fold_rounds, "final": self.final_rounds},
             "lightgbm_setting": {"name": self.tree_setting.name,
                                  "params": dict(self.tree_setting.params),
+                                 "book": dict(self.book_params),
                                  "candidates": self.tree_settings},
         }
 
@@ -248,19 +251,34 @@ class FoldData:
 
     def fit_lightgbm(self, train: np.ndarray | None, valid: np.ndarray | None = None,
                      params: dict | None = None) -> lightgbm.Booster:
-        """Boost on the ``train`` rows (None: all), early-stopped on the ``valid`` rows."""
+        """Boost on the ``train`` rows (None: all), early-stopped on the ``valid`` rows, at
+        the book's learning rate (`book_params`; ``params`` override it)."""
         from training import models
 
         n_train = len(self.y) if train is None else len(train)
         dvalid = None if valid is None else self.lightgbm_rows(valid)
         return models.train_booster(self.lightgbm_rows(train), n_train, dvalid, self.seed,
-                                    params)
+                                    {**self.book_params, **(params or {})})
+
+    @property
+    def book_params(self) -> dict:
+        """The learning rate and patience of every tree fit here, folds and refit alike: those
+        of a book of all these rows (`training.models.book_params`; ``{}``: the defaults)."""
+        from training import models
+
+        return models.book_params(len(self.y))
 
     def matrix_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
         """``x``'s ``rows`` (increasing positions; None: all). The rows are stacked by date,
         so a fold's training rows and its block are runs of consecutive rows: a view then,
         not a copy."""
         return self.x if rows is None else _rows_of(self.x, rows)
+
+    def logistic_rows(self, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """The rows a logistic fit on ``rows`` (None: all) reads: those, or the
+        `account_sample` of them when they are more than ``LOGISTIC_MAX_ROWS``."""
+        return rows if self.accounts is None else account_sample(self.accounts, rows,
+                                                                 self.seed)
 
     def fit_logistic(self, rows: np.ndarray | None = None):
         """The logistic pipeline fitted on ``rows`` (None: all) of the shared matrix, or on a
@@ -345,7 +363,7 @@ def select_and_refit(
         estimator = refit(chosen, data, float(weight), final_rounds, setting.params)
     selection = Selection(fold_info, candidates, chosen, LOGISTIC_C,
                           estimator.tree_weight, fold_rounds, final_rounds, p[chosen], yo, rows,
-                          setting, tree_report)
+                          setting, tree_report, data.book_params)
     return estimator, selection
 
 
@@ -359,6 +377,8 @@ def refit(kind: str, data: FoldData, weight: float, rounds: int,
                                                   "num_boost_round": rounds})
     if kind in ("logistic", "blend"):
         linear = data.fit_logistic()
-        export = export_linear(linear, data.schema, data.x)
+        # its terms' centres over the rows it was fitted on (the account sample of a large
+        # book): the design of every row was 1.66 GB at 1.2 M rows, the process's peak
+        export = export_linear(linear, data.schema, data.matrix_rows(data.logistic_rows()))
     w = {"lightgbm": 1.0, "logistic": 0.0}.get(kind, weight)
     return Estimator(kind, data.schema, booster, linear, export, w)

@@ -213,13 +213,18 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     x_train = models.model_matrix(parts["train"], schema)
     test_frame = models.to_model_frame(parts["test"], schema)
     y = {part: f["label"].to_numpy().copy() for part, f in parts.items()}
-    # what needs the whole training frame reads it now; then only its keys and labels stay
+    # what needs the whole training frame reads it now (its digest); the references keep the
+    # few columns they read; then only its keys and labels stay, and the features are freed
     digests = {"train": frame_digest(parts["train"])}
-    say("baselines: the fitted health scorecard, the customer's score")
-    references = bl.reference_scores(task, parts, tables, settings.seed)
+    measures = parts["train"][[c for c in bl.reference_columns(task)
+                               if c in parts["train"].columns]].copy()
     parts["train"] = slim_training_frame(parts["train"])
     train = parts["train"]
     return_freed_memory()
+    say("baselines: the fitted health scorecard, the customer's score")
+    references = bl.reference_scores(task, {"train": measures, "test": parts["test"]}, tables,
+                                     settings.seed)
+    del measures
 
     say("choosing logistic / LightGBM / blend by expanding-window cross-validation")
     try:

@@ -13,6 +13,7 @@ from training.baselines import (
     Measure,
     fit_customer_score,
     fit_scorecard,
+    reference_columns,
     reference_scores,
     task_measures,
 )
@@ -155,3 +156,18 @@ def test_reference_scores_without_a_customer_score_table():
     assert len(refs.scores["health_score"]) == 50
     np.testing.assert_allclose(refs.scores["health_score"],
                                refs.scorecard.predict_proba(parts["test"]))
+
+
+def test_the_references_need_only_their_columns_of_the_training_frame():
+    df, y = _churn_book(400)
+    df = df.assign(account_id=np.arange(400) % 50, as_of=pd.Timestamp("2024-03-01"),
+                   label=y, other_feature=np.arange(400.0), value=1.0)
+    parts = {"train": df, "test": df.head(50)}
+    whole = reference_scores("churn", parts, tables=None, seed=0)
+    columns = reference_columns("churn")
+    assert {"account_id", "as_of", "label", "usage_trend_30d", "nps_last"} <= set(columns)
+    assert "other_feature" not in columns and "value" not in columns
+    few = reference_scores("churn", {"train": df[[c for c in columns if c in df]],
+                                     "test": parts["test"]}, tables=None, seed=0)
+    np.testing.assert_array_equal(few.scores["health_score"], whole.scores["health_score"])
+    assert few.scorecard.weights == whole.scorecard.weights

@@ -12,11 +12,16 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 
+from training import models as models_module
 from training.baselines import LOGISTIC_C_GRID, logistic_baseline
 from training.models import (
+    EARLY_STOPPING_ROUNDS,
+    LARGE_BOOK_ROWS,
+    MAX_LEARNING_RATE,
     ROWS_PER_TREE,
     FeatureSchema,
     bagging_fraction,
+    book_params,
     contributions,
     fit_lightgbm,
     importance,
@@ -292,3 +297,50 @@ def test_the_auc_metric_dropped_leaves_the_trees_and_the_stopping_point_unchange
                             params={**SMALL, "metric": ["binary_logloss", "auc"]})
     assert with_auc.best_iteration == booster.best_iteration
     assert with_auc.dump_model()["tree_info"] == booster.dump_model()["tree_info"]
+
+
+# --- larger steps on large books (issue 13 §2) --------------------------------------------
+
+
+def test_books_up_to_250k_rows_keep_the_default_rate_and_larger_ones_step_further():
+    # the demo, the test books and the oracle books (<= 170,000 rows): fitted as always
+    for n in (0, 720, 34_000, 85_000, 170_000, LARGE_BOOK_ROWS):
+        assert book_params(n) == {}
+    assert book_params(500_000) == {"learning_rate": 0.06, "early_stopping_rounds": 50}
+    # 100,000 accounts x 17 dates: capped at 0.1, a patience of 30 trees
+    assert book_params(1_195_267) == {"learning_rate": 0.1, "early_stopping_rounds": 30}
+    assert book_params(10_000_000) == {"learning_rate": 0.1, "early_stopping_rounds": 30}
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(LARGE_BOOK_ROWS + 1, 50_000_000), more=st.integers(0, 10_000_000))
+def test_the_rate_grows_with_the_rows_and_the_patience_keeps_the_total_step(n, more):
+    p, q = book_params(n), book_params(n + more)
+    base = models_module.DEFAULT_PARAMS["learning_rate"]
+    assert base < p["learning_rate"] <= q["learning_rate"] <= MAX_LEARNING_RATE
+    assert p["learning_rate"] == pytest.approx(min(MAX_LEARNING_RATE, base * n / LARGE_BOOK_ROWS))
+    # the patience is 100 trees of 0.03 in steps of the book's rate, to the nearest tree
+    assert abs(p["early_stopping_rounds"] * p["learning_rate"] - EARLY_STOPPING_ROUNDS * base
+               ) <= p["learning_rate"] / 2 + 1e-12
+    assert q["early_stopping_rounds"] <= p["early_stopping_rounds"] <= EARLY_STOPPING_ROUNDS
+
+
+def test_a_one_off_fit_on_a_large_book_takes_its_rate_and_patience(fitted, monkeypatch):
+    df, y, schema, _ = fitted
+    leaves = {k: v for k, v in SMALL.items() if k != "learning_rate"}
+
+    def fit(**params):
+        return fit_lightgbm(df[:600], y[:600], df[600:], y[600:], schema, seed=7,
+                            params={**leaves, **params})
+
+    as_always = fit()
+    assert "[learning_rate: 0.03]" in as_always.model_to_string()
+    monkeypatch.setattr(models_module, "LARGE_BOOK_ROWS", 300)  # 600 training rows: 0.06
+    booster = fit()
+    assert "[learning_rate: 0.06]" in booster.model_to_string()
+    by_hand = fit(learning_rate=0.06, early_stopping_rounds=50)
+    assert booster.model_to_string() == by_hand.model_to_string()
+    assert booster.model_to_string() != as_always.model_to_string()
+    # the caller's params win over the book's
+    assert fit(learning_rate=0.03, early_stopping_rounds=100).model_to_string() == \
+        as_always.model_to_string()

@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from training import models as models_module
 from training import selection as selection_module
 from training.baselines import logistic_baseline
+from training.estimator import export_linear
 from training.models import (
     FeatureSchema,
     fit_lightgbm,
@@ -260,3 +262,54 @@ def test_above_the_limit_the_logistic_fits_are_those_of_the_account_sample(monke
     refit = logistic_baseline(schema, 7).fit(df.iloc[everything], y[everything])
     np.testing.assert_array_equal(estimator.linear.predict_proba(df)[:, 1],
                                   refit.predict_proba(df)[:, 1])
+
+
+# --- every tree fit of a large book at the book's rate (training.models.book_params) -------
+
+
+def test_a_large_book_fits_its_folds_and_refit_at_one_rate_the_book_s(monkeypatch):
+    df, y = book(150, 12, seed=2, nonlinear=True)  # 1,800 rows
+    schema = FeatureSchema.infer(df, ["a", "b", "noise"])
+    x = model_matrix(df, schema)
+    _, as_always = select_and_refit(x, y, df["as_of"], df["account_id"], schema, 90, 7)
+    assert as_always.as_json()["lightgbm_setting"]["book"] == {}
+    monkeypatch.setattr(models_module, "LARGE_BOOK_ROWS", 900)  # 1,800 rows: 0.03 x 2
+    estimator, selection = select_and_refit(x, y, df["as_of"], df["account_id"], schema, 90, 7)
+    rate = {"learning_rate": 0.06, "early_stopping_rounds": 50}
+    assert selection.as_json()["lightgbm_setting"]["book"] == rate
+    # fold 1 (~600 rows, below the patched limit itself) at the book's rate, not its own
+    tr, va = first_fold_rows(df, selection)
+    assert len(tr) < 900
+    shared = lightgbm_dataset(x, y, schema, seed=7)
+    by_hand = train_booster(shared.subset(tr), len(tr), shared.subset(va), seed=7,
+                            params={**selection.tree_setting.params, **rate})
+    assert selection.chosen == "lightgbm"
+    np.testing.assert_array_equal(selection.oof[: len(va)], by_hand.predict(x[va]))
+    assert selection.fold_rounds[0] == max(1, round(by_hand.best_iteration * len(y) / len(tr)))
+    # the refit: the one-off fit of the whole book, which takes the same rate by itself
+    alone = fit_lightgbm(df, y, None, None, schema, seed=7,
+                         params={**selection.tree_setting.params,
+                                 "num_boost_round": selection.final_rounds})
+    assert "[learning_rate: 0.06]" in alone.model_to_string()
+    assert estimator.booster.model_to_string() == alone.model_to_string()
+    # reproducible
+    again = select_and_refit(x, y, df["as_of"], df["account_id"], schema, 90, 7)[1]
+    assert again.as_json() == selection.as_json()
+    np.testing.assert_array_equal(again.oof, selection.oof)
+
+
+def test_the_exported_linear_terms_are_centred_on_the_rows_the_logistic_was_fitted_on(
+        monkeypatch):
+    df, y = book(60, 12, seed=1, nonlinear=False)
+    df["seg"] = np.where(df["b"] > 0.5, "x", np.where(df["b"] < -0.5, "y", "z"))
+    schema = FeatureSchema.infer(df, ["a", "noise", "seg"])
+    x = model_matrix(df, schema)
+    data = selection_module.FoldData.build(x, y, schema, 7, df["account_id"])
+    small = selection_module.refit("logistic", data, 0.0, 1)
+    assert small.linear_export == export_linear(small.linear, schema, x)  # below the limit
+    monkeypatch.setattr(selection_module, "LOGISTIC_MAX_ROWS", 200)
+    sample = data.logistic_rows()
+    assert 0 < len(sample) < len(y)
+    estimator = selection_module.refit("logistic", data, 0.0, 1)
+    assert estimator.linear_export == export_linear(estimator.linear, schema, x[sample])
+    assert estimator.linear_export != export_linear(estimator.linear, schema, x)
