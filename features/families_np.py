@@ -23,6 +23,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
+from features.terms import in_force_days
 
 if TYPE_CHECKING:
     import duckdb
@@ -275,7 +276,7 @@ def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table
     parts: dict[str, list] = {name: [] for name in ("_day", "_code", *group.names)}
     for i, as_of in enumerate(dates):
         t = _day(as_of)
-        in_force = (start < t) & np.where(has_end, end >= t, cancelled >= t)
+        in_force = in_force_days(start, end, has_end, cancelled, t)
         arr = 12 * _sums(term_code[in_force], mrr[in_force], accounts)  # own ARR, millionths
         known = created < t
         k_code, k_parent = code[known], parent[known]

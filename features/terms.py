@@ -1,4 +1,4 @@
-"""When a contract term is in force, in SQL: the one rule features, labels and KPIs share.
+"""When a contract term is in force (SQL, and numpy for grids): one rule for features, labels, KPIs.
 
 A term covers ``[start_date, end_date)``. "In force at T" means in force on the last day before
 T, using only what is known before T:
@@ -14,7 +14,12 @@ and a cancellation stamped at or after T is invisible at T.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from features.contract import BILLING_PERIOD_MONTHS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def in_force(at: str, alias: str = "s") -> str:
@@ -38,6 +43,17 @@ def in_force_until(alias: str = "s") -> str:
     a = f"{alias}." if alias else ""
     return (f"CASE WHEN {a}end_date IS NOT NULL THEN CAST({a}end_date AS TIMESTAMP) "
             f"ELSE COALESCE({a}cancelled_at, TIMESTAMP 'infinity') END")
+
+
+def in_force_days(start: np.ndarray, end: np.ndarray, has_end: np.ndarray,
+                  cancelled: np.ndarray, t: int) -> np.ndarray:
+    """The same rule as :func:`in_force` over arrays of day numbers, for numpy forms of a grid
+    (``features.families_np``): term known (``start < t``), then a fixed term runs to its end,
+    an open-ended one until cancelled (``cancelled``: the cancellation's day, a null one after
+    every date). Exact at midnight boundaries, the only ones a snapshot date has."""
+    import numpy as np
+
+    return (start < t) & np.where(has_end, end >= t, cancelled >= t)
 
 
 def notice_given(at: str, alias: str = "s") -> str:
