@@ -344,12 +344,14 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     columns["active_users_change_30d"] = columns[f"active_users_{CHANGE_WINDOW}d"] - before_30
     del users
 
-    probe_account = np.repeat(np.arange(n, dtype=np.int64), len(grid))
+    # the probes with a row, date by date: each date's rows then lie together in the stored
+    # table, whose per-date reads skip the other row groups (``GridUsage.cte``)
+    by_date = np.arange(n * len(grid), dtype=np.int64).reshape(n, len(grid)).T.ravel()
+    keep = by_date[seen[by_date]]
     return pa.table({
-        ACCOUNT_ID: unique_accounts.take(pa.array(probe_account[seen])),
-        AS_OF: pa.array(dates, pa.date32()).take(
-        pa.array(np.tile(np.arange(len(dates)), n)[seen])),
-        **{name: pa.array(values[seen]) for name, values in columns.items()},
+        ACCOUNT_ID: unique_accounts.take(pa.array(keep // len(grid))),
+        AS_OF: pa.array(dates, pa.date32()).take(pa.array(keep % len(grid))),
+        **{name: pa.array(values[keep]) for name, values in columns.items()},
     })
 
 
