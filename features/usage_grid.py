@@ -134,6 +134,9 @@ def prepare(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date
                             else f"INSERT INTO {name} SELECT * FROM {name}_arrow")
             finally:
                 con.unregister(name + "_arrow")
+    except BaseException:
+        con.execute(f"DROP TABLE IF EXISTS {name}")  # nothing partial left behind
+        raise
     finally:
         reduced.drop(con)
     return GridUsage(name, plan)

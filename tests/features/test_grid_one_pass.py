@@ -96,6 +96,29 @@ def test_the_edge_case_book_in_parts_computed_at_once_equals_its_single_dates(mo
     assert parts > 6 and sorted(seen) == [(parts, i) for i in range(parts)]
 
 
+def test_a_part_that_fails_leaves_no_table_behind(monkeypatch):
+    from features import usage_grid
+    from features.catalogue import FeatureSpec
+    from features.families.usage import UsageWindows
+
+    tables = RawTables.from_frames(edge_case_book())
+    monkeypatch.setattr(usage_grid, "PART_ROWS", 3)
+    table = usage_grid.usage_table
+
+    def failing(con, plan, dates, reduced, parts=1, part=0):
+        if part == 2:
+            raise MemoryError("part 2")
+        return table(con, plan, dates, reduced, parts, part)
+
+    monkeypatch.setattr(usage_grid, "usage_table", failing)
+    with pytest.raises(MemoryError, match="part 2"):
+        usage_grid.prepare(tables.con, UsageWindows.of(FeatureSpec()),
+                           [AS_OF - timedelta(days=30), AS_OF])
+    left = tables.con.execute("SELECT table_name FROM duckdb_tables() "
+                              "WHERE table_name LIKE '_grid_usage_%'").fetchall()
+    assert left == []
+
+
 def test_the_edge_cases_are_counted():
     """The one pass is not vacuous: the edge rows move the values the equality compares."""
     tables = RawTables.from_frames(edge_case_book())
