@@ -29,6 +29,8 @@ from features.catalogue import event_type_key as type_key
 from features.families.usage import BREADTH_WINDOWS, USER_WINDOWS, UsageWindows
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import duckdb
     import numpy as np
     import pyarrow as pa
@@ -40,6 +42,11 @@ PART_ROWS = 4_000_000
 #: Cells of the (accounts x intervals) arrays of the window sums per part: 100,000 accounts x
 #: 104 intervals (24 monthly dates) is 10.4 M, 83 MB an array.
 PART_CELLS = 16_000_000
+#: Parts of the accounts computed at once, each on its own cursor (numpy, Arrow and DuckDB's
+#: reads release the GIL), and the reduced rows from which a grid is split into at least that
+#: many parts so that both cores work on it (docs/benchmarks.md, "The usage one pass's parts").
+PART_WORKERS = 2
+PARALLEL_MIN_ROWS = 1_000_000
 CHUNK_DAYS = 64  # the reductions run per span of about this many days (``_in_chunks``)
 CHANGE_WINDOW = 30  # active_users_change_30d: the 30 days before against the 30 before those
 
@@ -107,26 +114,52 @@ def prepare(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date
     database (visible to its cursors); the caller drops it with ``GridUsage.drop``.
 
     DuckDB reduces the events once, into tables of the database (``_Reduced``); the accounts
-    are then taken in parts (by their code) of at most about ``PART_ROWS`` reduced rows, so
-    that the rows held in Python stay bounded whatever the size of the book. A part reads only
-    its rows of the reductions, never the events again (reading the events once per part made
-    100,000 accounts x 24 months cost 59 CPU-s in 4 parts).
+    are then taken in parts (ranges of their sorted ids) of at most about ``PART_ROWS`` reduced
+    rows, so that the rows held in Python stay bounded whatever the size of the book, and in at
+    least ``PART_WORKERS`` parts computed at once from ``PARALLEL_MIN_ROWS`` reduced rows. A
+    part reads only its rows of the reductions, never the events again (reading the events
+    once per part made 100,000 accounts x 24 months cost 59 CPU-s in 4 parts).
     """
     dates = sorted(set(dates))
     name = f"_grid_usage_{uuid.uuid4().hex[:12]}"
     reduced = _Reduced.of(con, plan, dates, name)
     try:
         parts = max(1, -(-reduced.rows // PART_ROWS))
-        for i in range(parts):
-            con.register(name + "_arrow", usage_table(con, plan, dates, reduced, parts, i))
+        if reduced.rows >= PARALLEL_MIN_ROWS:
+            parts = max(parts, PART_WORKERS)
+        for i, part in enumerate(_parts(con, plan, dates, reduced, parts)):
+            con.register(name + "_arrow", part)
             try:
                 con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow" if i == 0
                             else f"INSERT INTO {name} SELECT * FROM {name}_arrow")
             finally:
                 con.unregister(name + "_arrow")
+    except BaseException:
+        con.execute(f"DROP TABLE IF EXISTS {name}")  # nothing partial left behind
+        raise
     finally:
         reduced.drop(con)
     return GridUsage(name, plan)
+
+
+def _parts(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date],
+           reduced: _Reduced, parts: int) -> Iterator[pa.Table]:
+    """``usage_table`` of every part, in order, ``PART_WORKERS`` at a time (one cursor each:
+    the reduced tables are tables of the database, which every cursor sees)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def part(i: int) -> pa.Table:
+        cursor = con.cursor()
+        try:
+            return usage_table(cursor, plan, dates, reduced, parts, i)
+        finally:
+            cursor.close()
+
+    if parts == 1:
+        yield usage_table(con, plan, dates, reduced)
+        return
+    with ThreadPoolExecutor(min(parts, PART_WORKERS), thread_name_prefix="usage-part") as pool:
+        yield from pool.map(part, range(parts))
 
 
 def _span(since: date, until: date) -> str:
@@ -147,11 +180,12 @@ def _probes(dates: list[date], origin: date) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class _Reduced:
     """The events of the grid reduced once, in tables of the database, keyed by the account's
-    code (its rank among the accounts of ``subscriptions``, the snapshots' only accounts):
-    ``daily`` per (account, interval between window bounds) the quantities and the last active
-    day (``_volumes_sql``), ``users`` per (account,
-    user, interval between probes) the last active day (``_last_days_sql``), and ``others``
-    the same per (account, undeclared type), None when the volumes show no such events."""
+    id as the events give it (``accounts``: those of ``subscriptions``, the snapshots' only
+    accounts; a part looks the ids up in them, ``usage_table``): ``daily`` per (account,
+    interval between window bounds) the quantities and the last active day (``_volumes_sql``),
+    ``users`` per (account, user, interval between probes) the last active day
+    (``_last_days_sql``), and ``others`` the same per (account, undeclared type), None when the
+    volumes show no such events."""
 
     accounts: str
     daily: str
@@ -170,14 +204,12 @@ class _Reduced:
         made: list[str] = []
 
         def create(table: str, reduction: str, cursor: duckdb.DuckDBPyConnection) -> None:
-            cursor.execute(f"CREATE TABLE {table} AS SELECT c.code, r.* EXCLUDE ({ACCOUNT_ID}) "
-                           f"FROM ({reduction}) r JOIN {accounts} c USING ({ACCOUNT_ID})")
+            cursor.execute(f"CREATE TABLE {table} AS {reduction}")
             made.append(table)
 
         try:
-            con.execute(f"""CREATE TABLE {accounts} AS SELECT {ACCOUNT_ID},
-  CAST(ROW_NUMBER() OVER (ORDER BY {ACCOUNT_ID}) - 1 AS BIGINT) AS code
-FROM (SELECT DISTINCT {ACCOUNT_ID} FROM subscriptions WHERE {ACCOUNT_ID} IS NOT NULL)""")
+            con.execute(f"""CREATE TABLE {accounts} AS
+SELECT DISTINCT {ACCOUNT_ID} FROM subscriptions WHERE {ACCOUNT_ID} IS NOT NULL""")
             made.append(accounts)
             _, probes = _probes(dates, origin)
             since = first - timedelta(days=max(max(USER_WINDOWS), 2 * CHANGE_WINDOW))
@@ -259,31 +291,47 @@ def _on_cursor(con: duckdb.DuckDBPyConnection, create, table: str, query: str) -
 def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[date],
                 reduced: _Reduced, parts: int = 1, part: int = 0) -> pa.Table:
     """(account_id, as_of, q_<w>d, events_<type>_<w>d, days_since_last_event, other_types_<w>d,
-    active_users_<w>d, active_users_change_30d) of every date (sorted) for the accounts whose
-    code is ``part`` modulo ``parts``, as Arrow.
+    active_users_<w>d, active_users_change_30d) of every date (sorted) for the ``part``-th of
+    ``parts`` ranges of the sorted account ids, as Arrow.
 
     Every value is read at the grid's (account, date) probes: window sums as differences of
     prefix sums over the account's intervals (``_window_sums``), distinct counts by
     ``_covering``."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
+
+    everyone = con.sql(f"SELECT {ACCOUNT_ID} FROM {reduced.accounts} ORDER BY {ACCOUNT_ID}"
+                       ).to_arrow_table().column(0).combine_chunks()
+    start, stop = part * len(everyone) // parts, (part + 1) * len(everyone) // parts
+    unique_accounts = everyone.slice(start, stop - start)
+    if parts == 1:
+        of_part = ""
+    elif stop == start:
+        of_part = " WHERE FALSE"
+    else:  # a range of the sorted ids: a comparison per row, cheaper than a hash
+        of_part = (f" WHERE {ACCOUNT_ID} >= {sql_text(unique_accounts[0].as_py())} "
+                   f"AND {ACCOUNT_ID} <= {sql_text(unique_accounts[-1].as_py())}")
 
     def rows(table: str, columns: str) -> pa.Table:
-        return con.sql(f"SELECT code // {parts} AS a, {columns} FROM {table} "
-                       f"WHERE code % {parts} = {part}").to_arrow_table()
+        """The part's rows of ``table``, with ``a`` the index of their account in
+        ``unique_accounts`` (an Arrow look-up: cheaper than a join to codes in DuckDB), without
+        the accounts outside ``subscriptions``, which the snapshots have no row for."""
+        read = con.sql(f"SELECT {columns} FROM {table}{of_part}").to_arrow_table()
+        index = pc.index_in(read.column(ACCOUNT_ID), value_set=unique_accounts)
+        read = read.drop_columns([ACCOUNT_ID]).append_column("a", index)
+        return read.filter(pc.is_valid(index)) if index.null_count else read
 
-    unique_accounts = con.sql(f"SELECT {ACCOUNT_ID} FROM {reduced.accounts} WHERE code % {parts}"
-                              f" = {part} ORDER BY code").to_arrow_table().column(0)
     n = len(unique_accounts)
     origin = _origin(dates, plan)
     grid, probes = _probes(dates, origin)
-    columns, seen = _window_sums(rows(reduced.daily, "* EXCLUDE (code)"), plan, grid, n,
+    columns, seen = _window_sums(rows(reduced.daily, "*"), plan, grid, n,
                                  _bounds(dates, plan, origin))
 
     def last_days(table: str | None) -> _LastDays:
         if table is None:
             return _LastDays.none()
-        return _LastDays.of(rows(table, "entity, hash(entity) AS h, probe, last"))
+        return _LastDays.of(rows(table, f"{ACCOUNT_ID}, entity, hash(entity) AS h, probe, last"))
 
     at_date = np.searchsorted(probes, grid)
     others = last_days(reduced.others)
@@ -299,12 +347,14 @@ def usage_table(con: duckdb.DuckDBPyConnection, plan: UsageWindows, dates: list[
     columns["active_users_change_30d"] = columns[f"active_users_{CHANGE_WINDOW}d"] - before_30
     del users
 
-    probe_account = np.repeat(np.arange(n, dtype=np.int64), len(grid))
+    # the probes with a row, date by date: each date's rows then lie together in the stored
+    # table, whose per-date reads skip the other row groups (``GridUsage.cte``)
+    by_date = np.arange(n * len(grid), dtype=np.int64).reshape(n, len(grid)).T.ravel()
+    keep = by_date[seen[by_date]]
     return pa.table({
-        ACCOUNT_ID: unique_accounts.take(pa.array(probe_account[seen])),
-        AS_OF: pa.array(dates, pa.date32()).take(
-        pa.array(np.tile(np.arange(len(dates)), n)[seen])),
-        **{name: pa.array(values[seen]) for name, values in columns.items()},
+        ACCOUNT_ID: unique_accounts.take(pa.array(keep // len(grid))),
+        AS_OF: pa.array(dates, pa.date32()).take(pa.array(keep % len(grid))),
+        **{name: pa.array(values[keep]) for name, values in columns.items()},
     })
 
 

@@ -74,6 +74,51 @@ def test_every_day_of_the_edge_case_book_equals_its_single_date_snapshot():
     assert_grid_equals_single_dates(tables, dates, workers=1)  # frames: one connection
 
 
+def test_the_edge_case_book_in_parts_computed_at_once_equals_its_single_dates(monkeypatch):
+    """Parts of the accounts (ranges of their sorted ids, more parts than accounts: some
+    empty) computed two at a time on cursors, with events of an account that has no
+    subscription (the snapshots have no row for it), give each date's own snapshot."""
+    from features import usage_grid
+
+    book = edge_case_book()
+    stray = pd.DataFrame([("A0", "u1", T(AS_OF) - pd.Timedelta(days=d), "login", 2)
+                          for d in (3, 40, 100)], columns=list(book["usage_events"].columns))
+    book["usage_events"] = pd.concat([book["usage_events"], stray], ignore_index=True)
+    tables = RawTables.from_frames(book)
+    monkeypatch.setattr(usage_grid, "PART_ROWS", 3)
+    monkeypatch.setattr(usage_grid, "PARALLEL_MIN_ROWS", 1)
+    seen = []
+    table = usage_grid.usage_table
+    monkeypatch.setattr(usage_grid, "usage_table", lambda *a: seen.append(a[-2:]) or table(*a))
+    dates = [AS_OF - timedelta(days=d) for d in (90, 45, 30, 7, 1, 0)]
+    assert_grid_equals_single_dates(tables, dates, workers=1)
+    parts = seen[0][0]
+    assert parts > 6 and sorted(seen) == [(parts, i) for i in range(parts)]
+
+
+def test_a_part_that_fails_leaves_no_table_behind(monkeypatch):
+    from features import usage_grid
+    from features.catalogue import FeatureSpec
+    from features.families.usage import UsageWindows
+
+    tables = RawTables.from_frames(edge_case_book())
+    monkeypatch.setattr(usage_grid, "PART_ROWS", 3)
+    table = usage_grid.usage_table
+
+    def failing(con, plan, dates, reduced, parts=1, part=0):
+        if part == 2:
+            raise MemoryError("part 2")
+        return table(con, plan, dates, reduced, parts, part)
+
+    monkeypatch.setattr(usage_grid, "usage_table", failing)
+    with pytest.raises(MemoryError, match="part 2"):
+        usage_grid.prepare(tables.con, UsageWindows.of(FeatureSpec()),
+                           [AS_OF - timedelta(days=30), AS_OF])
+    left = tables.con.execute("SELECT table_name FROM duckdb_tables() "
+                              "WHERE table_name LIKE '_grid_usage_%'").fetchall()
+    assert left == []
+
+
 def test_the_edge_cases_are_counted():
     """The one pass is not vacuous: the edge rows move the values the equality compares."""
     tables = RawTables.from_frames(edge_case_book())
