@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
+from features import revenue_np
 from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
 from features.terms import in_force_days
 
@@ -40,12 +41,23 @@ def has_form(group: FeatureGroup) -> bool:
     return group.name in FORMS
 
 
+def applies(con: duckdb.DuckDBPyConnection, group: FeatureGroup, cache: dict) -> bool:
+    """The family has a numpy form and its source fits it (read once per ``cache``; a loader
+    gives None where its source does not fit, and the family then stays in SQL)."""
+    if not has_form(group):
+        return False
+    if group.name not in cache:
+        cache[group.name] = LOADERS[group.name](con)
+    return cache[group.name] is not None
+
+
 def rows(con: duckdb.DuckDBPyConnection, group: FeatureGroup, dates: list[date],
          cache: dict) -> pa.Table:
     """The family's rows for each date (``DAY``: its index in ``dates``), an account per row
     with its declared columns; the source is read once per ``cache``."""
-    if group.name not in cache:
-        cache[group.name] = LOADERS[group.name](con)
+    if not applies(con, group, cache):
+        raise ValueError(f"feature group {group.name!r}: its source does not fit its numpy "
+                         "form; compute it in SQL")
     return FORMS[group.name](cache[group.name], group, dates)
 
 
@@ -305,8 +317,13 @@ def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table
     return pa.table(columns)
 
 
+def _revenue(terms: revenue_np.Terms, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    return revenue_np.rows(terms, group, dates, DAY)
+
+
 LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
     "activities": _load_activities, "contacts": _load_contacts,
-    "hierarchy": _load_hierarchy}
+    "hierarchy": _load_hierarchy, "revenue": revenue_np.load}
 FORMS: dict[str, Callable[..., pa.Table]] = {
-    "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy}
+    "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy,
+    "revenue": _revenue}

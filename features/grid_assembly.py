@@ -187,14 +187,15 @@ def _fetch(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], date
     """Start the chunk's queries (its base rows by date and account, and each family's rows)
     and compute its numpy forms; the returned function waits for the queries and gives the
     base and every family's rows, in ``groups``' order."""
-    in_sql = [g for g in groups if not families_np.has_form(g)]
+    numpy = {g.name for g in groups if families_np.applies(con, g, cache)}
+    in_sql = [g for g in groups if g.name not in numpy]
     table = _DatesTable(con, dates) if any(_grid_form(g) for g in in_sql) else None
     name = table.create() if table else None
     try:
         waiting = run([f"SELECT * FROM ({_base_sql(dates)}) ORDER BY {DAY}, {ACCOUNT_ID}"] + [
             _family_sql(g, dates, name) for g in in_sql])
         in_numpy = {g.name: families_np.rows(con, g, dates, cache)
-                    for g in groups if families_np.has_form(g)}
+                    for g in groups if g.name in numpy}
     except BaseException:
         if table:
             table.drop()
