@@ -10,17 +10,13 @@ order (``mrr DESC, plan, subscription_id``), so that per date every aggregate is
 ``reduceat`` over the in-force terms' runs of accounts, and the largest term is the first
 in-force term of each run.
 
-``discount_avg`` is DuckDB's AVG of a DECIMAL(38, 6): its sum (a 128-bit integer) and its count
-are divided in ``long double`` (x87 80-bit: ``sum / (count * 10**6)``) and the quotient rounded
-to a double (``HugeintAverageOperation``, DuckDB's ``avg.cpp``). numpy's ``longdouble`` is that
-same type here, so the value is the same bit for bit. (DuckDB's optimizer rewrites an AVG into
-SUM / COUNT, a division in doubles, only where the query also sums the same argument; the
-family's query does not, which is why a plain double formula matched some query shapes and not
-the family's.)
+``discount_avg`` is DuckDB's AVG of a DECIMAL(38, 6), reproduced to the bit from the exact sum
+and count (``features.exact_np.average``: a division in long double, as DuckDB's ``avg.cpp``).
 
-The family's output columns (rounding, differences, ratios) come from those per-(date,
-account) aggregates by the family's own ``_outputs`` SQL, run by DuckDB over the aggregates with
-the SQL's column types, so those expressions are not written twice.
+The family's output columns are those aggregates rounded to cents (half away from zero, as
+DuckDB rounds a DECIMAL) and ratios of DECIMALs cast to DOUBLE (an integer below 2**52 divided by
+10**6 is DuckDB's cast); where money is too large for that, the family's own ``_outputs`` SQL
+computes them from the aggregates, handed to DuckDB with the SQL's column types.
 
 Where the terms do not fit these assumptions (a null in a column the contract declares not
 null, a non-finite number, or money whose millionths could overflow 64-bit sums), the loader
@@ -33,6 +29,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from features import exact_np
 from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
 from features.terms import billing_months, in_force_days
 
@@ -175,29 +172,6 @@ def _distinct_products(terms: Terms, runs: _Runs, accounts: int) -> np.ndarray:
     return np.bincount(pairs // (terms.products + 1), minlength=accounts)
 
 
-def _decimal(units: np.ndarray, scale: int, valid: np.ndarray | None = None) -> pa.Array:
-    """Integers in units of 10**-scale as a DECIMAL(38, scale) Arrow array."""
-    import numpy as np
-    import pyarrow as pa
-
-    words = np.stack([units, units >> 63], axis=1).astype(np.int64)
-    validity = None if valid is None else pa.array(valid, pa.bool_()).buffers()[1]
-    return pa.Array.from_buffers(pa.decimal128(38, scale), len(units),
-                                 [validity, pa.py_buffer(words.tobytes())])
-
-
-def decimal_average(total: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """DuckDB's AVG of DECIMAL(38, 6) values from their sum in millionths and their count:
-    ``(long double) total / ((long double) count * 1e6)``, rounded to a double (NaN where the
-    count is 0: the caller masks it)."""
-    import numpy as np
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        quotient = total.astype(np.longdouble) / (count.astype(np.longdouble)
-                                                 * np.longdouble(MICRO))
-    return quotient.astype(np.float64)
-
-
 def change_windows(group: FeatureGroup) -> list[int]:
     return [int(name[len("mrr_change_"):-1]) for name in group.names
             if name.startswith("mrr_change_") and name.endswith("d")]
@@ -267,7 +241,7 @@ def _passed(terms: Terms, v: dict[str, np.ndarray]) -> dict[str, pa.Array]:
 
     none = v["in_force"] == 0
     return {"products_held": pa.array(v["products_held"].astype(np.int64)),
-            "seats": _decimal(v["seats"], 0),  # a SUM of BIGINT: HUGEINT
+            "seats": exact_np.decimal(v["seats"], 0),  # a SUM of BIGINT: HUGEINT
             "days_to_renewal": pa.array(v["days_to_renewal"],
                                         mask=v["days_to_renewal"] == NO_DAY),
             "contract_term_months": pa.array(v["contract_term_months"], mask=none),
@@ -280,7 +254,7 @@ def _passed(terms: Terms, v: dict[str, np.ndarray]) -> dict[str, pa.Array]:
 def _discount_avg(v: dict[str, np.ndarray]) -> pa.Array:
     import pyarrow as pa
 
-    return pa.array(decimal_average(v["discount_total"], v["in_force"]),
+    return pa.array(exact_np.average(v["discount_total"], v["in_force"], 6),
                     mask=v["in_force"] == 0)
 
 
@@ -292,7 +266,7 @@ def _agg_table(terms: Terms, group: FeatureGroup, v: dict[str, np.ndarray], day_
     windows = change_windows(group)
     return pa.table({
         **_keys(terms, v, day_column),
-        **{name: _decimal(v[name], 6) for name in
+        **{name: exact_np.decimal(v[name], 6) for name in
            ["mrr", *[f"mrr_{w}d_ago" for w in windows], "discount_x_mrr", "annual_mrr",
             "known_period_mrr"]},
         "discount_avg": _discount_avg(v), **_passed(terms, v)})
@@ -320,7 +294,7 @@ def _cents(micro: np.ndarray) -> pa.Array:
     """ROUND(x, 2) of a DECIMAL(38, 6) (half away from zero) as DECIMAL(38, 2)."""
     import numpy as np
 
-    return _decimal(np.sign(micro) * ((np.abs(micro) + 5_000) // 10_000), 2)
+    return exact_np.decimal(np.sign(micro) * ((np.abs(micro) + 5_000) // 10_000), 2)
 
 
 def outputs(terms: Terms, group: FeatureGroup, v: dict[str, np.ndarray], day_column: str
@@ -344,7 +318,7 @@ def outputs(terms: Terms, group: FeatureGroup, v: dict[str, np.ndarray], day_col
                   for w in windows if w >= 90}}
     discount = _ratio(v["discount_x_mrr"], mrr, mrr > 0)
     columns["discount_pct"] = pa.array(np.where(mrr > 0, discount.to_numpy(
-        zero_copy_only=False), decimal_average(v["discount_total"], v["in_force"])),
+        zero_copy_only=False), exact_np.average(v["discount_total"], v["in_force"], 6)),
         mask=(mrr <= 0) & (v["in_force"] == 0))
     columns["annual_billing_share"] = _ratio(v["annual_mrr"], v["known_period_mrr"],
                                              v["known_period_mrr"] > 0)
