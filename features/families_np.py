@@ -1,19 +1,22 @@
-"""Whole-grid forms in numpy of the families that count rows or sum money in day windows.
+"""Whole-grid forms in numpy of the families that count rows, sum money or average in day windows.
 
-A grid's snapshots compute each family once per date; for ``activities``, ``contacts`` and
-``hierarchy`` every comparison with a boundary is one of whole days (a boundary is a midnight,
-so ``t >= T - w`` is ``day(t) >= day(T) - w``), and every feature is a count, a presence flag,
-a difference of days or an exact DECIMAL sum (held as integer millionths, rounded as DuckDB
-rounds DECIMALs). So their values for every (date, account) come from each row's day number
-with sorted arrays and ``bincount``, with no hash aggregation of string keys per date. The
-single-date SQL stays the reference: ``tests/features/test_families_np.py`` and the grid tests
-compare every date. (Averages stay in SQL: DuckDB's AVG of a DECIMAL did not match one double
-formula in every query shape, e.g. support's CSAT 3.82 against 3.8200000000000003.)
+A grid's snapshots compute each family once per date; for ``activities``, ``contacts``,
+``hierarchy``, ``support`` and ``revenue`` (``features.revenue_np``) every comparison with a
+boundary is one of whole days (a boundary is a midnight, so ``t >= T - w`` is
+``day(t) >= day(T) - w``), and every feature is a count, a presence flag, a difference of days,
+an exact DECIMAL sum (held as integer millionths, rounded as DuckDB rounds DECIMALs) or an AVG
+(from its exact sum and count, divided as DuckDB divides them: ``features.exact_np``). So their
+values for every (date, account) come from each row's day number with sorted arrays and
+``bincount``, with no hash aggregation of string keys per date. The single-date SQL stays the
+reference: ``tests/features/test_families_np.py``, ``test_revenue_np.py``, ``test_support_np.py``
+and the grid tests compare every date. A loader may find its source outside its form's bounds
+(a null the contract forbids, sums beyond 64 bits): it gives None and the family stays in SQL.
 
 The activities and contacts features are filled (0) where the account has no row, except
 ``days_since_last_qbr``, null exactly where no QBR is known; so a row is given for every
 account with any source row, whether or not the SQL would have one, and the snapshot's values
-are the same. Hierarchy's rows are the accounts known at the date, as in its SQL.
+are the same. Hierarchy's rows are the accounts known at the date, support's the accounts with
+a ticket its query reads, as in their SQL.
 """
 
 from __future__ import annotations
@@ -379,7 +382,7 @@ def _support(tickets: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
         read = known & ((opened >= t - lookback) | (closed >= t - lookback))
         accounts = np.flatnonzero(np.bincount(code[read], minlength=n))
 
-        def count(where: np.ndarray) -> np.ndarray:
+        def count(where: np.ndarray, accounts: np.ndarray = accounts) -> np.ndarray:
             return _counts(code, where, n)[accounts]
 
         put("_day", np.full(len(accounts), i, np.int32))

@@ -196,7 +196,8 @@ def aggregates(terms: Terms, group: FeatureGroup, dates: list[date]) -> dict[str
         now = _Runs(terms.code, in_force_days(terms.start, terms.end, terms.has_end,
                                               terms.cancelled, t))
 
-        def total(values: np.ndarray, runs: _Runs = now) -> np.ndarray:
+        def total(values: np.ndarray, runs: _Runs = now, known: np.ndarray = known
+                  ) -> np.ndarray:
             return runs.reduce(np.add, values, 0, n)[known]
 
         put("_day", np.full(len(known), i, np.int32))
