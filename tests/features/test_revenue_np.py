@@ -149,7 +149,8 @@ def test_terms_outside_the_numpy_forms_bounds_stay_exact():
     assert grid[D0].equals(build_snapshot(tables, D0))
 
 
-MRRS = st.sampled_from([0.0, 0.0, 0.0, 0.005, 0.015, 10.0, 10.005, 33.333333, 50.0, 99.995, 1e6 / 3])
+MRRS = st.sampled_from([0.0, 0.0, 0.0, 0.005, 0.015, 10.0, 10.005, 33.333333, 50.0, 99.995,
+                        1e6 / 3])  # free terms weighed: their discounts are averaged
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
