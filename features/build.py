@@ -254,10 +254,12 @@ def build_grid(
     if one_query is None:
         one_query = uses_one_pass(dates, plan.lookback)
     if one_query and len(dates) > 1:
-        from features import family_grid
+        from features import families_np, family_grid
 
+        # the families with a numpy form are computed by it per chunk (grid_assembly)
         families = family_grid.prepare(
-            tables.con, [g for g in groups if _available(g, tables.present)], dates)
+            tables.con, [g for g in groups if _available(g, tables.present)
+                         and not families_np.has_form(g)], dates)
         groups = [families.group(g) for g in groups]
     if one_pass is None:
         one_pass = uses_one_pass(dates, plan.lookback, USAGE_ONE_PASS_MIN_OVERLAP)

@@ -1,19 +1,22 @@
-"""Whole-grid forms in numpy of the families that count rows or sum money in day windows.
+"""Whole-grid forms in numpy of the families that count rows, sum money or average in day windows.
 
-A grid's snapshots compute each family once per date; for ``activities``, ``contacts`` and
-``hierarchy`` every comparison with a boundary is one of whole days (a boundary is a midnight,
-so ``t >= T - w`` is ``day(t) >= day(T) - w``), and every feature is a count, a presence flag,
-a difference of days or an exact DECIMAL sum (held as integer millionths, rounded as DuckDB
-rounds DECIMALs). So their values for every (date, account) come from each row's day number
-with sorted arrays and ``bincount``, with no hash aggregation of string keys per date. The
-single-date SQL stays the reference: ``tests/features/test_families_np.py`` and the grid tests
-compare every date. (Averages stay in SQL: DuckDB's AVG of a DECIMAL did not match one double
-formula in every query shape, e.g. support's CSAT 3.82 against 3.8200000000000003.)
+A grid's snapshots compute each family once per date; for ``activities``, ``contacts``,
+``hierarchy``, ``support`` and ``revenue`` (``features.revenue_np``) every comparison with a
+boundary is one of whole days (a boundary is a midnight, so ``t >= T - w`` is
+``day(t) >= day(T) - w``), and every feature is a count, a presence flag, a difference of days,
+an exact DECIMAL sum (held as integer millionths, rounded as DuckDB rounds DECIMALs) or an AVG
+(from its exact sum and count, divided as DuckDB divides them: ``features.exact_np``). So their
+values for every (date, account) come from each row's day number with sorted arrays and
+``bincount``, with no hash aggregation of string keys per date. The single-date SQL stays the
+reference: ``tests/features/test_families_np.py``, ``test_revenue_np.py``, ``test_support_np.py``
+and the grid tests compare every date. A loader may find its source outside its form's bounds
+(a null the contract forbids, sums beyond 64 bits): it gives None and the family stays in SQL.
 
 The activities and contacts features are filled (0) where the account has no row, except
 ``days_since_last_qbr``, null exactly where no QBR is known; so a row is given for every
 account with any source row, whether or not the SQL would have one, and the snapshot's values
-are the same. Hierarchy's rows are the accounts known at the date, as in its SQL.
+are the same. Hierarchy's rows are the accounts known at the date, support's the accounts with
+a ticket its query reads, as in their SQL.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
+from features import exact_np, revenue_np
 from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
 from features.terms import in_force_days
 
@@ -40,12 +44,23 @@ def has_form(group: FeatureGroup) -> bool:
     return group.name in FORMS
 
 
+def applies(con: duckdb.DuckDBPyConnection, group: FeatureGroup, cache: dict) -> bool:
+    """The family has a numpy form and its source fits it (read once per ``cache``; a loader
+    gives None where its source does not fit, and the family then stays in SQL)."""
+    if not has_form(group):
+        return False
+    if group.name not in cache:
+        cache[group.name] = LOADERS[group.name](con)
+    return cache[group.name] is not None
+
+
 def rows(con: duckdb.DuckDBPyConnection, group: FeatureGroup, dates: list[date],
          cache: dict) -> pa.Table:
     """The family's rows for each date (``DAY``: its index in ``dates``), an account per row
     with its declared columns; the source is read once per ``cache``."""
-    if group.name not in cache:
-        cache[group.name] = LOADERS[group.name](con)
+    if not applies(con, group, cache):
+        raise ValueError(f"feature group {group.name!r}: its source does not fit its numpy "
+                         "form; compute it in SQL")
     return FORMS[group.name](cache[group.name], group, dates)
 
 
@@ -305,8 +320,104 @@ def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table
     return pa.table(columns)
 
 
+# support --------------------------------------------------------------------------------------
+
+def _load_support(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """Tickets (opened and closed days, escalated and urgent flags, seconds to resolve, CSAT in
+    millionths as DECIMAL(38, 6) holds it); None where a CSAT is not finite or the sums could
+    leave 64 bits (the family then stays in SQL)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    fits = con.sql(
+        "SELECT COUNT(*) FILTER (WHERE NOT isfinite(csat)) = 0 "
+        f"AND COALESCE(SUM(ABS(csat)) * 1000000 < {2**61}, true) "
+        f"AND COALESCE(SUM(ABS(date_diff('second', opened_at, closed_at))) < {2**61}, true) "
+        "FROM support_tickets WHERE account_id IS NOT NULL AND opened_at IS NOT NULL"
+    ).fetchall()[0][0]
+    if not fits:
+        return None
+    tickets = _Source(con.sql(
+        "SELECT account_id, "
+        "CAST(CAST(opened_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS opened_day, "
+        "CAST(CAST(closed_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS closed_day, "
+        "COALESCE(escalated, false) AS escalated, "
+        "COALESCE(priority IN ('high', 'urgent'), false) AS urgent, "
+        "date_diff('second', opened_at, closed_at) AS resolve_seconds, "
+        f"CAST({exact('csat')} * 1000000 AS BIGINT) AS csat_micro "
+        "FROM support_tickets WHERE account_id IS NOT NULL AND opened_at IS NOT NULL"
+    ).to_arrow_table())
+    has_csat = pc.is_valid(tickets.columns["csat_micro"]).to_numpy(zero_copy_only=False)
+    return {"source": tickets, "opened": tickets.days("opened_day"),
+            "closed": tickets.days("closed_day"),
+            "escalated": tickets.columns["escalated"].to_numpy(zero_copy_only=False),
+            "urgent": tickets.columns["urgent"].to_numpy(zero_copy_only=False),
+            "seconds": pc.fill_null(tickets.columns["resolve_seconds"], 0).to_numpy().astype(
+                np.int64),
+            "csat": pc.fill_null(tickets.columns["csat_micro"], 0).to_numpy().astype(np.int64),
+            "has_csat": has_csat}
+
+
+def _support(tickets: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    """``support.group``'s values per (date, account with a ticket its query reads): counts
+    by day windows, open tickets, and its two averages as DuckDB's AVG computes them (hours to
+    resolve: an AVG of seconds, then / 3600.0; CSAT: an AVG of DECIMAL(38, 6))."""
+    import numpy as np
+    import pyarrow as pa
+
+    source: _Source = tickets["source"]
+    n = len(source.accounts)
+    code, opened, closed = source.code, tickets["opened"], tickets["closed"]
+    windows = [int(name[len("tickets_"):-1]) for name in group.names
+               if name.startswith("tickets_")]
+    lookback = max((*windows, 180))
+    parts: dict[str, list] = {}
+
+    def put(name: str, value: np.ndarray) -> None:
+        parts.setdefault(name, []).append(value)
+
+    for i, as_of in enumerate(dates):
+        t = _day(as_of)
+        known = opened < t
+        read = known & ((opened >= t - lookback) | (closed >= t - lookback))
+        accounts = np.flatnonzero(np.bincount(code[read], minlength=n))
+
+        def count(where: np.ndarray, accounts: np.ndarray = accounts) -> np.ndarray:
+            return _counts(code, where, n)[accounts]
+
+        put("_day", np.full(len(accounts), i, np.int32))
+        put("_code", accounts)
+        for w in windows:
+            put(f"tickets_{w}d", count(known & (opened >= t - w)))
+            put(f"escalations_{w}d", count(known & (opened >= t - w) & tickets["escalated"]))
+        put("urgent_tickets_90d", count(known & (opened >= t - 90) & tickets["urgent"]))
+        put("open_tickets", count(known & (closed >= t)))
+        resolved = known & (closed >= t - 90) & (closed < t)
+        put("resolved", count(resolved))
+        put("seconds", _sums(code[resolved], tickets["seconds"][resolved], n)[accounts])
+        rated = known & (closed >= t - 180) & (closed < t) & tickets["has_csat"]
+        put("rated", count(rated))
+        put("csat", _sums(code[rated], tickets["csat"][rated], n)[accounts])
+    v = {k: np.concatenate(p) for k, p in parts.items()}
+    columns = {DAY: pa.array(v["_day"]), ACCOUNT_ID: source.accounts.take(pa.array(v["_code"]))}
+    for name in group.names:
+        if name.startswith(("tickets_", "escalations_")) or name in ("urgent_tickets_90d",
+                                                                    "open_tickets"):
+            columns[name] = exact_np.decimal(v[name], 0)  # a SUM of INTEGER: HUGEINT
+    hours = exact_np.average(v["seconds"], v["resolved"]) / 3600.0
+    columns["hours_to_resolve_90d"] = pa.array(hours, mask=v["resolved"] == 0)
+    columns["csat_180d"] = pa.array(exact_np.average(v["csat"], v["rated"], 6),
+                                    mask=v["rated"] == 0)
+    return pa.table({name: columns[name] for name in [DAY, ACCOUNT_ID, *group.names]})
+
+
+def _revenue(terms: revenue_np.Terms, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    return revenue_np.rows(terms, group, dates, DAY)
+
+
 LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
     "activities": _load_activities, "contacts": _load_contacts,
-    "hierarchy": _load_hierarchy}
+    "hierarchy": _load_hierarchy, "revenue": revenue_np.load, "support": _load_support}
 FORMS: dict[str, Callable[..., pa.Table]] = {
-    "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy}
+    "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy,
+    "revenue": _revenue, "support": _support}

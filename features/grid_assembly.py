@@ -186,15 +186,23 @@ def _fetch(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], date
            cache: dict) -> Callable[[], tuple[pa.Table, list[pa.Table]]]:
     """Start the chunk's queries (its base rows by date and account, and each family's rows)
     and compute its numpy forms; the returned function waits for the queries and gives the
-    base and every family's rows, in ``groups``' order."""
+    base and every family's rows, in ``groups``' order. A numpy form's source is read (once per
+    ``cache``) while the queries run; a source that does not fit its form sends the family to
+    SQL after them."""
     in_sql = [g for g in groups if not families_np.has_form(g)]
     table = _DatesTable(con, dates) if any(_grid_form(g) for g in in_sql) else None
     name = table.create() if table else None
     try:
-        waiting = run([f"SELECT * FROM ({_base_sql(dates)}) ORDER BY {DAY}, {ACCOUNT_ID}"] + [
-            _family_sql(g, dates, name) for g in in_sql])
+        waiting = [run([f"SELECT * FROM ({_base_sql(dates)}) ORDER BY {DAY}, {ACCOUNT_ID}"] + [
+            _family_sql(g, dates, name) for g in in_sql])]
+        unfit = {g.name for g in groups
+                 if families_np.has_form(g) and not families_np.applies(con, g, cache)}
+        if unfit:
+            sent = [g for g in groups if g.name in unfit]
+            waiting.append(run([_family_sql(g, dates, name) for g in sent]))
+            in_sql += sent
         in_numpy = {g.name: families_np.rows(con, g, dates, cache)
-                    for g in groups if families_np.has_form(g)}
+                    for g in groups if families_np.has_form(g) and g.name not in unfit}
     except BaseException:
         if table:
             table.drop()
@@ -202,7 +210,7 @@ def _fetch(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], date
 
     def results() -> tuple[pa.Table, list[pa.Table]]:
         try:
-            base, *done = waiting()
+            base, *done = [t for wait in waiting for t in wait()]
         finally:
             if table:
                 table.drop()
