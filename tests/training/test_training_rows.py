@@ -101,6 +101,23 @@ def test_constant_features_are_dropped_as_the_stacked_path_drops_them(book, task
     np.testing.assert_array_equal(rows.x, model_matrix(stack, schema))
 
 
+@pytest.mark.parametrize("task", ["churn", "cross-sell"])
+def test_a_large_book_holds_the_same_numbers_as_float32(book, task, monkeypatch):
+    # above LARGE_BOOK_ROWS training rows (here 300) the matrix is float32: the stacked
+    # path's float64 matrix rounded once, whichever date passed the bound
+    from training import models as models_module
+
+    tables, store = book
+    stack = build_dataset(task, tables, store, LABELLED, H)
+    small = _rows(book, task, {})
+    monkeypatch.setattr(models_module, "LARGE_BOOK_ROWS", 300)
+    large = _rows(book, task, {})
+    assert len(stack) > 300 and small.x.dtype == np.float64 and large.x.dtype == np.float32
+    assert large.x.flags.c_contiguous
+    np.testing.assert_array_equal(large.x, model_matrix(stack, small.schema).astype("float32"))
+    assert large.schema == small.schema and large.dropped == small.dropped
+
+
 def test_the_digest_follows_the_rows_not_their_storage_order(book, tmp_path):
     tables, store = book
     reversed_store = FeatureStore(tmp_path / "reversed")
@@ -182,3 +199,11 @@ def test_frame_digest_is_what_the_per_date_digest_chains(book):
         chained.update(frame_digest(_date_rows("upsell", tables, store, as_of, H,
                                                {"min_growth": 0.1})).encode())
     assert _rows(book, "upsell", {"min_growth": 0.1}).digest == chained.hexdigest()
+
+
+@given(n=st.integers(0, 50_000_000))
+def test_the_matrix_is_float64_up_to_a_large_book_and_float32_above(n):
+    from training.models import LARGE_BOOK_ROWS, matrix_dtype
+
+    assert matrix_dtype(n) == ("float64" if n <= LARGE_BOOK_ROWS else "float32")
+    assert matrix_dtype(LARGE_BOOK_ROWS) == "float64"  # the demo's and every test book's
