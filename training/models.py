@@ -149,7 +149,8 @@ def model_matrix(df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
     frames and served rows alike. Built column by column into one array: no whole-frame copy.
     float64, not float32: ratio features (seat utilisation, usage trends) are not exact in
     float32, and rounded training values would move LightGBM's bin edges away from the values
-    the served model sees; the matrix of 846 k rows x 81 features is 0.55 GB.
+    the served model sees; the matrix of 846 k rows x 81 features is 0.55 GB. (The training
+    rows of a book above 250,000 rows are held in float32 instead: `matrix_dtype`.)
     Same errors as `to_model_frame` (missing columns, text in a numeric column).
     """
     _require(df, schema.columns)
