@@ -132,7 +132,8 @@ def instrument() -> None:
     from training import train as training
 
     _time(features.validation, "load_tables", _named("load raw tables"))
-    _time(training, "task_dataset", _named("dataset (snapshots + labels)"))
+    _time(training, "training_rows", _named("training rows (date by date, matrix)"))
+    _time(training, "task_dataset", _named("test dataset (snapshots + labels)"))
     _time(models, "model_matrix", _named("feature matrix"))
     _time(models, "to_model_frame", _named("model frame"))
     _time(selection, "select_and_refit", _named("cross-validation + refit"))

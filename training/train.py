@@ -90,6 +90,12 @@ def task_dataset(task: str, tables, store: FeatureStore, dates: list[date], hori
              upsell_min_growth: float, product: str | None, renewal_only: bool) -> pd.DataFrame:
     from training.dataset import build_dataset
 
+    return build_dataset(task, tables, store, dates, horizon_days,
+                         **_label_kwargs(task, upsell_min_growth, product, renewal_only))
+
+
+def _label_kwargs(task: str, upsell_min_growth: float, product: str | None,
+                  renewal_only: bool) -> dict:
     kwargs: dict = {}
     if task == "upsell":
         kwargs["min_growth"] = upsell_min_growth
@@ -97,7 +103,7 @@ def task_dataset(task: str, tables, store: FeatureStore, dates: list[date], hori
         kwargs["renewal_only"] = True
     if task == "cross-sell":
         kwargs["product"] = product
-    return build_dataset(task, tables, store, dates, horizon_days, **kwargs)
+    return kwargs
 
 
 def check_labels(name: str, frame: pd.DataFrame) -> None:
@@ -113,9 +119,29 @@ def check_labels(name: str, frame: pd.DataFrame) -> None:
 
 def feature_list(frame: pd.DataFrame, spec: FeatureSpec) -> list[str]:
     """The catalogue's feature columns present in the dataset (+ the candidate product)."""
-    names = [f.name for g in feature_groups(spec) for f in g.features]
+    names = catalogue_names(spec)
     extra = ["candidate_product"] if "candidate_product" in frame.columns else []
     return [n for n in names if n in frame.columns] + extra
+
+
+def catalogue_names(spec: FeatureSpec) -> list[str]:
+    """Every feature name of the catalogue, in its order."""
+    return [f.name for g in feature_groups(spec) for f in g.features]
+
+
+def training_rows(task: str, tables, store: FeatureStore, dates: list[date], horizon_days: int,
+                  upsell_min_growth: float, product: str | None, renewal_only: bool,
+                  spec: FeatureSpec):
+    """The training part of a split as `training.training_rows.TrainingRows`: its feature
+    matrix built date by date (the features `feature_list` and `uninformative` choose, the
+    schema `FeatureSchema.infer` gives), the `TRAIN_KEPT` columns and the references' columns."""
+    from training.baselines import reference_columns
+    from training.training_rows import build_training_rows
+
+    return build_training_rows(
+        task, tables, store, dates, horizon_days, candidates=catalogue_names(spec),
+        kept=TRAIN_KEPT, measured=reference_columns(task),
+        **_label_kwargs(task, upsell_min_growth, product, renewal_only))
 
 
 def uninformative(frame: pd.DataFrame, features: list[str]) -> list[str]:
@@ -184,47 +210,37 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     from training import models
     from training.calibration import fit_calibrator
     from training.dataset import return_freed_memory
-    from training.fingerprint import frame_digest
     from training.metrics import evaluate
     from training.selection import account_codes, fit_logistic_rows, select_and_refit
 
     training_dates = sorted({*split.train, *split.validation})
     say(f"building the {task} dataset ({len(training_dates)} training, {len(split.test)} "
         "test dates)")
-    parts = {
-        part: task_dataset(task, tables, store, dates, settings.horizon_days,
-                       settings.upsell_min_growth, product, renewal_only)
-        for part, dates in (("train", training_dates), ("test", split.test))
-    }
+    # the training rows date by date, straight into one float matrix (no stacked frame of
+    # every feature: `training.training_rows`); the test rows as a frame (2 dates)
+    rows = training_rows(task, tables, store, training_dates, settings.horizon_days,
+                         settings.upsell_min_growth, product, renewal_only,
+                         stored_spec(settings, store))
+    parts = {"train": rows.frame,
+             "test": task_dataset(task, tables, store, split.test, settings.horizon_days,
+                                  settings.upsell_min_growth, product, renewal_only)}
     for part, frame in parts.items():
         check_labels(part, frame)
-    candidates = feature_list(parts["train"], stored_spec(settings, store))
-    dropped = uninformative(parts["train"], candidates)
+    dropped = rows.dropped
     if dropped:
         say(f"dropping {len(dropped)} feature(s) constant or all-null in the training window: "
             + ", ".join(dropped))
-    features = [f for f in candidates if f not in dropped]
+    features = rows.features
     if not features:
         raise TrainingError("every feature is constant or null in the training window: "
                             "nothing to learn from")
-    schema = models.FeatureSchema.infer(parts["train"], features)
-    # the training rows as one float matrix (no model frame: the folds, the refit and the
-    # logistic baseline all read this matrix); the test rows as a model frame
-    x_train = models.model_matrix(parts["train"], schema)
-    test_frame = models.to_model_frame(parts["test"], schema)
+    schema, x_train = rows.schema, rows.x
     y = {part: f["label"].to_numpy().copy() for part, f in parts.items()}
-    # what needs the whole training frame reads it now (its digest); the references keep the
-    # few columns they read; then only its keys and labels stay, and the features are freed
-    digests = {"train": frame_digest(parts["train"])}
-    measures = parts["train"][[c for c in bl.reference_columns(task)
-                               if c in parts["train"].columns]].copy()
-    parts["train"] = slim_training_frame(parts["train"])
+    digests = {"train": rows.digest}
+    measures = rows.measures
     train = parts["train"]
+    del rows
     return_freed_memory()
-    say("baselines: the fitted health scorecard, the customer's score")
-    references = bl.reference_scores(task, {"train": measures, "test": parts["test"]}, tables,
-                                     settings.seed)
-    del measures
 
     say("choosing logistic / LightGBM / blend by expanding-window cross-validation")
     try:
@@ -233,18 +249,28 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
             settings.horizon_days, settings.seed, say=say)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
-    raw_test = estimator.predict_raw(test_frame)
-    say(f"calibrating on {len(selection.oof):,} out-of-fold predictions")
-    calibrator, calibration = fit_calibrator(selection.oof, selection.oof_label, method="auto",
-                                             seed=settings.seed)
-    p_test = calibrator.predict(raw_test)
-
     say("baseline: the logistic regression")
     logistic = estimator.linear  # the same pipeline on the same rows, when the model has one
     if logistic is None:  # as the folds fit it: on at most LOGISTIC_MAX_ROWS rows
         logistic = fit_logistic_rows(x_train, y["train"], account_codes(train[ACCOUNT_ID]),
                                      schema, settings.seed)
-    del x_train
+    del x_train  # the training matrix is done with: freed before the test rows are scored
+    return_freed_memory()
+    # the references after the fits, not before: their 14 logistic fits over every training
+    # row and the customer score's lookup (DuckDB) left ~1 GB mapped that the fits then ran
+    # on top of (cross-sell at 100,000 accounts: fold fits at 4.1-4.5 GB)
+    say("baselines: the fitted health scorecard, the customer's score")
+    references = bl.reference_scores(task, {"train": measures, "test": parts["test"]}, tables,
+                                     settings.seed)
+    del measures
+    return_freed_memory()
+    # the test rows as a model frame only now: not held through the fits
+    test_frame = models.to_model_frame(parts["test"], schema)
+    raw_test = estimator.predict_raw(test_frame)
+    say(f"calibrating on {len(selection.oof):,} out-of-fold predictions")
+    calibrator, calibration = fit_calibrator(selection.oof, selection.oof_label, method="auto",
+                                             seed=settings.seed)
+    p_test = calibrator.predict(raw_test)
     test = parts["test"]
     scores = {
         "model": p_test,
@@ -273,16 +299,10 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
                   digests)
 
 
-#: The training frame's columns kept once the feature matrix exists: keys, label, value
+#: The training rows' columns kept beside the feature matrix: keys, label, value
 #: (`training.value.value_stats` reads them, by segment or product)
 TRAIN_KEPT = (ACCOUNT_ID, AS_OF, "label", "value", "arr_at_as_of", "segment",
               "candidate_product")
-
-
-def slim_training_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame``'s `TRAIN_KEPT` columns, copied, so that the features can be freed: at
-    100,000 accounts x 17 dates they are ~1 GB the feature matrix already holds."""
-    return frame[[c for c in TRAIN_KEPT if c in frame.columns]].copy()
 
 
 def train(
