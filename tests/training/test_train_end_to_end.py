@@ -298,3 +298,22 @@ def test_tabular_bad_input_registers_nothing(table, mlflow_data_dir, change, mes
     listed = json.loads(run("models", "list", "--json", "--data-dir",
                             str(mlflow_data_dir)).stdout)
     assert listed == []
+
+
+def test_a_test_window_of_one_class_fails_before_any_fit(book, monkeypatch):
+    """The test rows are read again after the fits (not held through them), but their labels
+    are checked before the first fit: bad labels cost no training time."""
+    from training import selection
+    from training import train as training
+
+    real = training.task_dataset
+    monkeypatch.setattr(training, "task_dataset",
+                        lambda *args, **kwargs: real(*args, **kwargs).assign(label=0))
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a model was fitted before the test labels were checked")
+
+    monkeypatch.setattr(selection, "select_and_refit", no_fit)
+    result = run("train", "churn", "--data-dir", str(book))
+    assert result.exit_code != 0
+    assert "test set has a single class (label = 0 for all" in result.output
