@@ -13,11 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features.build import build_snapshot
 from features.store import FeatureStore
-from features.validation import load_tables
-from simulator.generator import generate
 from tests.features.feature_fixture import feature_columns
+from tests.training.book_fixture import stored_book
 from training.dataset import (
     CANDIDATE_PRODUCT,
     build_dataset,
@@ -34,13 +32,7 @@ ASKED = [date(2024, 3, 1), *STORED]  # 2024-03-01 has no stored snapshot
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
-    root = tmp_path_factory.mktemp("book")
-    generate(150, 10, 11, date(2024, 1, 1), root / "raw", root / "truth")
-    tables = load_tables(root / "raw")
-    store = FeatureStore(root / "features")
-    for as_of in STORED:
-        store.write(as_of, build_snapshot(tables, as_of), "test")
-    return tables, store
+    return stored_book(tmp_path_factory.mktemp("book"), STORED)
 
 
 def test_labelled_and_scoring_dates(book):

@@ -14,11 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.build import build_snapshot
 from features.store import FeatureStore
-from features.validation import load_tables
-from simulator.generator import generate
 from tests.features.feature_fixture import feature_columns
+from tests.training.book_fixture import stored_book
 from training.baselines import reference_columns
 from training.dataset import build_dataset
 from training.fingerprint import frame_digest
@@ -34,13 +32,7 @@ CASES = [("churn", {}), ("churn", {"renewal_only": True}), ("upsell", {"min_grow
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
-    root = tmp_path_factory.mktemp("book")
-    generate(150, 10, 11, date(2024, 1, 1), root / "raw", root / "truth")
-    tables = load_tables(root / "raw")
-    store = FeatureStore(root / "features")
-    for as_of in [*LABELLED, date(2024, 9, 1)]:
-        store.write(as_of, build_snapshot(tables, as_of), "test")
-    return tables, store
+    return stored_book(tmp_path_factory.mktemp("book"), [*LABELLED, date(2024, 9, 1)])
 
 
 def _rows(book, task, kwargs, store=None):
