@@ -34,6 +34,16 @@ def average(total: np.ndarray, count: np.ndarray, scale: int = 0) -> np.ndarray:
     return quotient.astype(np.float64)
 
 
+def round_half_away(units: np.ndarray, places: int) -> np.ndarray:
+    """Integers in units of 10**-scale rounded to ``places`` fewer decimals as DuckDB's ROUND of
+    a DECIMAL does (half away from zero), in the coarser units (millionths to hundredths:
+    ``places`` 4)."""
+    import numpy as np
+
+    step = 10**places
+    return np.sign(units) * ((np.abs(units) + step // 2) // step)
+
+
 def decimal(units: np.ndarray, scale: int, valid: np.ndarray | None = None) -> pa.Array:
     """Integers in units of 10**-scale as a DECIMAL(38, scale) Arrow array (two's complement,
     16 bytes a value; ``valid``: False for a null)."""

@@ -257,22 +257,8 @@ def _load_hierarchy(con: duckdb.DuckDBPyConnection) -> dict:
 
 
 def _cents(micro: np.ndarray) -> np.ndarray:
-    """DECIMAL(38, 6) millionths rounded to 2 decimals as DuckDB's ROUND does (half away from
-    zero), in hundredths."""
-    import numpy as np
-
-    return np.sign(micro) * ((np.abs(micro) + 5_000) // 10_000)
-
-
-def _decimal2(cents: np.ndarray, valid: np.ndarray) -> pa.Array:
-    """Hundredths as a DECIMAL(38, 2) Arrow array (two's complement, 16 bytes a value)."""
-    import numpy as np
-    import pyarrow as pa
-
-    words = np.stack([cents, cents >> 63], axis=1).astype(np.int64)
-    validity = pa.array(valid, pa.bool_()).buffers()[1]
-    return pa.Array.from_buffers(pa.decimal128(38, 2), len(cents),
-                                 [validity, pa.py_buffer(words.tobytes())])
+    """DECIMAL(38, 6) millionths rounded to 2 decimals as DuckDB's ROUND does, in hundredths."""
+    return exact_np.round_half_away(micro, 4)
 
 
 def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
@@ -312,9 +298,9 @@ def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table
                ACCOUNT_ID: source["accounts"].take(pa.array(joined["_code"]))}
     for name in group.names:
         if name in ("parent_arr", "sibling_arr"):
-            columns[name] = _decimal2(joined[name], with_parent)
+            columns[name] = exact_np.decimal(joined[name], 2, with_parent)
         elif name == "children_arr":
-            columns[name] = _decimal2(joined[name], np.ones(len(with_parent), bool))
+            columns[name] = exact_np.decimal(joined[name], 2, np.ones(len(with_parent), bool))
         else:
             columns[name] = pa.array(joined[name].astype(np.int64))
     return pa.table(columns)

@@ -293,9 +293,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, where: np.ndarray) ->
 
 def _cents(micro: np.ndarray) -> pa.Array:
     """ROUND(x, 2) of a DECIMAL(38, 6) (half away from zero) as DECIMAL(38, 2)."""
-    import numpy as np
-
-    return exact_np.decimal(np.sign(micro) * ((np.abs(micro) + 5_000) // 10_000), 2)
+    return exact_np.decimal(exact_np.round_half_away(micro, 4), 2)
 
 
 def outputs(terms: Terms, group: FeatureGroup, v: dict[str, np.ndarray], day_column: str

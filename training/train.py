@@ -117,13 +117,6 @@ def check_labels(name: str, frame: pd.DataFrame) -> None:
         )
 
 
-def feature_list(frame: pd.DataFrame, spec: FeatureSpec) -> list[str]:
-    """The catalogue's feature columns present in the dataset (+ the candidate product)."""
-    names = catalogue_names(spec)
-    extra = ["candidate_product"] if "candidate_product" in frame.columns else []
-    return [n for n in names if n in frame.columns] + extra
-
-
 def catalogue_names(spec: FeatureSpec) -> list[str]:
     """Every feature name of the catalogue, in its order."""
     return [f.name for g in feature_groups(spec) for f in g.features]
@@ -133,8 +126,9 @@ def training_rows(task: str, tables, store: FeatureStore, dates: list[date], hor
                   upsell_min_growth: float, product: str | None, renewal_only: bool,
                   spec: FeatureSpec):
     """The training part of a split as `training.training_rows.TrainingRows`: its feature
-    matrix built date by date (the features `feature_list` and `uninformative` choose, the
-    schema `FeatureSchema.infer` gives), the `TRAIN_KEPT` columns and the references' columns."""
+    matrix built date by date (the catalogue's features present in the snapshots, less those
+    `uninformative` drops; the schema `FeatureSchema.infer` gives), the `TRAIN_KEPT` columns
+    and the references' columns."""
     from training.baselines import reference_columns
     from training.training_rows import build_training_rows
 
