@@ -56,8 +56,10 @@ CONFIG = schemathesis.Config.from_dict({"operations": [
 
 # The loader ignores these settings (it serves SERVED); they set the 413 limit. The data
 # directory is a fresh temporary one: admin routes write the audit log there, never into the
-# working directory.
-app = create_app(ServingSettings(data_dir=Path(tempfile.mkdtemp(prefix="propensity-fuzz-")),
+# working directory; it is removed when the module's process ends (a mkdtemp left one behind in
+# /tmp per run).
+FUZZ_DIR = tempfile.TemporaryDirectory(prefix="propensity-fuzz-")
+app = create_app(ServingSettings(data_dir=Path(FUZZ_DIR.name),
                                  auth_enabled=False,
                                  max_batch_accounts=50),
                  loader=lambda _settings: SERVED[-1], load_on_start=False)
