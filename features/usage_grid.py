@@ -47,6 +47,8 @@ PART_CELLS = 16_000_000
 #: many parts so that both cores work on it (docs/benchmarks.md, "The usage one pass's parts").
 PART_WORKERS = 2
 PARALLEL_MIN_ROWS = 1_000_000
+#: Cursors appending the reductions' spans at once (``_at_once``).
+REDUCTION_WORKERS = 2
 CHUNK_DAYS = 64  # the reductions run per span of about this many days (``_in_chunks``)
 CHANGE_WINDOW = 30  # active_users_change_30d: the 30 days before against the 30 before those
 
@@ -217,15 +219,15 @@ SELECT DISTINCT {ACCOUNT_ID} FROM subscriptions WHERE {ACCOUNT_ID} IS NOT NULL""
             _at_once(con, [
                 (daily, _volumes_sql(plan, bounds, origin)),
                 (users, _last_days_sql("user_id", since, last, "", origin, probes)),
-            ], create)
+            ], made)
             declared = " + ".join(f"q{i}" for i in range(len(plan.event_types))) or "0"
             undeclared = con.execute(f"SELECT COUNT(*) FROM {daily} WHERE q > {declared}"
                                      ).fetchall()[0][0] > 0
             if undeclared:  # events of undeclared (or NULL) types: count the types
-                create(others, _last_days_sql(
+                create(others, _union(_last_days_sql(
                     "event_type", first - timedelta(days=max(BREADTH_WINDOWS)), last,
                     "AND e.event_type NOT IN ("
-                    + ", ".join(sql_text(t) for t in plan.event_types) + ")", origin, probes),
+                    + ", ".join(sql_text(t) for t in plan.event_types) + ")", origin, probes)),
                     con)
             rows = max(con.execute(f"SELECT COUNT(*) FROM {t}").fetchall()[0][0] for t in made)
             codes = con.execute(f"SELECT COUNT(*) FROM {accounts}").fetchall()[0][0]
@@ -242,27 +244,74 @@ SELECT DISTINCT {ACCOUNT_ID} FROM subscriptions WHERE {ACCOUNT_ID} IS NOT NULL""
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _at_once(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, str]], create) -> None:
-    """``create(table, query, cursor)`` for every table at once, one single-threaded cursor each
-    (as ``build._snapshots`` does): two reductions side by side cost 5.0 CPU-s at 30,000
-    accounts x 24 months against 6.4 one after the other with two threads each. (One after
-    the other on ``con`` where its cursors do not see the events.)"""
-    from concurrent.futures import ThreadPoolExecutor
+def _at_once(con: duckdb.DuckDBPyConnection, tables: list[tuple[str, list[str]]],
+             made: list[str]) -> None:
+    """Create every table from its spans' reductions (each the rows of its span, disjoint from
+    the others', ``_in_chunks``), appending the names to ``made`` as they are created.
 
+    The tables are created empty, then every span is appended by ``REDUCTION_WORKERS``
+    single-threaded cursors taking the next span as they finish one (as ``build._snapshots``
+    does, one thread per query: two reductions side by side cost 5.0 CPU-s at 30,000 accounts
+    x 24 months against 6.4 one after the other with two threads each), so that both cores work
+    until the last span, whichever reduction is the dearer (the users' ~9 CPU-s against the
+    volumes' ~7 at 100,000 accounts). (One query per table on ``con`` where its cursors do not
+    see the events.)"""
     if not _cursors_see_events(con):
-        for table, query in tables:
-            create(table, query, con)
+        for table, spans in tables:
+            con.execute(f"CREATE TABLE {table} AS " + _union(spans))
+            made.append(table)
         return
+    for table, spans in tables:
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM ({spans[0]}) LIMIT 0")
+        made.append(table)
+    queue = [f"INSERT INTO {table} {span}" for table, span in _interleaved(tables)]
     previous = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
     con.execute("SET threads = 1")
     try:
-        with ThreadPoolExecutor(len(tables), thread_name_prefix="usage-reduction") as pool:
-            futures = [pool.submit(_on_cursor, con, create, table, query)
-                       for table, query in tables]
-            for future in futures:
-                future.result()
+        _run_all(con, queue, REDUCTION_WORKERS)
     finally:
         con.execute(f"SET threads = {int(previous)}")
+
+
+def _interleaved(tables: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """The tables' spans taken in turn, so that each table's spans spread over the run."""
+    from itertools import zip_longest
+
+    rows = zip_longest(*([(table, span) for span in spans] for table, spans in tables))
+    return [item for row in rows for item in row if item is not None]
+
+
+def _run_all(con: duckdb.DuckDBPyConnection, statements: list[str], workers: int) -> None:
+    """Run ``statements`` (in any order) on ``workers`` cursors, each taking the next as it
+    finishes one; after a failure no other starts, and the first failure is raised once the
+    running ones have finished."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock = threading.Lock()
+    waiting = list(reversed(statements))
+    failed: list[BaseException] = []
+
+    def worker() -> None:
+        cursor = con.cursor()
+        try:
+            while True:
+                with lock:
+                    if failed or not waiting:
+                        return
+                    statement = waiting.pop()
+                cursor.execute(statement)
+        except BaseException as error:
+            with lock:
+                failed.append(error)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="usage-reduction") as pool:
+        for future in [pool.submit(worker) for _ in range(workers)]:
+            future.result()
+    if failed:
+        raise failed[0]
 
 
 def _cursors_see_events(con: duckdb.DuckDBPyConnection) -> bool:
@@ -276,14 +325,6 @@ def _cursors_see_events(con: duckdb.DuckDBPyConnection) -> bool:
         return True
     except duckdb.Error:
         return False
-    finally:
-        cursor.close()
-
-
-def _on_cursor(con: duckdb.DuckDBPyConnection, create, table: str, query: str) -> None:
-    cursor = con.cursor()
-    try:
-        create(table, query, cursor)
     finally:
         cursor.close()
 
@@ -423,7 +464,7 @@ def _interval(day: str, bounds: np.ndarray, upto: int) -> str:
     return f"CAST([{lookup}][{day} + 1] AS INTEGER)"
 
 
-def _volumes_sql(plan: UsageWindows, bounds: np.ndarray, origin: date) -> str:
+def _volumes_sql(plan: UsageWindows, bounds: np.ndarray, origin: date) -> list[str]:
     """Per (account, interval between ``bounds``, the first to the last): the quantity of events,
     in total and per declared type, and the last active day.
     (BIGINT sums: a HUGEINT would reach numpy as Python objects; a sum past 2^63 fails.)"""
@@ -444,7 +485,7 @@ GROUP BY ALL""")
 
 
 def _last_days_sql(entity: str, since: date, until: date, where: str, origin: date,
-                   probes: np.ndarray) -> str:
+                   probes: np.ndarray) -> list[str]:
     """Per (account, entity, probe): the last day the entity was active before that probe day
     and on or after the one before it ('probe' = the number of probe days at or before the
     day, looked up in a list). Enough for every distinct count: the last active day before a
@@ -459,9 +500,9 @@ FROM usage_events e WHERE {_span(a, b)} {where}
 GROUP BY ALL""")
 
 
-def _in_chunks(since: date, until: date, cuts: list[date], reduction) -> str:
+def _in_chunks(since: date, until: date, cuts: list[date], reduction) -> list[str]:
     """``reduction(a, b)`` of consecutive spans of about ``CHUNK_DAYS`` covering [since,
-    until), in one query (UNION ALL). Their groups are disjoint when no group spans a cut: a
+    until), one query each (``_union``: in one). Their groups are disjoint when no group spans a cut: a
     day for the daily rows (``cuts`` empty: any day), a probe day for the last days. Each
     span's hash table is that much smaller: the whole one pass 9.3 -> 8.6 CPU-s at 30,000
     accounts x 24 months, 46 -> 33 at 100,000 (docs/benchmarks.md)."""
@@ -471,8 +512,12 @@ def _in_chunks(since: date, until: date, cuts: list[date], reduction) -> str:
         if cut - bounds[-1] >= timedelta(days=CHUNK_DAYS) and cut < until:
             bounds.append(cut)
     bounds.append(until)
-    spans = zip(bounds, bounds[1:], strict=False)
-    return "\nUNION ALL\n".join(f"({reduction(a, b)})" for a, b in spans)
+    return [reduction(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _union(spans: list[str]) -> str:
+    """The spans' reductions as one query."""
+    return "\nUNION ALL\n".join(f"({span})" for span in spans)
 
 
 @dataclass(frozen=True)
