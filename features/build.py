@@ -240,6 +240,8 @@ def build_grid(
     monthly dates 25.3 -> 20.5 CPU-s by the command line). Its queries run ``workers`` at a
     time, single-threaded: one DuckDB query keeps two cores only about two thirds busy
     (measured 1.6x on 2 cores). Each worker has its own cursor on the same in-memory database.
+    The chunks are assembled in a thread ahead of the caller (``_ahead``), so the caller must
+    not use ``tables.con`` until the iteration ends (DuckDB refuses a second call at once).
     """
     dates = list(dates)
     if not dates:
@@ -272,11 +274,70 @@ def build_grid(
         if len(dates) > 1:  # every family once per chunk of dates, placed by position
             from features import grid_assembly
 
-            yield from grid_assembly.snapshots(tables, groups, dates, tables.present, workers,
-                                               _available, _typed)
+            yield from _ahead(grid_assembly.snapshots(tables, groups, dates, tables.present,
+                                                      workers, _available, _typed),
+                              grid_assembly.CHUNK_ROWS)
         else:
             yield dates[0], build_snapshot(tables, dates[0], spec, checked=True, groups=groups)
     finally:
         for grid in (prepared, families):
             if grid is not None:
                 grid.drop(tables.con)
+
+
+def _ahead(items: Iterator[tuple[date, pa.Table]], rows: int
+           ) -> Iterator[tuple[date, pa.Table]]:
+    """``items`` in order, computed in a thread up to about ``rows`` snapshot rows ahead of
+    the caller: the caller's writing of one chunk of dates then overlaps the next chunk's
+    alignment and projection, which kept one core idle (docs/benchmarks.md, "the grid's wall
+    time"). ``items`` is closed in that thread, and the thread has ended when this returns,
+    raises, or is closed early, so that nothing uses the connection after."""
+    import threading
+    from collections import deque
+
+    ready: deque[tuple[date, pa.Table]] = deque()
+    state = {"rows": 0, "done": False, "stop": False, "error": None}
+    changed = threading.Condition()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                with changed:
+                    while state["rows"] and state["rows"] + item[1].num_rows > rows \
+                            and not state["stop"]:
+                        changed.wait()
+                    if state["stop"]:
+                        break
+                    ready.append(item)
+                    state["rows"] += item[1].num_rows
+                    changed.notify_all()
+        except BaseException as error:  # given to the caller after the items before it
+            state["error"] = error
+        finally:
+            try:
+                items.close()  # an early stop: the assembly's own clean-up, in its thread
+            finally:
+                with changed:
+                    state["done"] = True
+                    changed.notify_all()
+
+    thread = threading.Thread(target=produce, name="grid-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            with changed:
+                while not ready and not state["done"]:
+                    changed.wait()
+                if not ready:
+                    break
+                item = ready.popleft()
+                state["rows"] -= item[1].num_rows
+                changed.notify_all()
+            yield item
+    finally:
+        with changed:
+            state["stop"] = True
+            changed.notify_all()
+        thread.join()
+    if state["error"] is not None:
+        raise state["error"]
