@@ -1,7 +1,8 @@
 """Whole-grid forms in numpy of the families that count rows, sum money or average in day windows.
 
 A grid's snapshots compute each family once per date; for ``activities``, ``contacts``,
-``hierarchy``, ``support`` and ``revenue`` (``features.revenue_np``) every comparison with a
+``hierarchy``, ``support``, ``revenue`` (``features.revenue_np``) and ``voice``
+(``features.voice_np``) every comparison with a
 boundary is one of whole days (a boundary is a midnight, so ``t >= T - w`` is
 ``day(t) >= day(T) - w``), and every feature is a count, a presence flag, a difference of days,
 an exact DECIMAL sum (held as integer millionths, rounded as DuckDB rounds DECIMALs) or an AVG
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
-from features import exact_np, revenue_np
+from features import exact_np, revenue_np, voice_np
 from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
 from features.terms import in_force_days
 
@@ -401,9 +402,14 @@ def _revenue(terms: revenue_np.Terms, group: FeatureGroup, dates: list[date]) ->
     return revenue_np.rows(terms, group, dates, DAY)
 
 
+def _voice(answers: voice_np.Answers, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    return voice_np.rows(answers, group, dates, DAY)
+
+
 LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
     "activities": _load_activities, "contacts": _load_contacts,
-    "hierarchy": _load_hierarchy, "revenue": revenue_np.load, "support": _load_support}
+    "hierarchy": _load_hierarchy, "revenue": revenue_np.load, "support": _load_support,
+    "voice": voice_np.load}
 FORMS: dict[str, Callable[..., pa.Table]] = {
     "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy,
-    "revenue": _revenue, "support": _support}
+    "revenue": _revenue, "support": _support, "voice": _voice}

@@ -124,7 +124,8 @@ def _base_sql(dates: list[date]) -> str:
 
 #: Families whose grid form (``FeatureGroup.grid``) beats their per-date queries on monthly
 #: grids too: voice, 0.75 against 1.48 CPU-s at 30,000 accounts x 24 months, 2.9 against 3.9
-#: at 100,000 (revenue's is cheaper at 30,000 but dearer at 100,000: docs/benchmarks.md).
+#: at 100,000 (revenue's is cheaper at 30,000 but dearer at 100,000: docs/benchmarks.md). Voice
+#: now has a numpy form (``features.voice_np``); this form serves where its answers do not fit.
 GRID_FORMS = frozenset({"voice"})
 
 
