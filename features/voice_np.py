@@ -128,7 +128,7 @@ def rows(answers: Answers, group: FeatureGroup, dates: list[date], day_column: s
     no_average, no_prior = v["count"] == 0, v["prior_count"] == 0
     columns = {
         day_column: pa.array(v["_day"]),
-        ACCOUNT_ID: answers.accounts.take(pa.array(v["_code"])),
+        ACCOUNT_ID: pa.DictionaryArray.from_arrays(pa.array(v["_code"]), answers.accounts),
         "nps_last": pa.array(v["nps_last"]),
         "nps_180d": pa.array(average, mask=no_average),
         "nps_trend_180d": pa.array(average - prior, mask=no_average | no_prior),
