@@ -168,3 +168,24 @@ def test_round_double_is_duckdbs_round(values, places):
     nan = np.isnan(want)
     assert np.array_equal(np.isnan(got), nan)
     assert np.array_equal(got[~nan].view(np.int64), want[~nan].view(np.int64))
+
+
+def test_the_alignment_places_each_family_row_on_its_date_and_account():
+    from features import grid_assembly
+    from features.grid_assembly import DAY
+
+    base = pa.table({DAY: [0, 0, 1], ACCOUNT_ID: ["A1", "A2", "A1"]})
+    family = pa.table({
+        DAY: [1, 0, 0, 1, 0],
+        ACCOUNT_ID: pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 1, 3]),
+                                                   pa.array(["A1", "A2", "Z9", None])),
+        "count": [10, 20, 30, 40, 50]})  # A1 has no row on date 0; Z9 is in no snapshot
+    strings = family.set_column(1, ACCOUNT_ID, family[ACCOUNT_ID].cast(pa.string()))
+    dates = [np.datetime64("2025-03-01", "D").item(), np.datetime64("2025-04-01", "D").item()]
+    for rows in (family, strings):
+        chunk = grid_assembly._aligned([GROUPS[0]], dates, base, [rows])
+        assert chunk.column("g", "count").to_pylist() == [None, 20, 10]
+        assert chunk.columns[AS_OF].to_pylist() == [dates[0], dates[0], dates[1]]
+    twice = pa.table({DAY: [0, 0], ACCOUNT_ID: ["A1", "A1"], "count": [1, 2]})
+    with pytest.raises(grid_assembly.DuplicateRows, match="'g'"):
+        grid_assembly._aligned([GROUPS[0]], dates, base, [twice])
