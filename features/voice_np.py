@@ -33,6 +33,7 @@ EPOCH = date(1970, 1, 1)
 EXACT_SUM = 2**52
 WINDOW = 180  # nps_180d's window; the prior window is the 180 days before it
 DETRACTOR = 6  # a score of at most 6
+SPAN = 2**40  # an account's range of keys: code * SPAN + day + SPAN // 2
 
 
 @dataclass
@@ -46,9 +47,6 @@ class Answers:
     score: np.ndarray  # float64, integral
     key: np.ndarray  # code * SPAN + day + SPAN // 2, sorted
     last_score: np.ndarray  # the score of each ``key`` row
-
-
-SPAN = 2**40  # an account's range of keys
 
 
 def load(con: duckdb.DuckDBPyConnection) -> Answers | None:
@@ -102,7 +100,9 @@ def rows(answers: Answers, group: FeatureGroup, dates: list[date], day_column: s
         found = (last >= 0) & (answers.key[np.maximum(last, 0)] >= starts - SPAN // 2)
         accounts = np.flatnonzero(found)
 
-        def window(first: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def window(first: int, stop: int, accounts: np.ndarray = accounts
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """Answers, their sum and detractors per account, of days ``first`` to ``stop``."""
             part = slice(np.searchsorted(answers.day, first), np.searchsorted(answers.day, stop))
             code, score = answers.code[part], answers.score[part]
             return (np.bincount(code, minlength=n)[accounts],
