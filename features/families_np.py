@@ -22,6 +22,7 @@ a ticket its query reads, as in their SQL.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
@@ -58,11 +59,15 @@ def applies(con: duckdb.DuckDBPyConnection, group: FeatureGroup, cache: dict) ->
 def rows(con: duckdb.DuckDBPyConnection, group: FeatureGroup, dates: list[date],
          cache: dict) -> pa.Table:
     """The family's rows for each date (``DAY``: its index in ``dates``), an account per row
-    with its declared columns; the source is read once per ``cache``."""
+    with its declared columns; the source is read once per ``cache`` (read it with ``applies``
+    first where ``con`` is a cursor of the connection the raw tables are registered on)."""
     if not applies(con, group, cache):
         raise ValueError(f"feature group {group.name!r}: its source does not fit its numpy "
                          "form; compute it in SQL")
-    return FORMS[group.name](cache[group.name], group, dates)
+    source = cache[group.name]
+    if isinstance(source, revenue_np.Terms) and source.con is not con:
+        source = dataclasses.replace(source, con=con)  # its rare SQL route runs on ``con``
+    return FORMS[group.name](source, group, dates)
 
 
 def _day(d: date) -> int:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from features import families_np, grid_projection
 from features.catalogue import ACCOUNT_ID, AS_OF, Cutoff, Feature, FeatureGroup
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from features.sources import RawTables
 
+T = TypeVar("T")
 DAY = "_grid_day"  # the date's index in its chunk, leading every row fetched here
 ROW = "_grid_row"  # an aligned row's position, to check the order of DuckDB's projections
 #: Grid rows (date, account) held at once: each costs ~1 kB across its ~90 columns, so a chunk
@@ -58,18 +59,18 @@ def snapshots(tables: RawTables, groups: list[FeatureGroup], dates: list[date],
     """Every date's snapshot, in date order (``available`` and ``typed``: ``build``'s rules,
     passed in so that both paths share one text)."""
     computed = [g for g in groups if g.cte is not None and available(g, present)]
-    with _Cursors(tables, workers) as run:
+    with _Cursors(tables, workers) as cursors:
         every = _base(tables.con, dates)
         chunks = list(_chunks(dates, _counts(every, len(dates))))
         cache: dict = {}  # the sources of the numpy forms, read once
-        pending = _fetch(run, tables.con, computed, chunks[0], cache)
+        pending = _fetch(cursors, tables.con, computed, chunks[0], cache)
         try:
             first = 0  # the chunk's first date, among all
             for k, chunk in enumerate(chunks):
                 families = pending()
                 pending = None
                 if k + 1 < len(chunks):  # the next chunk's queries run while this one is out
-                    pending = _fetch(run, tables.con, computed, chunks[k + 1], cache)
+                    pending = _fetch(cursors, tables.con, computed, chunks[k + 1], cache)
                 base = _chunk_base(every, first, len(chunk))
                 first += len(chunk)
                 aligned = _aligned(computed, chunk, base, families)
@@ -174,26 +175,31 @@ def _chunks(dates: list[date], counts: list[int]) -> Iterator[list[date]]:
         yield chunk
 
 
-def _fetch(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], dates: list[date],
-           cache: dict) -> Callable[[], list[pa.Table]]:
-    """Start the chunk's queries (each family's rows) and compute its numpy forms; the
-    returned function waits for the queries and gives every family's rows, in ``groups``'
-    order. A numpy form's source is read (once per
-    ``cache``) while the queries run; a source that does not fit its form sends the family to
-    SQL after them."""
+def _fetch(cursors: _Cursors, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup],
+           dates: list[date], cache: dict) -> Callable[[], list[pa.Table]]:
+    """Start the chunk's queries (each family's rows) and its numpy forms; the returned
+    function waits for them and gives every family's rows, in ``groups``' order. A numpy form's
+    source is read (once per ``cache``) while the queries run; a source that does not fit its
+    form sends the family to SQL after them. The numpy forms run in a worker too, so that the
+    main thread aligns, projects and writes the previous chunk meanwhile (numpy and Arrow
+    release the GIL in their loops): at 100,000 accounts x 24 monthly dates the main thread's
+    CPU 11.7-12.2 -> 8.9-9.1 s, the snapshots' wall time 11.8 -> 9.6 s where a core was free
+    (load ~2.3), even where none was (load 3.4); the process's CPU even."""
     in_sql = [g for g in groups if not families_np.has_form(g)]
     table = _DatesTable(con, dates) if any(_grid_form(g) for g in in_sql) else None
     name = table.create() if table else None
     try:
-        waiting = [run([_family_sql(g, dates, name) for g in in_sql])]
+        waiting = [cursors.run([_family_sql(g, dates, name) for g in in_sql])]
         unfit = {g.name for g in groups
                  if families_np.has_form(g) and not families_np.applies(con, g, cache)}
         if unfit:
             sent = [g for g in groups if g.name in unfit]
-            waiting.append(run([_family_sql(g, dates, name) for g in sent]))
+            waiting.append(cursors.run([_family_sql(g, dates, name) for g in sent]))
             in_sql += sent
-        in_numpy = {g.name: families_np.rows(con, g, dates, cache)
-                    for g in groups if families_np.has_form(g) and g.name not in unfit}
+        forms = [g for g in groups if families_np.has_form(g) and g.name not in unfit]
+        cursor = cursors.cursor()  # any SQL of a numpy form's (revenue's rare route) runs on it
+        in_numpy = cursors.call(
+            lambda: {g.name: families_np.rows(cursor, g, dates, cache) for g in forms})
     except BaseException:
         if table:
             table.drop()
@@ -202,10 +208,10 @@ def _fetch(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], date
     def results() -> list[pa.Table]:
         try:
             done = [t for wait in waiting for t in wait()]
+            by_name = dict(zip((g.name for g in in_sql), done, strict=True)) | in_numpy()
         finally:
             if table:
                 table.drop()
-        by_name = dict(zip((g.name for g in in_sql), done, strict=True)) | in_numpy
         return [by_name[g.name] for g in groups]
 
     return results
@@ -291,13 +297,13 @@ class _Cursors:
         self.pool: ThreadPoolExecutor | None = None
         self.threads: int | None = None
 
-    def __enter__(self) -> Callable[[list[str]], Callable[[], list[pa.Table]]]:
+    def __enter__(self) -> _Cursors:
         if self.workers > 1:
             self.threads = int(self.con.execute(
                 "SELECT current_setting('threads')").fetchone()[0])
             self.con.execute("SET threads = 1")
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="grid")
-        return self.run
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
@@ -312,6 +318,18 @@ class _Cursors:
             return lambda: done
         futures = [self.pool.submit(self._one, q) for q in queries]
         return lambda: [f.result() for f in futures]
+
+    def call(self, work: Callable[[], T]) -> Callable[[], T]:
+        """Start ``work`` in a worker; the returned function waits for its result. One worker
+        runs it before returning."""
+        if self.pool is None:
+            done = work()
+            return lambda: done
+        return self.pool.submit(work).result
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection for work done in a worker (the connection itself with one worker)."""
+        return self.con if self.pool is None else self.con.cursor()
 
     def _one(self, query: str) -> pa.Table:
         if not hasattr(self.local, "cursor"):
