@@ -54,3 +54,23 @@ def decimal(units: np.ndarray, scale: int, valid: np.ndarray | None = None) -> p
     validity = None if valid is None else pa.array(valid, pa.bool_()).buffers()[1]
     return pa.Array.from_buffers(pa.decimal128(38, scale), len(units),
                                  [validity, pa.py_buffer(words.tobytes())])
+
+
+def round_double(values: np.ndarray, places: int) -> np.ndarray:
+    """DuckDB's ROUND of a DOUBLE to ``places`` decimals (``RoundOperatorPrecision``):
+    ``std::round(x * 10**places) / 10**places``, half away from zero, and ``x`` itself where
+    that is not finite. ``rint`` rounds half to even: the exact halves are rounded again away
+    from zero; -0.0 stays -0.0, as in C++."""
+    import numpy as np
+
+    modifier = float(10**places)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = values * modifier
+        rounded = np.rint(scaled)
+        off = np.subtract(rounded, scaled)
+        halves = np.flatnonzero(np.abs(off, out=off) == 0.5)  # inf and nan: off is nan
+        if halves.size:
+            rounded[halves] = np.trunc(scaled[halves]) + np.sign(scaled[halves])
+        np.divide(rounded, modifier, out=rounded)
+        finite = np.isfinite(rounded)
+    return rounded if bool(finite.all()) else np.where(finite, rounded, values)

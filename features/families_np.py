@@ -1,7 +1,8 @@
 """Whole-grid forms in numpy of the families that count rows, sum money or average in day windows.
 
 A grid's snapshots compute each family once per date; for ``activities``, ``contacts``,
-``hierarchy``, ``support`` and ``revenue`` (``features.revenue_np``) every comparison with a
+``hierarchy``, ``support``, ``revenue`` (``features.revenue_np``) and ``voice``
+(``features.voice_np``) every comparison with a
 boundary is one of whole days (a boundary is a midnight, so ``t >= T - w`` is
 ``day(t) >= day(T) - w``), and every feature is a count, a presence flag, a difference of days,
 an exact DECIMAL sum (held as integer millionths, rounded as DuckDB rounds DECIMALs) or an AVG
@@ -21,11 +22,12 @@ a ticket its query reads, as in their SQL.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
-from features import exact_np, revenue_np
+from features import exact_np, revenue_np, voice_np
 from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
 from features.terms import in_force_days
 
@@ -57,11 +59,15 @@ def applies(con: duckdb.DuckDBPyConnection, group: FeatureGroup, cache: dict) ->
 def rows(con: duckdb.DuckDBPyConnection, group: FeatureGroup, dates: list[date],
          cache: dict) -> pa.Table:
     """The family's rows for each date (``DAY``: its index in ``dates``), an account per row
-    with its declared columns; the source is read once per ``cache``."""
+    with its declared columns; the source is read once per ``cache`` (read it with ``applies``
+    first where ``con`` is a cursor of the connection the raw tables are registered on)."""
     if not applies(con, group, cache):
         raise ValueError(f"feature group {group.name!r}: its source does not fit its numpy "
                          "form; compute it in SQL")
-    return FORMS[group.name](cache[group.name], group, dates)
+    source = cache[group.name]
+    if isinstance(source, revenue_np.Terms) and source.con is not con:
+        source = dataclasses.replace(source, con=con)  # its rare SQL route runs on ``con``
+    return FORMS[group.name](source, group, dates)
 
 
 def _day(d: date) -> int:
@@ -93,6 +99,16 @@ class _Source:
             zero_copy_only=False)
 
 
+def ids(accounts: pa.Array, codes: np.ndarray) -> pa.Array:
+    """The accounts of ``codes`` as a dictionary array of ``accounts``: no string is copied,
+    and the grid's alignment looks up each distinct account once (``grid_assembly._keys``)."""
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int64, copy=False)),
+                                          accounts)
+
+
 def _table(source: _Source, group: FeatureGroup, values: dict[str, np.ndarray],
            dates: list[date]) -> pa.Table:
     """One row per (date, account of the source), from (dates x accounts) arrays; a value
@@ -102,7 +118,7 @@ def _table(source: _Source, group: FeatureGroup, values: dict[str, np.ndarray],
 
     n = len(source.accounts)
     columns = {DAY: pa.array(np.repeat(np.arange(len(dates), dtype=np.int32), n)),
-               ACCOUNT_ID: source.accounts.take(pa.array(np.tile(np.arange(n), len(dates))))}
+               ACCOUNT_ID: ids(source.accounts, np.tile(np.arange(n), len(dates)))}
     for name in group.names:
         value = values[name]
         mask = np.ma.getmaskarray(value).ravel() if np.ma.isMaskedArray(value) else None
@@ -132,29 +148,37 @@ def _sums(code: np.ndarray, values: np.ndarray, accounts: int) -> np.ndarray:
 
 # activities ---------------------------------------------------------------------------------
 
-def _load_activities(con: duckdb.DuckDBPyConnection) -> _Source:
-    return _Source(con.sql(
+def _load_activities(con: duckdb.DuckDBPyConnection) -> dict:
+    """Activities sorted by day (their codes, days, QBR and onboarding flags), and the QBRs'
+    keys (account and day) sorted: once per grid, not once per chunk of dates."""
+    import numpy as np
+
+    source = _Source(con.sql(
         "SELECT account_id, CAST(CAST(occurred_at AS DATE) - DATE '1970-01-01' AS BIGINT) AS day,"
         " type FROM activities WHERE account_id IS NOT NULL AND occurred_at IS NOT NULL"
     ).to_arrow_table())
-
-
-def _activities(source: _Source, group: FeatureGroup, dates: list[date]) -> pa.Table:
-    """``relationships.activities_group``'s values: touches and onboarding sessions in their
-    windows, QBRs in 180 days and the days since the last one, per (date, account)."""
-    import numpy as np
-
-    n = len(source.accounts)
     day = source.days("day")
     order = np.argsort(day, kind="stable")
     day, code = day[order], source.code[order]
     qbr = source.equals("type", "qbr")[order]
-    onboarding = source.equals("type", "onboarding session")[order]
+    qbr_key = code[qbr] * _SPAN + day[qbr] + _SPAN // 2
+    qbr_key.sort()
+    return {"source": source, "day": day, "code": code, "qbr": qbr, "qbr_key": qbr_key,
+            "onboarding": source.equals("type", "onboarding session")[order]}
+
+
+def _activities(rows: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    """``relationships.activities_group``'s values: touches and onboarding sessions in their
+    windows, QBRs in 180 days and the days since the last one, per (date, account)."""
+    import numpy as np
+
+    source: _Source = rows["source"]
+    n = len(source.accounts)
+    day, code, qbr, onboarding = rows["day"], rows["code"], rows["qbr"], rows["onboarding"]
     windows = [int(name[len("touches_"):-1]) for name in group.names
                if name.startswith("touches_")]
     # the last QBR before each date: QBR rows by (account, day), one binary search per account
-    qbr_key = code[qbr] * _SPAN + day[qbr] + _SPAN // 2
-    qbr_key.sort()
+    qbr_key = rows["qbr_key"]
     starts = np.arange(n, dtype=np.int64) * _SPAN
     values: dict[str, list] = {name: [] for name in group.names}
     for as_of in dates:
@@ -295,7 +319,7 @@ def _hierarchy(source: dict, group: FeatureGroup, dates: list[date]) -> pa.Table
     joined = {k: np.concatenate(v) for k, v in parts.items()}
     with_parent = joined["has_parent"] == 1
     columns = {DAY: pa.array(joined["_day"].astype(np.int32)),
-               ACCOUNT_ID: source["accounts"].take(pa.array(joined["_code"]))}
+               ACCOUNT_ID: ids(source["accounts"], joined["_code"])}
     for name in group.names:
         if name in ("parent_arr", "sibling_arr"):
             columns[name] = exact_np.decimal(joined[name], 2, with_parent)
@@ -385,7 +409,7 @@ def _support(tickets: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
         put("rated", count(rated))
         put("csat", _sums(code[rated], tickets["csat"][rated], n)[accounts])
     v = {k: np.concatenate(p) for k, p in parts.items()}
-    columns = {DAY: pa.array(v["_day"]), ACCOUNT_ID: source.accounts.take(pa.array(v["_code"]))}
+    columns = {DAY: pa.array(v["_day"]), ACCOUNT_ID: ids(source.accounts, v["_code"])}
     for name in group.names:
         if name.startswith(("tickets_", "escalations_")) or name in ("urgent_tickets_90d",
                                                                     "open_tickets"):
@@ -401,9 +425,14 @@ def _revenue(terms: revenue_np.Terms, group: FeatureGroup, dates: list[date]) ->
     return revenue_np.rows(terms, group, dates, DAY)
 
 
+def _voice(answers: voice_np.Answers, group: FeatureGroup, dates: list[date]) -> pa.Table:
+    return voice_np.rows(answers, group, dates, DAY)
+
+
 LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
     "activities": _load_activities, "contacts": _load_contacts,
-    "hierarchy": _load_hierarchy, "revenue": revenue_np.load, "support": _load_support}
+    "hierarchy": _load_hierarchy, "revenue": revenue_np.load, "support": _load_support,
+    "voice": voice_np.load}
 FORMS: dict[str, Callable[..., pa.Table]] = {
     "activities": _activities, "contacts": _contacts, "hierarchy": _hierarchy,
-    "revenue": _revenue, "support": _support}
+    "revenue": _revenue, "support": _support, "voice": _voice}

@@ -12,7 +12,8 @@ form where that is cheaper on monthly grids too (``GRID_FORMS``), or its numpy f
 (``features.families_np``). Its rows are placed on the chunk's (date, account) rows by position
 (integer keys, a binary search and an Arrow ``take``: no hash join), and one projection per
 chunk applies ``build.snapshot_sql``'s casts, fills, rounding and derived expressions, over the
-same column types. So every date's bytes are its single-date snapshot's; the tests compare
+same column types (``features.grid_projection``: in Arrow and numpy where that is exact, the
+rest in DuckDB). So every date's bytes are its single-date snapshot's; the tests compare
 every date. The next chunk's queries run while a chunk is aligned, projected and written.
 """
 
@@ -24,9 +25,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from features import families_np
+from features import families_np, grid_projection
 from features.catalogue import ACCOUNT_ID, AS_OF, Cutoff, Feature, FeatureGroup
 from features.terms import in_force
 
@@ -37,8 +38,9 @@ if TYPE_CHECKING:
 
     from features.sources import RawTables
 
+T = TypeVar("T")
 DAY = "_grid_day"  # the date's index in its chunk, leading every row fetched here
-ROW = "_grid_row"  # an aligned row's position, to check the projection's order
+ROW = "_grid_row"  # an aligned row's position, to check the order of DuckDB's projections
 #: Grid rows (date, account) held at once: each costs ~1 kB across its ~90 columns, so a chunk
 #: of dates stays near 0.4 GB whatever the size of the book.
 CHUNK_ROWS = 400_000
@@ -57,21 +59,25 @@ def snapshots(tables: RawTables, groups: list[FeatureGroup], dates: list[date],
     """Every date's snapshot, in date order (``available`` and ``typed``: ``build``'s rules,
     passed in so that both paths share one text)."""
     computed = [g for g in groups if g.cte is not None and available(g, present)]
-    sql = projection_sql(groups, present, available, typed)
-    with _Cursors(tables, workers) as run:
-        chunks = list(_chunks(dates, _base_counts(tables.con, dates)))
+    with _Cursors(tables, workers) as cursors:
+        every = _base(tables.con, dates)
+        chunks = list(_chunks(dates, _counts(every, len(dates))))
         cache: dict = {}  # the sources of the numpy forms, read once
-        pending = _fetch(run, tables.con, computed, chunks[0], cache)
+        pending = _fetch(cursors, tables.con, computed, chunks[0], cache)
         try:
+            first = 0  # the chunk's first date, among all
             for k, chunk in enumerate(chunks):
-                base, families = pending()
+                families = pending()
                 pending = None
                 if k + 1 < len(chunks):  # the next chunk's queries run while this one is out
-                    pending = _fetch(run, tables.con, computed, chunks[k + 1], cache)
+                    pending = _fetch(cursors, tables.con, computed, chunks[k + 1], cache)
+                base = _chunk_base(every, first, len(chunk))
+                first += len(chunk)
                 aligned = _aligned(computed, chunk, base, families)
                 del families
                 bounds = _day_bounds(base, len(chunk))
-                done = _in_order(tables.con.from_arrow(aligned).query("a", sql).to_arrow_table())
+                done = grid_projection.project(tables.con, aligned, groups, present, available,
+                                               typed, ROW)
                 del aligned
                 for i, as_of in enumerate(chunk):
                     yield as_of, done.slice(bounds[i], bounds[i + 1] - bounds[i])
@@ -79,40 +85,6 @@ def snapshots(tables: RawTables, groups: list[FeatureGroup], dates: list[date],
             if pending is not None:  # left early: wait for the queries, drop their table
                 with contextlib.suppress(Exception):
                     pending()
-
-
-def projection_sql(groups: list[FeatureGroup], present: frozenset[str], available, typed
-                   ) -> str:
-    """``build.snapshot_sql``'s select lists over relation ``a`` of aligned rows (its date,
-    ``as_of``, its date index, and a column ``"<group>.<feature>"`` per family column) instead
-    of the families' joins; the rows come out by date index, then account."""
-    def value(f: Feature, g: FeatureGroup) -> str:
-        if not available(f, present):
-            return "NULL"
-        column = f'a."{g.name}.{f.name}"'
-        return f"COALESCE({column}, {f.fill})" if f.fill is not None else column
-
-    inner = [f"a.{ACCOUNT_ID}", f"a.{AS_OF}"] + [
-        f'{typed(value(f, g), f)} AS "{f.name}"'
-        for g in groups if g.cte is not None for f in g.features
-    ]
-    outer = ["inner_snapshot.*"] + [
-        f'{typed(f.expr if available(f, present) else "NULL", f)} AS "{f.name}"'  # type: ignore[arg-type]
-        for g in groups if g.cte is None for f in g.features
-    ]
-    return (f"SELECT {', '.join(outer)} FROM (\nSELECT {', '.join(inner)}, a.{ROW}\nFROM a\n"
-            f") inner_snapshot")
-
-
-def _in_order(done: pa.Table) -> pa.Table:
-    """The projection's rows in the aligned rows' order (date, then account, as DuckDB sorted
-    the base), without its row numbers. A projection keeps its input's order on one thread;
-    where the rows come back in another, they are put back."""
-    import numpy as np
-
-    row = done[ROW].to_numpy()
-    done = done.drop_columns([ROW])
-    return done if bool(np.all(row[1:] > row[:-1])) else done.take(np.argsort(row))
 
 
 def _base_sql(dates: list[date]) -> str:
@@ -124,7 +96,8 @@ def _base_sql(dates: list[date]) -> str:
 
 #: Families whose grid form (``FeatureGroup.grid``) beats their per-date queries on monthly
 #: grids too: voice, 0.75 against 1.48 CPU-s at 30,000 accounts x 24 months, 2.9 against 3.9
-#: at 100,000 (revenue's is cheaper at 30,000 but dearer at 100,000: docs/benchmarks.md).
+#: at 100,000 (revenue's is cheaper at 30,000 but dearer at 100,000: docs/benchmarks.md). Voice
+#: now has a numpy form (``features.voice_np``); this form serves where its answers do not fit.
 GRID_FORMS = frozenset({"voice"})
 
 
@@ -162,10 +135,30 @@ class _DatesTable:
         self.con.execute(f"DROP TABLE IF EXISTS {self.name}")
 
 
-def _base_counts(con: duckdb.DuckDBPyConnection, dates: list[date]) -> list[int]:
-    found = dict(con.execute(f"SELECT {DAY}, COUNT(*) FROM ({_base_sql(dates)}) "
-                             f"GROUP BY {DAY}").fetchall())
-    return [found.get(i, 0) for i in range(len(dates))]
+def _base(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pa.Table:
+    """Every date's accounts (``snapshot_sql``'s base) by date index, then account: one query
+    for the grid, which both sizes the chunks and gives each chunk its rows."""
+    return con.sql(f"SELECT * FROM ({_base_sql(dates)}) ORDER BY {DAY}, {ACCOUNT_ID}"
+                   ).to_arrow_table()
+
+
+def _counts(base: pa.Table, days: int) -> list[int]:
+    import numpy as np
+
+    return np.bincount(base[DAY].to_numpy(), minlength=days).tolist()
+
+
+def _chunk_base(base: pa.Table, first: int, days: int) -> pa.Table:
+    """The rows of dates ``first`` to ``first + days`` (exclusive), their date index counted
+    from the chunk's first date."""
+    import numpy as np
+    import pyarrow as pa
+
+    day = base[DAY].to_numpy()
+    start, stop = np.searchsorted(day, [first, first + days])
+    part = base.slice(start, stop - start)
+    return part.set_column(part.schema.get_field_index(DAY), DAY,
+                           pa.array(day[start:stop] - first, base.schema.field(DAY).type))
 
 
 def _chunks(dates: list[date], counts: list[int]) -> Iterator[list[date]]:
@@ -182,82 +175,105 @@ def _chunks(dates: list[date], counts: list[int]) -> Iterator[list[date]]:
         yield chunk
 
 
-def _fetch(run, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup], dates: list[date],
-           cache: dict) -> Callable[[], tuple[pa.Table, list[pa.Table]]]:
-    """Start the chunk's queries (its base rows by date and account, and each family's rows)
-    and compute its numpy forms; the returned function waits for the queries and gives the
-    base and every family's rows, in ``groups``' order. A numpy form's source is read (once per
-    ``cache``) while the queries run; a source that does not fit its form sends the family to
-    SQL after them."""
+def _fetch(cursors: _Cursors, con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup],
+           dates: list[date], cache: dict) -> Callable[[], list[pa.Table]]:
+    """Start the chunk's queries (each family's rows) and its numpy forms; the returned
+    function waits for them and gives every family's rows, in ``groups``' order. A numpy form's
+    source is read (once per ``cache``) while the queries run; a source that does not fit its
+    form sends the family to SQL after them. The numpy forms run in a worker too, so that the
+    main thread aligns, projects and writes the previous chunk meanwhile (numpy and Arrow
+    release the GIL in their loops): at 100,000 accounts x 24 monthly dates the main thread's
+    CPU 11.7-12.2 -> 8.9-9.1 s, the snapshots' wall time 11.8 -> 9.6 s where a core was free
+    (load ~2.3), even where none was (load 3.4); the process's CPU even."""
     in_sql = [g for g in groups if not families_np.has_form(g)]
     table = _DatesTable(con, dates) if any(_grid_form(g) for g in in_sql) else None
     name = table.create() if table else None
     try:
-        waiting = [run([f"SELECT * FROM ({_base_sql(dates)}) ORDER BY {DAY}, {ACCOUNT_ID}"] + [
-            _family_sql(g, dates, name) for g in in_sql])]
+        waiting = [cursors.run([_family_sql(g, dates, name) for g in in_sql])]
         unfit = {g.name for g in groups
                  if families_np.has_form(g) and not families_np.applies(con, g, cache)}
         if unfit:
             sent = [g for g in groups if g.name in unfit]
-            waiting.append(run([_family_sql(g, dates, name) for g in sent]))
+            waiting.append(cursors.run([_family_sql(g, dates, name) for g in sent]))
             in_sql += sent
-        in_numpy = {g.name: families_np.rows(con, g, dates, cache)
-                    for g in groups if families_np.has_form(g) and g.name not in unfit}
+        forms = [g for g in groups if families_np.has_form(g) and g.name not in unfit]
+        cursor = cursors.cursor()  # any SQL of a numpy form's (revenue's rare route) runs on it
+        in_numpy = cursors.call(
+            lambda: {g.name: families_np.rows(cursor, g, dates, cache) for g in forms})
     except BaseException:
         if table:
             table.drop()
         raise
 
-    def results() -> tuple[pa.Table, list[pa.Table]]:
+    def results() -> list[pa.Table]:
         try:
-            base, *done = [t for wait in waiting for t in wait()]
+            done = [t for wait in waiting for t in wait()]
+            by_name = dict(zip((g.name for g in in_sql), done, strict=True)) | in_numpy()
         finally:
             if table:
                 table.drop()
-        by_name = dict(zip((g.name for g in in_sql), done, strict=True)) | in_numpy
-        return base, [by_name[g.name] for g in groups]
+        return [by_name[g.name] for g in groups]
 
     return results
 
 
 def _aligned(groups: list[FeatureGroup], dates: list[date], base: pa.Table,
-             families: list[pa.Table]) -> pa.Table:
-    """One row per base row (ordered by date, then account): its account and date, and every
-    family column, null where the family has no row for it."""
+             families: list[pa.Table]) -> grid_projection.Aligned:
+    """One row per base row (ordered by date, then account): its account and date, and for
+    every family its rows and, per base row, the position of its row there (-1: none). Each
+    (date, account) key is an integer below dates x accounts, so a table of that size
+    addressed by key gives each family row its base row: no sort, no binary search."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     accounts = pc.unique(base[ACCOUNT_ID])
     keys = _keys(base, accounts)
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
+    size = len(dates) * len(accounts)
+    where = np.full(size, -1, dtype=np.int64)
+    known = np.flatnonzero(keys >= 0)  # a null account joins no family row, as in SQL
+    where[keys[known]] = known
+    if not np.array_equal(where[keys[known]], known):  # DISTINCT per date: never
+        raise DuplicateRows("the snapshots' accounts repeat an account on one date")
     day = base[DAY].to_numpy()
-    columns = {ACCOUNT_ID: base[ACCOUNT_ID], AS_OF: pa.array(np.asarray(dates)[day], pa.date32()),
-               ROW: pa.array(np.arange(len(day)))}
+    aligned = grid_projection.Aligned(
+        {ACCOUNT_ID: base[ACCOUNT_ID], AS_OF: pa.array(np.asarray(dates)[day], pa.date32()),
+         ROW: pa.array(np.arange(len(day)))}, len(day))
     for group, rows in zip(groups, families, strict=True):
         found = _keys(rows, accounts)
-        pos = np.minimum(np.searchsorted(ordered, found), max(len(ordered) - 1, 0))
-        hit = (ordered[pos] == found) if len(ordered) else np.zeros(len(found), bool)
-        target = order[pos[hit]]
+        target = np.where(found >= 0, where[np.maximum(found, 0)], -1) if size else \
+            np.full(len(found), -1)
+        hit = target >= 0
+        target = target[hit]
         if target.size and np.bincount(target, minlength=len(keys)).max() > 1:
             raise DuplicateRows(f"feature group {group.name!r} returned more than one row for "
                                 "an account on one date")
         take = np.full(len(keys), -1, dtype=np.int64)
         take[target] = np.flatnonzero(hit)
-        index = pa.array(take, mask=take < 0)
-        for name in group.names:
-            columns[f"{group.name}.{name}"] = rows[name].take(index)
-    return pa.table(columns)
+        aligned.place(group, rows, take)
+    return aligned
 
 
 def _keys(rows: pa.Table, accounts: pa.Array) -> np.ndarray:
-    """(date index, account) as one integer; -1 for an account outside the snapshots."""
+    """(date index, account) as one integer; -1 for an account outside the snapshots. Account
+    ids given as a dictionary (the numpy forms') are looked up once per distinct account."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    code = pc.index_in(rows[ACCOUNT_ID], value_set=accounts, skip_nulls=True)
-    code = pc.fill_null(code, -1).to_numpy().astype(np.int64)
+    ids = rows[ACCOUNT_ID]
+    if pa.types.is_dictionary(ids.type) and ids.num_chunks == 1:
+        ids = ids.chunk(0)
+        known = pc.fill_null(pc.index_in(ids.dictionary, value_set=accounts, skip_nulls=True),
+                             -1).to_numpy().astype(np.int64)
+        index = pc.fill_null(ids.indices, -1).to_numpy().astype(np.int64)
+        code = np.where(index >= 0, known[np.maximum(index, 0)], -1) if len(known) else \
+            np.full(len(index), -1, np.int64)
+    else:
+        if pa.types.is_dictionary(ids.type):
+            ids = ids.cast(pa.string())
+        code = pc.index_in(ids, value_set=accounts, skip_nulls=True)
+        code = pc.fill_null(code, -1).to_numpy().astype(np.int64)
     day = rows[DAY].to_numpy().astype(np.int64)
     return np.where(code >= 0, day * len(accounts) + code, -1)
 
@@ -281,13 +297,13 @@ class _Cursors:
         self.pool: ThreadPoolExecutor | None = None
         self.threads: int | None = None
 
-    def __enter__(self) -> Callable[[list[str]], Callable[[], list[pa.Table]]]:
+    def __enter__(self) -> _Cursors:
         if self.workers > 1:
             self.threads = int(self.con.execute(
                 "SELECT current_setting('threads')").fetchone()[0])
             self.con.execute("SET threads = 1")
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="grid")
-        return self.run
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
@@ -302,6 +318,18 @@ class _Cursors:
             return lambda: done
         futures = [self.pool.submit(self._one, q) for q in queries]
         return lambda: [f.result() for f in futures]
+
+    def call(self, work: Callable[[], T]) -> Callable[[], T]:
+        """Start ``work`` in a worker; the returned function waits for its result. One worker
+        runs it before returning."""
+        if self.pool is None:
+            done = work()
+            return lambda: done
+        return self.pool.submit(work).result
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection for work done in a worker (the connection itself with one worker)."""
+        return self.con if self.pool is None else self.con.cursor()
 
     def _one(self, query: str) -> pa.Table:
         if not hasattr(self.local, "cursor"):
