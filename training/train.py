@@ -261,8 +261,8 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     parts["test"] = test_rows()
     y["test"] = parts["test"]["label"].to_numpy().copy()
     say("baselines: the fitted health scorecard, the customer's score")
-    references = bl.reference_scores(task, {"train": measures, "test": parts["test"]}, tables,
-                                     settings.seed)
+    references = bl.reference_scores(task, {"train": measures.frame(), "test": parts["test"]},
+                                     tables, settings.seed)
     del measures
     return_freed_memory()
     # the test rows as a model frame only now: not held through the fits

@@ -61,7 +61,13 @@ def test_the_rows_equal_the_stacked_path(book, task, kwargs):
     np.testing.assert_array_equal(rows.x, expected)  # NaN where NaN, every bit elsewhere
     pd.testing.assert_frame_equal(rows.frame, stack[[c for c in TRAIN_KEPT if c in stack]])
     pd.testing.assert_frame_equal(
-        rows.measures, stack[[c for c in reference_columns(task) if c in stack]])
+        rows.measures.frame(), stack[[c for c in reference_columns(task) if c in stack]])
+    # the snapshot's columns once per (account, as_of): fewer rows than pairs for cross-sell
+    keys = stack[["account_id", "as_of"]].drop_duplicates()
+    assert len(rows.measures.keyed) == len(keys) and len(rows.measures) == len(stack)
+    assert list(rows.measures.per_row.columns) == ["label"]
+    if task == "cross-sell" and not kwargs:
+        assert len(keys) < len(stack)
 
 
 @pytest.mark.parametrize("task", ["churn", "cross-sell"])
