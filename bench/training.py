@@ -3,8 +3,9 @@
 Runs ``propensity train <task>`` in a child process per task (so its CPU time and peak RSS are
 its own, read with ``os.wait4``) on a data directory holding raw tables and a monthly snapshot
 grid; makes one (generate + build) when none is given. The child wraps the stages of training
-with timers and prints, per stage: calls, wall seconds, CPU seconds and the peak RSS reached
-inside it (Linux: the peak is reset at each stage's start through ``/proc/self/clear_refs``).
+with timers and prints, per stage: calls, wall seconds, CPU seconds, the peak RSS reached
+inside it (Linux: the peak is reset at each stage's start through ``/proc/self/clear_refs``)
+and the RSS held when it started (its own memory is the difference).
 The fold rows name each cross-validation fit (LightGBM with its trees, logistic regression).
 
     python -m bench.training [--data-dir DIR | --accounts 100000 --months 24] [--tasks churn,upsell]

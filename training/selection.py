@@ -31,7 +31,9 @@ and one LightGBM Dataset binned once over every training row, whose bins every f
 refit reuse (`Dataset.subset`). The bin edges therefore see the feature values of a fold's
 validation rows (never their labels): the same unsupervised look that a scaler fitted on all
 rows would take, and the bins the refit uses anyway. Per-fold bins would cost a Dataset
-construction per fold and change each fold's trees by bin edges only.
+construction per fold and change each fold's trees by bin edges only. The refit fits the
+logistic regression first (the baseline too, when the trees win alone), then frees the
+matrix when it was handed over (`HandedOver`) and grows its trees on the Dataset alone.
 """
 
 from __future__ import annotations

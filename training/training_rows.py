@@ -14,7 +14,9 @@ rows stored as float32, `training.models.matrix_dtype`), the same schema
 (`FeatureSchema.infer`'s rule over the dates' columns), the same features dropped as constant
 or null (`training.train.uninformative`'s rule, over the dates' distinct values), the same kept
 columns with the stack's dtypes (tested against the stacked path on generated books, every
-task). The rows' digest is taken per date (`frame_digest` of each date's rows, chained).
+task). The rows' digest is taken per date (`frame_digest` of each date's rows, chained). The
+references' columns are held once per (account, as_of) where they repeat (`PerAccount`:
+cross-sell's pairs) and given back as the stacked frame's after the fits.
 """
 
 from __future__ import annotations
