@@ -205,3 +205,18 @@ def test_the_matrix_is_float64_up_to_a_large_book_and_float32_above(n):
 
     assert matrix_dtype(n) == ("float64" if n <= LARGE_BOOK_ROWS else "float32")
     assert matrix_dtype(LARGE_BOOK_ROWS) == "float64"  # the demo's and every test book's
+
+
+def test_per_account_columns_come_back_row_by_row_in_their_order():
+    from training.training_rows import PerAccount
+
+    keyed = pd.DataFrame({"account_id": ["a", "b"], "nps_last": [9.0, np.nan],
+                          "tenure_days": pd.array([10, None], dtype="Int64")})
+    held = PerAccount(keyed, np.array([0, 0, 1], dtype=np.int32),
+                      pd.DataFrame({"label": [1, 0, 0]}),
+                      ["account_id", "label", "nps_last", "tenure_days"])
+    expected = pd.DataFrame({"account_id": ["a", "a", "b"], "label": [1, 0, 0],
+                             "nps_last": [9.0, 9.0, np.nan],
+                             "tenure_days": pd.array([10, 10, None], dtype="Int64")})
+    assert len(held) == 3
+    pd.testing.assert_frame_equal(held.frame(), expected)
