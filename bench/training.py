@@ -3,8 +3,9 @@
 Runs ``propensity train <task>`` in a child process per task (so its CPU time and peak RSS are
 its own, read with ``os.wait4``) on a data directory holding raw tables and a monthly snapshot
 grid; makes one (generate + build) when none is given. The child wraps the stages of training
-with timers and prints, per stage: calls, wall seconds, CPU seconds and the peak RSS reached
-inside it (Linux: the peak is reset at each stage's start through ``/proc/self/clear_refs``).
+with timers and prints, per stage: calls, wall seconds, CPU seconds, the peak RSS reached
+inside it (Linux: the peak is reset at each stage's start through ``/proc/self/clear_refs``)
+and the RSS held when it started (its own memory is the difference).
 The fold rows name each cross-validation fit (LightGBM with its trees, logistic regression).
 
     python -m bench.training [--data-dir DIR | --accounts 100000 --months 24] [--tasks churn,upsell]
@@ -89,7 +90,7 @@ def _time(owner: object, attr: str, label) -> None:
             _OPEN[-1]["peak_mb"] = max(_OPEN[-1]["peak_mb"], _vm("VmHWM"))
         _reset_peak()
         stage = {"stage": label(*args, **kwargs), "depth": len(_OPEN), "peak_mb": 0.0,
-                 "start": next(_STARTED)}
+                 "held_mb": _vm("VmRSS"), "start": next(_STARTED)}
         _OPEN.append(stage)
         wall, cpu = time.perf_counter(), time.process_time()
         try:
@@ -171,30 +172,34 @@ def run_child(task: str, data: Path) -> None:
 def stage_table(stages: list[dict]) -> list[str]:
     """One line per stage (calls summed, in the order they first started, nested stages
     indented), then one line per cross-validation fit."""
-    lines = [f"  {'stage':<40} {'calls':>5} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}"]
+    lines = [f"  {'stage':<40} {'calls':>5} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} "
+             f"{'held MB':>8}"]
     merged: dict[str, dict] = {}
     for s in stages:
         if s["stage"].startswith("fold "):
             continue
         m = merged.setdefault(s["stage"], {"calls": 0, "wall_s": 0.0, "cpu_s": 0.0,
-                                           "peak_mb": 0.0, "depth": s["depth"]})
+                                           "peak_mb": 0.0, "held_mb": 0.0,
+                                           "depth": s["depth"]})
         m["calls"] += 1
         m["wall_s"] += s["wall_s"]
         m["cpu_s"] += s["cpu_s"]
         m["peak_mb"] = max(m["peak_mb"], s["peak_mb"])
+        m["held_mb"] = max(m["held_mb"], s.get("held_mb", 0.0))
     first = {}
     for s in sorted(stages, key=lambda s: s["start"]):
         first.setdefault(s["stage"], s["start"])
     for name, m in sorted(merged.items(), key=lambda kv: first[kv[0]]):
         lines.append(f"  {'  ' * m['depth'] + name:<40} {m['calls']:>5} {m['wall_s']:>8.1f} "
-                     f"{m['cpu_s']:>8.1f} {m['peak_mb']:>8.0f}")
+                     f"{m['cpu_s']:>8.1f} {m['peak_mb']:>8.0f} {m['held_mb']:>8.0f}")
     folds = sorted((s for s in stages if s["stage"].startswith("fold ")),
                    key=lambda s: s["start"])
     fold = 1
     for s in folds:
         trees = f" ({s['trees']} trees)" if "trees" in s else ""
         lines.append(f"    fold {fold}: {s['stage'][5:] + trees:<31} {'':>5} "
-                     f"{s['wall_s']:>8.1f} {s['cpu_s']:>8.1f} {s['peak_mb']:>8.0f}")
+                     f"{s['wall_s']:>8.1f} {s['cpu_s']:>8.1f} {s['peak_mb']:>8.0f} "
+                     f"{s.get('held_mb', 0.0):>8.0f}")
         fold += "logistic" in s["stage"]  # a fold's logistic fit is its last
     return lines + [""] + fit_summary(stages)
 

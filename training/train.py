@@ -205,7 +205,7 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     from training.calibration import fit_calibrator
     from training.dataset import return_freed_memory
     from training.metrics import evaluate
-    from training.selection import account_codes, fit_logistic_rows, select_and_refit
+    from training.selection import HandedOver, select_and_refit
 
     training_dates = sorted({*split.train, *split.validation})
     say(f"building the {task} dataset ({len(training_dates)} training, {len(split.test)} "
@@ -233,7 +233,9 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     if not features:
         raise TrainingError("every feature is constant or null in the training window: "
                             "nothing to learn from")
-    schema, x_train = rows.schema, rows.x
+    # the matrix's only reference goes to the selection, which frees it before the refit's
+    # trees (`training.selection.HandedOver`)
+    schema, matrix = rows.schema, HandedOver(rows.x)
     y = {"train": parts["train"]["label"].to_numpy().copy()}
     digests = {"train": rows.digest}
     measures = rows.measures
@@ -244,25 +246,21 @@ def fit_and_score(task: str, tables, store: FeatureStore, split, settings: Train
     say("choosing logistic / LightGBM / blend by expanding-window cross-validation")
     try:
         estimator, selection = select_and_refit(
-            x_train, y["train"], train[AS_OF], train[ACCOUNT_ID], schema,
+            matrix, y["train"], train[AS_OF], train[ACCOUNT_ID], schema,
             settings.horizon_days, settings.seed, say=say)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
-    say("baseline: the logistic regression")
-    logistic = estimator.linear  # the same pipeline on the same rows, when the model has one
-    if logistic is None:  # as the folds fit it: on at most LOGISTIC_MAX_ROWS rows
-        logistic = fit_logistic_rows(x_train, y["train"], account_codes(train[ACCOUNT_ID]),
-                                     schema, settings.seed)
-    del x_train  # the training matrix is done with: freed before the test rows are scored
-    return_freed_memory()
+    # the baseline: the logistic regression refitted as the folds fit it (on at most
+    # LOGISTIC_MAX_ROWS rows), the model's own linear part when it has one
+    logistic = selection.logistic
     # the references after the fits, not before: their 14 logistic fits over every training
     # row and the customer score's lookup (DuckDB) left ~1 GB mapped that the fits then ran
     # on top of (cross-sell at 100,000 accounts: fold fits at 4.1-4.5 GB)
     parts["test"] = test_rows()
     y["test"] = parts["test"]["label"].to_numpy().copy()
     say("baselines: the fitted health scorecard, the customer's score")
-    references = bl.reference_scores(task, {"train": measures, "test": parts["test"]}, tables,
-                                     settings.seed)
+    references = bl.reference_scores(task, {"train": measures.frame(), "test": parts["test"]},
+                                     tables, settings.seed)
     del measures
     return_freed_memory()
     # the test rows as a model frame only now: not held through the fits

@@ -14,7 +14,9 @@ rows stored as float32, `training.models.matrix_dtype`), the same schema
 (`FeatureSchema.infer`'s rule over the dates' columns), the same features dropped as constant
 or null (`training.train.uninformative`'s rule, over the dates' distinct values), the same kept
 columns with the stack's dtypes (tested against the stacked path on generated books, every
-task). The rows' digest is taken per date (`frame_digest` of each date's rows, chained).
+task). The rows' digest is taken per date (`frame_digest` of each date's rows, chained). The
+references' columns are held once per (account, as_of) where they repeat (`PerAccount`:
+cross-sell's pairs) and given back as the stacked frame's after the fits.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from features.catalogue import CANDIDATE_PRODUCT
+from features.catalogue import ACCOUNT_ID, CANDIDATE_PRODUCT
 from features.sources import RawTables
 from features.store import FeatureStore
 from training.dataset import (
+    ADDED_COLUMNS,
     _date_rows,
     _product_as_category,
     _usable,
@@ -44,21 +47,55 @@ from training.models import (
     matrix_dtype,
 )
 
+#: The columns a labelled row takes from its labels (one value per row: per account and
+#: candidate product for cross-sell's pairs); every other column is its snapshot's, one value
+#: per (account, as_of)
+PER_ROW = (*ADDED_COLUMNS, CANDIDATE_PRODUCT)
+
+
+@dataclass
+class PerAccount:
+    """Columns of the training rows held once per (account, as_of) where they can be: the
+    snapshot's columns in ``keyed`` (one row per account and date), each training row's
+    position in it in ``index``; the labels' columns (`PER_ROW`) in ``per_row``, one row per
+    training row. ``frame()`` is the frame of the rows themselves, ``columns`` in order.
+
+    Why: cross-sell's rows are pairs (account x product not held): 2.7 M rows at 100,000
+    accounts x 17 dates, and the health scorecard's 10 measures and the keys (the references'
+    columns, read after the fits) repeated once per candidate product were ~0.28 GB held
+    under every fit. For the other tasks (one row per account and date) ``keyed`` holds every
+    row."""
+
+    keyed: pd.DataFrame
+    index: np.ndarray  # int32: the keyed row of each training row
+    per_row: pd.DataFrame
+    columns: list[str]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def frame(self) -> pd.DataFrame:
+        """The columns as one frame of the training rows (a RangeIndex), dtypes kept."""
+        parts = {c: self.per_row[c] if c in self.per_row.columns
+                 else self.keyed[c].take(self.index).reset_index(drop=True)
+                 for c in self.columns}
+        return pd.DataFrame(parts, columns=self.columns)
+
 
 @dataclass
 class TrainingRows:
     """Every training row once: ``x`` (the `model_matrix` of the stacked rows in
     ``schema.columns`` order), ``frame`` (the ``kept`` columns), ``measures`` (the ``measured``
-    columns, for the references), the ``features`` given to the model and those ``dropped``
-    (constant or all-null over the rows), and ``digest`` (what the rows hold, for the
-    fingerprint)."""
+    columns, for the references, held once per account and date: `PerAccount`), the
+    ``features`` given to the model and those ``dropped`` (constant or all-null over the
+    rows), and ``digest`` (what the rows hold, for the fingerprint)."""
 
     x: np.ndarray
     schema: FeatureSchema
     features: list[str]
     dropped: list[str]
     frame: pd.DataFrame
-    measures: pd.DataFrame
+    measures: PerAccount
     digest: str
 
 
@@ -96,7 +133,10 @@ def build_training_rows(
     another (one catalogue writes one schema: rebuild them)."""
     parts: list[_Date] = []
     frames: list[pd.DataFrame] = []
-    measures: list[pd.DataFrame] = []
+    keyed: list[pd.DataFrame] = []  # the measured columns of the snapshots, per account
+    per_row: list[pd.DataFrame] = []  # those of the labels, per row
+    index: list[np.ndarray] = []
+    n_keyed = 0
     digest = hashlib.sha256()
     seen: dict[str, dict] = {}  # per kept column of objects: each distinct value once
     for as_of in _usable(task, tables, store, dates, horizon_days):
@@ -111,7 +151,13 @@ def build_training_rows(
         parts.append(_share(as_of, rows, names))
         _narrow(parts)
         frames.append(_interned(rows, [c for c in kept if c in rows.columns], seen))
-        measures.append(_interned(rows, [c for c in measured if c in rows.columns], seen))
+        here = [c for c in measured if c in rows.columns]
+        first = _first_of_account(rows)
+        snapshot = [c for c in here if c not in PER_ROW]
+        keyed.append(_interned(rows.loc[first, snapshot], snapshot, seen))
+        per_row.append(_interned(rows, [c for c in here if c in PER_ROW], seen))
+        index.append((np.cumsum(first) - 1 + n_keyed).astype(np.int32))
+        n_keyed += len(keyed[-1])
         digest.update(frame_digest(rows).encode())
         del rows
         return_freed_memory()
@@ -127,8 +173,19 @@ def build_training_rows(
     frame = _product_as_category(pd.concat(frames, ignore_index=True))
     del frames
     x = _matrix(parts, schema)
-    return TrainingRows(x, schema, used, dropped, frame,
-                        pd.concat(measures, ignore_index=True), digest.hexdigest())
+    measures = PerAccount(pd.concat(keyed, ignore_index=True), np.concatenate(index),
+                          pd.concat(per_row, ignore_index=True), here)
+    return TrainingRows(x, schema, used, dropped, frame, measures, digest.hexdigest())
+
+
+def _first_of_account(rows: pd.DataFrame) -> np.ndarray:
+    """Whether each of a date's rows is the first of its account's run (the rows come in
+    account order: `training.dataset._date_rows`); the snapshot's columns are the same on
+    every row of a run (the labels join one snapshot row to each of its pairs)."""
+    accounts = rows[ACCOUNT_ID].to_numpy()
+    first = np.ones(len(accounts), dtype=bool)
+    first[1:] = accounts[1:] != accounts[:-1]
+    return first
 
 
 def _interned(rows: pd.DataFrame, columns: list[str], seen: dict[str, dict]) -> pd.DataFrame:

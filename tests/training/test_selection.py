@@ -26,10 +26,12 @@ from training.models import (
     train_booster,
 )
 from training.selection import (
+    HandedOver,
     account_codes,
     account_sample,
     choose,
     expanding_folds,
+    fit_logistic_rows,
     paired_se,
     select_and_refit,
 )
@@ -313,3 +315,53 @@ def test_the_exported_linear_terms_are_centred_on_the_rows_the_logistic_was_fitt
     estimator = selection_module.refit("logistic", data, 0.0, 1)
     assert estimator.linear_export == export_linear(estimator.linear, schema, x[sample])
     assert estimator.linear_export != export_linear(estimator.linear, schema, x)
+
+
+# --- the matrix handed over: freed before the refit's trees -------------------------------
+
+
+@pytest.mark.parametrize(("nonlinear", "seed", "chosen"),
+                         [(True, 2, "lightgbm"), (False, 1, "logistic")])
+def test_a_handed_over_matrix_is_freed_and_every_model_is_the_same(nonlinear, seed, chosen):
+    df, y = book(150 if nonlinear else 60, 12, seed=seed, nonlinear=nonlinear)
+    schema = FeatureSchema.infer(df, ["a", "b", "noise"])
+    x = model_matrix(df, schema)
+    kept, kept_selection = select_and_refit(x, y, df["as_of"], df["account_id"], schema, 90, 7)
+    holder = HandedOver(x.copy())
+    estimator, selection = select_and_refit(holder, y, df["as_of"], df["account_id"], schema,
+                                            90, 7)
+    assert holder.x is None  # the selection held the only reference and dropped it
+    assert selection.chosen == kept_selection.chosen == chosen
+    assert selection.as_json() == kept_selection.as_json()
+    np.testing.assert_array_equal(selection.oof, kept_selection.oof)
+    np.testing.assert_array_equal(estimator.predict_raw(to_model_frame(df, schema)),
+                                  kept.predict_raw(to_model_frame(df, schema)))
+    # the logistic regression refitted whichever wins: the baseline the training reports
+    baseline = fit_logistic_rows(x, y, account_codes(df["account_id"]), schema, 7)
+    for s in (selection, kept_selection):
+        np.testing.assert_array_equal(s.logistic.predict_proba(x)[:, 1],
+                                      baseline.predict_proba(x)[:, 1])
+    if chosen == "logistic":
+        assert selection.logistic is estimator.linear
+
+
+def test_no_logistic_fit_after_the_matrix_is_released():
+    df, y = book(60, 12, seed=1, nonlinear=False)
+    schema = FeatureSchema.infer(df, ["a", "b", "noise"])
+    data = selection_module.FoldData.build(model_matrix(df, schema), y, schema, 7,
+                                           df["account_id"])
+    data.release_matrix()
+    with pytest.raises(ValueError, match="matrix was released"):
+        data.fit_logistic()
+    assert data.fit_lightgbm(None, params={"num_boost_round": 3}).num_trees() == 3
+
+
+def test_a_fold_subset_holds_its_rows_as_one_int32_array():
+    df, y = book(60, 12, seed=1, nonlinear=False)
+    schema = FeatureSchema.infer(df, ["a", "b", "noise"])
+    data = selection_module.FoldData.build(model_matrix(df, schema), y, schema, 7)
+    rows = np.arange(100, 400)
+    subset = data.lightgbm_rows(rows)
+    assert subset.used_indices.dtype == np.int32
+    np.testing.assert_array_equal(subset.used_indices, rows)
+    np.testing.assert_array_equal(subset.construct().get_label(), y[rows])

@@ -61,7 +61,13 @@ def test_the_rows_equal_the_stacked_path(book, task, kwargs):
     np.testing.assert_array_equal(rows.x, expected)  # NaN where NaN, every bit elsewhere
     pd.testing.assert_frame_equal(rows.frame, stack[[c for c in TRAIN_KEPT if c in stack]])
     pd.testing.assert_frame_equal(
-        rows.measures, stack[[c for c in reference_columns(task) if c in stack]])
+        rows.measures.frame(), stack[[c for c in reference_columns(task) if c in stack]])
+    # the snapshot's columns once per (account, as_of): fewer rows than pairs for cross-sell
+    keys = stack[["account_id", "as_of"]].drop_duplicates()
+    assert len(rows.measures.keyed) == len(keys) and len(rows.measures) == len(stack)
+    assert list(rows.measures.per_row.columns) == ["label"]
+    if task == "cross-sell" and not kwargs:
+        assert len(keys) < len(stack)
 
 
 @pytest.mark.parametrize("task", ["churn", "cross-sell"])
@@ -199,3 +205,18 @@ def test_the_matrix_is_float64_up_to_a_large_book_and_float32_above(n):
 
     assert matrix_dtype(n) == ("float64" if n <= LARGE_BOOK_ROWS else "float32")
     assert matrix_dtype(LARGE_BOOK_ROWS) == "float64"  # the demo's and every test book's
+
+
+def test_per_account_columns_come_back_row_by_row_in_their_order():
+    from training.training_rows import PerAccount
+
+    keyed = pd.DataFrame({"account_id": ["a", "b"], "nps_last": [9.0, np.nan],
+                          "tenure_days": pd.array([10, None], dtype="Int64")})
+    held = PerAccount(keyed, np.array([0, 0, 1], dtype=np.int32),
+                      pd.DataFrame({"label": [1, 0, 0]}),
+                      ["account_id", "label", "nps_last", "tenure_days"])
+    expected = pd.DataFrame({"account_id": ["a", "a", "b"], "label": [1, 0, 0],
+                             "nps_last": [9.0, 9.0, np.nan],
+                             "tenure_days": pd.array([10, 10, None], dtype="Int64")})
+    assert len(held) == 3
+    pd.testing.assert_frame_equal(held.frame(), expected)
