@@ -55,14 +55,16 @@ class DuplicateRows(ValueError):
 def snapshots(tables: RawTables, groups: list[FeatureGroup], dates: list[date],
               present: frozenset[str], workers: int,
               available: Callable[[Feature | FeatureGroup, frozenset[str]], bool],
-              typed: Callable[[str, Feature], str]) -> Iterator[tuple[date, pa.Table]]:
+              typed: Callable[[str, Feature], str], cache: dict | None = None
+              ) -> Iterator[tuple[date, pa.Table]]:
     """Every date's snapshot, in date order (``available`` and ``typed``: ``build``'s rules,
-    passed in so that both paths share one text)."""
+    passed in so that both paths share one text; ``cache``: the numpy forms' sources already
+    read, ``families_np.preload``)."""
     computed = [g for g in groups if g.cte is not None and available(g, present)]
     with _Cursors(tables, workers) as cursors:
         every = _base(tables.con, dates)
         chunks = list(_chunks(dates, _counts(every, len(dates))))
-        cache: dict = {}  # the sources of the numpy forms, read once
+        cache = {} if cache is None else cache  # the sources of the numpy forms, read once
         pending = _fetch(cursors, tables.con, computed, chunks[0], cache)
         try:
             first = 0  # the chunk's first date, among all
