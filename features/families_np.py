@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
-from features import exact_np, revenue_np, voice_np
+from features import account_days, exact_np, revenue_np, voice_np
 from features.catalogue import ACCOUNT_ID, FeatureGroup, exact
 from features.terms import in_force_days
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 EPOCH = date(1970, 1, 1)
 NO_DAY = 2**38  # a null date: after every boundary
-_SPAN = 2**40  # an account's range of keys (account code x _SPAN + day + _SPAN // 2)
 DAY = "_grid_day"  # the date's index among the dates asked for (as in ``grid_assembly``)
 
 
@@ -198,7 +197,7 @@ def _load_activities(con: duckdb.DuckDBPyConnection) -> dict:
     order = np.argsort(day, kind="stable")
     day, code = day[order], source.code[order]
     qbr = source.equals("type", "qbr")[order]
-    qbr_key = code[qbr] * _SPAN + day[qbr] + _SPAN // 2
+    qbr_key = account_days.keys(code[qbr], day[qbr])
     qbr_key.sort()
     return {"source": source, "day": day, "code": code, "qbr": qbr, "qbr_key": qbr_key,
             "onboarding": source.equals("type", "onboarding session")[order]}
@@ -216,7 +215,6 @@ def _activities(rows: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
                if name.startswith("touches_")]
     # the last QBR before each date: QBR rows by (account, day), one binary search per account
     qbr_key = rows["qbr_key"]
-    starts = np.arange(n, dtype=np.int64) * _SPAN
     values: dict[str, list] = {name: [] for name in group.names}
     for as_of in dates:
         t = _day(as_of)
@@ -224,11 +222,8 @@ def _activities(rows: dict, group: FeatureGroup, dates: list[date]) -> pa.Table:
         def since(w: int, t: int = t) -> slice:
             return slice(np.searchsorted(day, t - w), np.searchsorted(day, t))
 
-        last = np.searchsorted(qbr_key, starts + t + _SPAN // 2) - 1
-        found = (last >= 0) & (qbr_key[np.maximum(last, 0)] >= starts) if len(qbr_key) else \
-            np.zeros(n, bool)
-        last_day = (qbr_key[np.maximum(last, 0)] - starts - _SPAN // 2) if len(qbr_key) else \
-            np.zeros(n, np.int64)
+        last, found = account_days.last_before(qbr_key, n, t)
+        last_day = account_days.day_of(qbr_key, last)
         values["days_since_last_qbr"].append(np.ma.masked_array(t - last_day, ~found))
         w180 = since(180)
         values["qbrs_180d"].append(_counts(code[w180], qbr[w180], n))

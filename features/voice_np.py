@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from features import account_days
 from features.catalogue import ACCOUNT_ID, FeatureGroup
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ EPOCH = date(1970, 1, 1)
 EXACT_SUM = 2**52
 WINDOW = 180  # nps_180d's window; the prior window is the 180 days before it
 DETRACTOR = 6  # a score of at most 6
-SPAN = 2**40  # an account's range of keys: code * SPAN + day + SPAN // 2
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Answers:
     day: np.ndarray
     code: np.ndarray
     score: np.ndarray  # float64, integral
-    key: np.ndarray  # code * SPAN + day + SPAN // 2, sorted
+    key: np.ndarray  # account_days.keys(code, day), sorted
     last_score: np.ndarray  # the score of each ``key`` row
 
 
@@ -76,7 +76,7 @@ def load(con: duckdb.DuckDBPyConnection) -> Answers | None:
     by_account = np.lexsort((-score, instant, code))
     return Answers(encoded.dictionary, day[by_day], code[by_day],
                    score[by_day].astype(np.float64),
-                   code[by_account] * SPAN + day[by_account] + SPAN // 2,
+                   account_days.keys(code[by_account], day[by_account]),
                    score[by_account].astype(np.float64))
 
 
@@ -88,7 +88,6 @@ def rows(answers: Answers, group: FeatureGroup, dates: list[date], day_column: s
     import pyarrow as pa
 
     n = len(answers.accounts)
-    starts = np.arange(n, dtype=np.int64) * SPAN + SPAN // 2
     parts: dict[str, list[np.ndarray]] = {}
 
     def put(name: str, value: np.ndarray) -> None:
@@ -96,8 +95,7 @@ def rows(answers: Answers, group: FeatureGroup, dates: list[date], day_column: s
 
     for i, as_of in enumerate(dates):
         t = (as_of - EPOCH).days
-        last = np.searchsorted(answers.key, starts + t) - 1  # each account's last answer before t
-        found = (last >= 0) & (answers.key[np.maximum(last, 0)] >= starts - SPAN // 2)
+        last, found = account_days.last_before(answers.key, n, t)  # the last answer before t
         accounts = np.flatnonzero(found)
 
         def window(first: int, stop: int, accounts: np.ndarray = accounts
