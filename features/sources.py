@@ -114,7 +114,10 @@ def connect(
     import duckdb
 
     con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
+    # GLOBAL: a cursor (the grid's and validation's threads) starts from the global value, not
+    # from this session's; a local one would read text stamps with an offset in the machine's
+    # time zone there (``typed_view_sql`` casts them through TIMESTAMPTZ)
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")  # results are ordered explicitly
     if threads:
