@@ -265,24 +265,28 @@ def build_grid(
         groups = [families.group(g) for g in groups]
     if one_pass is None:
         one_pass = uses_one_pass(dates, plan.lookback, USAGE_ONE_PASS_MIN_OVERLAP)
-    cache = None  # the numpy forms' sources, read while the usage reductions run
+    cache = base = None  # the numpy forms' sources and the dates' accounts, read ahead
     try:
         if one_pass and _available(usage.group(spec or FeatureSpec()), tables.present):
-            from features import families_np, usage_grid
+            from features import families_np, grid_assembly, usage_grid
 
-            sources = families_np.preload(
-                tables.con, [g for g in groups if _available(g, tables.present)]
-            ) if len(dates) > 1 else None
+            sources = accounts = None
+            if len(dates) > 1:  # read on cursors while the reductions run (each says why)
+                sources = families_np.preload(
+                    tables.con, [g for g in groups if _available(g, tables.present)])
+                accounts = grid_assembly.accounts_ahead(tables.con, dates)
             try:
                 prepared = usage_grid.prepare(tables.con, plan, sorted(dates))
             finally:
                 cache = sources() if sources else None
+                base = accounts() if accounts else None
             groups = [prepared.group(g) if g.name == "usage" else g for g in groups]
         if len(dates) > 1:  # every family once per chunk of dates, placed by position
             from features import grid_assembly
 
             yield from _ahead(grid_assembly.snapshots(tables, groups, dates, tables.present,
-                                                      workers, _available, _typed, cache),
+                                                      workers, _available, _typed, cache,
+                                                      base),
                               grid_assembly.CHUNK_ROWS)
         else:
             yield dates[0], build_snapshot(tables, dates[0], spec, checked=True, groups=groups)

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from features import families_np, grid_projection
@@ -44,6 +45,7 @@ ROW = "_grid_row"  # an aligned row's position, to check the order of DuckDB's p
 #: Grid rows (date, account) held at once: each costs ~1 kB across its ~90 columns, so a chunk
 #: of dates stays near 0.4 GB whatever the size of the book.
 CHUNK_ROWS = 400_000
+LAST_CHUNK_ROWS = CHUNK_ROWS // 4  # ``_chunks``
 
 
 class DuplicateRows(ValueError):
@@ -55,14 +57,15 @@ class DuplicateRows(ValueError):
 def snapshots(tables: RawTables, groups: list[FeatureGroup], dates: list[date],
               present: frozenset[str], workers: int,
               available: Callable[[Feature | FeatureGroup, frozenset[str]], bool],
-              typed: Callable[[str, Feature], str], cache: dict | None = None
-              ) -> Iterator[tuple[date, pa.Table]]:
+              typed: Callable[[str, Feature], str], cache: dict | None = None,
+              accounts: pa.Table | None = None) -> Iterator[tuple[date, pa.Table]]:
     """Every date's snapshot, in date order (``available`` and ``typed``: ``build``'s rules,
     passed in so that both paths share one text; ``cache``: the numpy forms' sources already
-    read, ``families_np.preload``)."""
+    read, ``families_np.preload``; ``accounts``: every date's accounts already read,
+    ``accounts_ahead``)."""
     computed = [g for g in groups if g.cte is not None and available(g, present)]
     with _Cursors(tables, workers) as cursors:
-        every = _base(tables.con, dates)
+        every = _base(tables.con, dates) if accounts is None else accounts
         chunks = list(_chunks(dates, _counts(every, len(dates))))
         cache = {} if cache is None else cache  # the sources of the numpy forms, read once
         pending = _fetch(cursors, tables.con, computed, chunks[0], cache)
@@ -144,6 +147,39 @@ def _base(con: duckdb.DuckDBPyConnection, dates: list[date]) -> pa.Table:
                    ).to_arrow_table()
 
 
+def accounts_ahead(con: duckdb.DuckDBPyConnection, dates: list[date]
+                   ) -> Callable[[], pa.Table | None]:
+    """Start reading every date's accounts (``_base``) on a cursor of ``con``, in a thread; the
+    returned function waits and gives them for ``snapshots``' ``accounts``, or None where the
+    cursor could not read them (frames registered on ``con``, which its cursors do not see;
+    or an error, which ``snapshots``' own read on ``con`` then raises).
+
+    Why: read after the usage one pass, they kept one core busy and the other idle (~0.7 s
+    of a 100,000-account grid's 24 monthly dates); read while its reductions run, they fill no
+    gap but leave none."""
+    import duckdb
+
+    found: list[pa.Table] = []
+
+    def read() -> None:
+        cursor = con.cursor()
+        try:
+            found.append(_base(cursor, dates))
+        except duckdb.Error:
+            pass
+        finally:
+            cursor.close()
+
+    thread = threading.Thread(target=read, name="grid-accounts", daemon=True)
+    thread.start()
+
+    def wait() -> pa.Table | None:
+        thread.join()
+        return found[0] if found else None
+
+    return wait
+
+
 def _counts(base: pa.Table, days: int) -> list[int]:
     import numpy as np
 
@@ -164,7 +200,26 @@ def _chunk_base(base: pa.Table, first: int, days: int) -> pa.Table:
 
 
 def _chunks(dates: list[date], counts: list[int]) -> Iterator[list[date]]:
-    """Consecutive dates of at most ``CHUNK_ROWS`` snapshot rows (at least one date)."""
+    """Consecutive dates of at most ``CHUNK_ROWS`` snapshot rows (at least one date each), the
+    last of at most ``LAST_CHUNK_ROWS`` where the dates need more than one chunk.
+
+    Why a small last chunk: the caller writes the last chunk's snapshots with nothing left to
+    overlap them (100,000 accounts x 24 monthly dates: ~0.45 s with one core idle, for five
+    dates' writing); one date's writing is a fifth of that."""
+    split = len(dates)
+    if sum(counts) > CHUNK_ROWS:
+        tail = counts[-1]
+        split -= 1
+        while split > 1 and tail + counts[split - 1] <= min(LAST_CHUNK_ROWS, CHUNK_ROWS):
+            split -= 1
+            tail += counts[split]
+    yield from _greedy(dates[:split], counts[:split])
+    if split < len(dates):
+        yield dates[split:]
+
+
+def _greedy(dates: list[date], counts: list[int]) -> Iterator[list[date]]:
+    """Consecutive dates of at most ``CHUNK_ROWS`` snapshot rows (at least one date each)."""
     chunk: list[date] = []
     rows = 0
     for day, n in zip(dates, counts, strict=True):
@@ -182,11 +237,13 @@ def _fetch(cursors: _Cursors, con: duckdb.DuckDBPyConnection, groups: list[Featu
     """Start the chunk's queries (each family's rows) and its numpy forms; the returned
     function waits for them and gives every family's rows, in ``groups``' order. A numpy form's
     source is read (once per ``cache``) while the queries run; a source that does not fit its
-    form sends the family to SQL after them. The numpy forms run in a worker too, so that the
-    main thread aligns, projects and writes the previous chunk meanwhile (numpy and Arrow
+    form sends the family to SQL after them. The numpy forms run in the workers too, so that
+    the main thread aligns, projects and writes the previous chunk meanwhile (numpy and Arrow
     release the GIL in their loops): at 100,000 accounts x 24 monthly dates the main thread's
     CPU 11.7-12.2 -> 8.9-9.1 s, the snapshots' wall time 11.8 -> 9.6 s where a core was free
-    (load ~2.3), even where none was (load 3.4); the process's CPU even."""
+    (load ~2.3), even where none was (load 3.4); the process's CPU even. Each form is a task
+    of its own: the first chunk's, with nothing else to run beside them, took ~0.6 s on one
+    core one after the other at 100,000 accounts."""
     in_sql = [g for g in groups if not families_np.has_form(g)]
     table = _DatesTable(con, dates) if any(_grid_form(g) for g in in_sql) else None
     name = table.create() if table else None
@@ -198,10 +255,8 @@ def _fetch(cursors: _Cursors, con: duckdb.DuckDBPyConnection, groups: list[Featu
             sent = [g for g in groups if g.name in unfit]
             waiting.append(cursors.run([_family_sql(g, dates, name) for g in sent]))
             in_sql += sent
-        forms = [g for g in groups if families_np.has_form(g) and g.name not in unfit]
-        cursor = cursors.cursor()  # any SQL of a numpy form's (revenue's rare route) runs on it
-        in_numpy = cursors.call(
-            lambda: {g.name: families_np.rows(cursor, g, dates, cache) for g in forms})
+        in_numpy = {g.name: cursors.call(partial(_numpy_rows, cursors, g, dates, cache))
+                    for g in groups if families_np.has_form(g) and g.name not in unfit}
     except BaseException:
         if table:
             table.drop()
@@ -210,13 +265,26 @@ def _fetch(cursors: _Cursors, con: duckdb.DuckDBPyConnection, groups: list[Featu
     def results() -> list[pa.Table]:
         try:
             done = [t for wait in waiting for t in wait()]
-            by_name = dict(zip((g.name for g in in_sql), done, strict=True)) | in_numpy()
+            by_name = dict(zip((g.name for g in in_sql), done, strict=True)) | {
+                name: wait() for name, wait in in_numpy.items()}
         finally:
             if table:
                 table.drop()
         return [by_name[g.name] for g in groups]
 
     return results
+
+
+def _numpy_rows(cursors: _Cursors, group: FeatureGroup, dates: list[date], cache: dict
+                ) -> pa.Table:
+    """``families_np.rows`` of one family, any SQL of its (revenue's rare route) on a cursor
+    of its own."""
+    cursor = cursors.cursor()
+    try:
+        return families_np.rows(cursor, group, dates, cache)
+    finally:
+        if cursor is not cursors.con:
+            cursor.close()
 
 
 def _aligned(groups: list[FeatureGroup], dates: list[date], base: pa.Table,
