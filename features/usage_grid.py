@@ -578,7 +578,11 @@ def _by_hash(rows: pa.Table, account: np.ndarray, probe: np.ndarray
         return None
     top = (rows.column("h").to_numpy() >> np.uint64(64 - hash_bits)).astype(np.int64)
     entity_key = (account << hash_bits) | top
-    order = np.argsort((entity_key << probe_bits) | probe)
+    # the keys are unique where the result is kept (a repeated key is two entities with the
+    # same bits and probe, which the check below refuses), so any sort gives the same order;
+    # numpy's stable one (timsort) takes the runs in DuckDB's output: 0.22 against 0.36 CPU-s
+    # for a part of 3.7 M rows at 100,000 accounts x 24 months
+    order = np.argsort((entity_key << probe_bits) | probe, kind="stable")
     entity_key = entity_key[order]
     same = entity_key[1:] == entity_key[:-1]
     names = rows.column("entity").take(pa.array(order))
