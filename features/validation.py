@@ -460,14 +460,22 @@ def _ordered(checks: list[_Check], table: Table) -> list[_Check]:
 
 
 def _duplicate_keys(con: duckdb.DuckDBPyConnection, table: Table, scan: _Scan) -> list[Violation]:
-    """Rows sharing a (non-null) key with another row; examples are the repeated keys."""
+    """Rows sharing a (non-null) key with another row; examples are the repeated keys.
+
+    Grouped by the key's columns as they are, the example text made for the repeated keys
+    only: made for every row, it was most of a table's validation (health scores of 100,000
+    accounts, 1.5 M rows keyed by account and time: 0.24-0.47 -> 0.14-0.19 CPU-s). Grouping
+    by the columns also keeps keys apart whose texts join alike (``("a, b", "c")`` and
+    ``("a", "b, c")``)."""
     if not table.key or scan.example_by != table.key:
         return []
+    columns = ", ".join(f't."{c}"' for c in table.key)
     not_null = " AND ".join(f't."{c}" IS NOT NULL' for c in table.key)
     count, examples = con.execute(
         f"SELECT coalesce(sum(n), 0), list(ex ORDER BY ex)[1:{MAX_EXAMPLES}] FROM ("
-        f"SELECT {scan.example_sql()} AS ex, count(*) AS n FROM \"src_{table.name}\" AS t "
-        f"WHERE {not_null} GROUP BY ex HAVING count(*) > 1)"
+        f"SELECT {scan.example_sql()} AS ex, n FROM ("
+        f"SELECT {columns}, count(*) AS n FROM \"src_{table.name}\" AS t "
+        f"WHERE {not_null} GROUP BY ALL HAVING count(*) > 1) AS t)"
     ).fetchone()
     if not count:
         return []
