@@ -80,8 +80,7 @@ def phase_build(months: int, out: Path, one_query: bool | None = None) -> dict:
     version = catalogue_version(feature_groups())
     rows = 0
     cpu = time.process_time()
-    for as_of, snapshot in build_grid(tables, dates, one_query=one_query):
-        store.write(as_of, snapshot, version)
+    for _, snapshot in store.write_each(build_grid(tables, dates, one_query=one_query), version):
         rows += snapshot.num_rows
     return {"seconds": time.perf_counter() - began, "validate_seconds": loaded,
             "grid_cpu_seconds": time.process_time() - cpu,
@@ -106,8 +105,7 @@ def phase_weekly(weeks: int, out: Path, one_pass: bool | None) -> dict:
     store = FeatureStore(out / "features-weekly")
     version = catalogue_version(feature_groups())
     rows = 0
-    for as_of, snapshot in build_grid(tables, dates, one_pass=one_pass):
-        store.write(as_of, snapshot, version)
+    for _, snapshot in store.write_each(build_grid(tables, dates, one_pass=one_pass), version):
         rows += snapshot.num_rows
     return {"seconds": time.perf_counter() - began, "snapshots": len(dates), "usage_rows": events,
             "account_snapshots": rows, "peak_rss_mb": _peak_rss_mb()}

@@ -60,7 +60,7 @@ def build_snapshots(
     from features.build import SnapshotError, build_grid, check_as_of, feature_groups
     from features.catalogue import catalogue_version
     from features.event_types import chosen_spec
-    from features.store import FeatureStore
+    from features.store import FeatureStore, SnapshotWriteFailed
 
     tables = tables or open_validated(settings)
     for day in dates:
@@ -70,18 +70,20 @@ def build_snapshots(
     store = FeatureStore(settings.features_dir)
     built = []
     began = time.perf_counter()
-    for day, snapshot in build_grid(tables, dates, spec, settings.build_workers):
-        try:
-            store.write(day, snapshot, version, spec.event_types)
-        except OSError as exc:  # a full disk, a read-only folder: the old version stays
-            raise SnapshotError(
-                f"cannot write the feature snapshot as_of={day} to {store.path(day)}: "
-                f"{exc.strerror or exc}; the previous version (if any) is unchanged") from exc
-        built.append(BuiltSnapshot(day, snapshot.num_rows, snapshot.num_columns - 2,
-                                   time.perf_counter() - began))
-        began = time.perf_counter()
-        if on_built:
-            on_built(built[-1])
+    try:
+        for day, snapshot in store.write_each(
+                build_grid(tables, dates, spec, settings.build_workers), version,
+                spec.event_types):
+            built.append(BuiltSnapshot(day, snapshot.num_rows, snapshot.num_columns - 2,
+                                       time.perf_counter() - began))
+            began = time.perf_counter()
+            if on_built:
+                on_built(built[-1])
+    except SnapshotWriteFailed as exc:  # a full disk, a read-only folder: the old stays
+        raise SnapshotError(
+            f"cannot write the feature snapshot as_of={exc.as_of} to {exc.path}: "
+            f"{exc.error.strerror or exc.error}; the previous version (if any) is unchanged"
+        ) from exc.error
     return built, version
 
 

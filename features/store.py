@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import TypeVar
@@ -36,6 +36,16 @@ VERSIONS = ".versions"  # the published versions behind the as_of= links
 PARTIAL = ".partial-"  # suffix of a version still being written, with the writer's pid
 EVENT_TYPES_KEY = b"propensity.event_types"
 READ_ATTEMPTS = 5  # a reader whose version was retired under it resolves the link again
+WRITERS = 2  # snapshots written at once by ``FeatureStore.write_each``
+
+
+class SnapshotWriteFailed(OSError):
+    """A snapshot could not be written (``write_each``): which date, where, and the OS's error
+    (``__cause__``); the version published before, if any, is unchanged."""
+
+    def __init__(self, as_of: date, path: Path, error: OSError):
+        self.as_of, self.path, self.error = as_of, path, error
+        super().__init__(error.errno, error.strerror or str(error))
 
 
 class FeatureStore:
@@ -59,6 +69,39 @@ class FeatureStore:
         stamped = table.replace_schema_metadata(metadata)
         return replace_dir_atomic(self.path(as_of),
                                   lambda staging: pq.write_table(stamped, staging / PART))
+
+    def write_each(self, snapshots: Iterable[tuple[date, pa.Table]], catalogue_version: str,
+                   event_types: tuple[str, ...] | None = None, workers: int = WRITERS
+                   ) -> Iterator[tuple[date, pa.Table]]:
+        """``write`` every snapshot of ``snapshots`` (consumed in this thread), ``workers`` at
+        a time, yielding each in order once it is written; a failure is raised as
+        ``SnapshotWriteFailed`` at its date, after the writes already started have ended (each
+        snapshot is published whole or not at all, so none is left half written).
+
+        Why at once: a grid's snapshots come faster than one thread writes them, so its last
+        ones were written one after the other with the other core idle (100,000 accounts x 24
+        monthly dates: ~0.7 s for six). Writing Parquet releases the GIL."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        def write(as_of: date, table: pa.Table) -> None:
+            try:
+                self.write(as_of, table, catalogue_version, event_types)
+            except OSError as error:
+                raise SnapshotWriteFailed(as_of, self.path(as_of), error) from error
+
+        pending: deque = deque()
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="store-write") as pool:
+            for as_of, table in snapshots:
+                pending.append((as_of, table, pool.submit(write, as_of, table)))
+                while len(pending) > max(1, workers) or (pending and pending[0][2].done()):
+                    done_as_of, done_table, future = pending.popleft()
+                    future.result()
+                    yield done_as_of, done_table
+            while pending:
+                done_as_of, done_table, future = pending.popleft()
+                future.result()
+                yield done_as_of, done_table
 
     def dates(self) -> list[date]:
         """as_of dates of the stored snapshots, oldest first."""
