@@ -57,39 +57,30 @@ def applies(con: duckdb.DuckDBPyConnection, group: FeatureGroup, cache: dict) ->
 
 def preload(con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup]) -> Callable[[], dict]:
     """Start reading the sources of ``groups``' numpy forms on a cursor of ``con``, in a
-    thread; the returned function waits for them and gives the cache ``applies`` reads.
+    thread (``ahead.on_cursor``); the returned function waits for them and gives the cache
+    ``applies`` reads.
 
     Why: a grid reads these sources before its first chunk, when the usage one pass has just
     ended, with one core busy (~2 s of a 100,000-account grid); read while the usage
     reductions run, they fill that gap instead. A source the cursor cannot read (the raw
     tables registered as frames on ``con``, which its cursors do not see) is left out of the
     cache, and read on ``con`` as before; so is any error, which that read raises again."""
-    import threading
-
     import duckdb
+
+    from features import ahead
 
     cache: dict = {}
 
-    def read() -> None:
-        cursor = con.cursor()
-        try:
-            for group in groups:
-                if has_form(group):
-                    try:
-                        applies(cursor, group, cache)
-                    except duckdb.Error:
-                        cache.pop(group.name, None)
-        finally:
-            cursor.close()
+    def read(cursor: duckdb.DuckDBPyConnection) -> None:
+        for group in groups:
+            if has_form(group):
+                try:
+                    applies(cursor, group, cache)
+                except duckdb.Error:
+                    cache.pop(group.name, None)
 
-    thread = threading.Thread(target=read, name="numpy-sources", daemon=True)
-    thread.start()
-
-    def wait() -> dict:
-        thread.join()
-        return cache
-
-    return wait
+    wait = ahead.on_cursor(con, read, "numpy-sources")
+    return lambda: wait() or cache
 
 
 def rows(con: duckdb.DuckDBPyConnection, group: FeatureGroup, dates: list[date],

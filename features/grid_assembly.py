@@ -28,7 +28,7 @@ from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
-from features import families_np, grid_projection
+from features import ahead, families_np, grid_projection
 from features.catalogue import ACCOUNT_ID, AS_OF, Cutoff, Feature, FeatureGroup
 from features.terms import in_force
 
@@ -151,33 +151,12 @@ def accounts_ahead(con: duckdb.DuckDBPyConnection, dates: list[date]
                    ) -> Callable[[], pa.Table | None]:
     """Start reading every date's accounts (``_base``) on a cursor of ``con``, in a thread; the
     returned function waits and gives them for ``snapshots``' ``accounts``, or None where the
-    cursor could not read them (frames registered on ``con``, which its cursors do not see;
-    or an error, which ``snapshots``' own read on ``con`` then raises).
+    cursor could not read them (``ahead.on_cursor``; ``snapshots`` then reads them on ``con``).
 
     Why: read after the usage one pass, they kept one core busy and the other idle (~0.7 s
     of a 100,000-account grid's 24 monthly dates); read while its reductions run, they fill no
     gap but leave none."""
-    import duckdb
-
-    found: list[pa.Table] = []
-
-    def read() -> None:
-        cursor = con.cursor()
-        try:
-            found.append(_base(cursor, dates))
-        except duckdb.Error:
-            pass
-        finally:
-            cursor.close()
-
-    thread = threading.Thread(target=read, name="grid-accounts", daemon=True)
-    thread.start()
-
-    def wait() -> pa.Table | None:
-        thread.join()
-        return found[0] if found else None
-
-    return wait
+    return ahead.on_cursor(con, lambda cursor: _base(cursor, dates), "grid-accounts")
 
 
 def _counts(base: pa.Table, days: int) -> list[int]:
