@@ -1,6 +1,6 @@
 """A grid's dates split into chunks (``grid_assembly._chunks``): every date once and in order,
-no chunk above ``CHUNK_ROWS`` unless one date is, and a small last chunk (``LAST_CHUNK_ROWS``),
-whose writing the caller does with nothing left to overlap it."""
+no chunk above ``CHUNK_ROWS`` unless one date is, chunks of about equal rows, and a small last
+chunk (``LAST_CHUNK_ROWS``), whose writing the caller does with nothing left to overlap it."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def sizes(counts: list[int], chunk: int, last: int, monkeypatch) -> list[list[in
     ([2, 2, 2], 6, 1, [[2, 2, 2]]),                     # one chunk: no split
     ([10], 5, 1, [[10]]),                               # a date above a whole chunk
     ([10, 10], 5, 1, [[10], [10]]),
+    # 30,000 accounts x 24 monthly: even halves, not 19 dates and a leftover one
+    ([21] * 24, 400, 100, [[21] * 10, [21] * 10, [21] * 4]),
+    ([1, 1, 1, 1, 1, 1, 9, 1], 8, 1, [[1, 1, 1, 1, 1, 1], [9], [1]]),  # a share above the limit
 ])
 def test_the_chunks_of_hand_made_counts(counts, chunk, last, expected, monkeypatch):
     assert sizes(counts, chunk, last, monkeypatch) == expected
