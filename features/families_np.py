@@ -79,8 +79,13 @@ def preload(con: duckdb.DuckDBPyConnection, groups: list[FeatureGroup]) -> Calla
                 except duckdb.Error:
                     cache.pop(group.name, None)
 
-    wait = ahead.on_cursor(con, read, "numpy-sources")
-    return lambda: wait() or cache
+    reading = ahead.on_cursor(con, read, "numpy-sources")
+
+    def wait() -> dict:
+        reading()  # after a failure, what was read; the rest is read on ``con`` later
+        return cache
+
+    return wait
 
 
 def rows(con: duckdb.DuckDBPyConnection, group: FeatureGroup, dates: list[date],

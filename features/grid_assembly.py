@@ -274,14 +274,9 @@ def _fetch(cursors: _Cursors, con: duckdb.DuckDBPyConnection, groups: list[Featu
 
 def _numpy_rows(cursors: _Cursors, group: FeatureGroup, dates: list[date], cache: dict
                 ) -> pa.Table:
-    """``families_np.rows`` of one family, any SQL of its (revenue's rare route) on a cursor
-    of its own."""
-    cursor = cursors.cursor()
-    try:
-        return families_np.rows(cursor, group, dates, cache)
-    finally:
-        if cursor is not cursors.con:
-            cursor.close()
+    """``families_np.rows`` of one family, any SQL of its (revenue's rare route) on the
+    worker's cursor."""
+    return families_np.rows(cursors.cursor(), group, dates, cache)
 
 
 def _aligned(groups: list[FeatureGroup], dates: list[date], base: pa.Table,
@@ -395,10 +390,13 @@ class _Cursors:
         return self.pool.submit(work).result
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection for work done in a worker (the connection itself with one worker)."""
-        return self.con if self.pool is None else self.con.cursor()
-
-    def _one(self, query: str) -> pa.Table:
+        """The connection for work done in the calling worker: its thread's own cursor, made
+        once (the connection itself with one worker)."""
+        if self.pool is None:
+            return self.con
         if not hasattr(self.local, "cursor"):
             self.local.cursor = self.con.cursor()
-        return self.local.cursor.sql(query).to_arrow_table()
+        return self.local.cursor
+
+    def _one(self, query: str) -> pa.Table:
+        return self.cursor().sql(query).to_arrow_table()

@@ -90,18 +90,22 @@ class FeatureStore:
             except OSError as error:
                 raise SnapshotWriteFailed(as_of, self.path(as_of), error) from error
 
+        workers = max(1, workers)
         pending: deque = deque()
-        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="store-write") as pool:
+
+        def written(keep: int) -> Iterator[tuple[date, pa.Table]]:
+            """The oldest pending snapshots once written, until at most ``keep`` are pending
+            and the oldest of them is still being written."""
+            while pending and (len(pending) > keep or pending[0][2].done()):
+                as_of, table, future = pending.popleft()
+                future.result()
+                yield as_of, table
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="store-write") as pool:
             for as_of, table in snapshots:
                 pending.append((as_of, table, pool.submit(write, as_of, table)))
-                while len(pending) > max(1, workers) or (pending and pending[0][2].done()):
-                    done_as_of, done_table, future = pending.popleft()
-                    future.result()
-                    yield done_as_of, done_table
-            while pending:
-                done_as_of, done_table, future = pending.popleft()
-                future.result()
-                yield done_as_of, done_table
+                yield from written(workers)
+            yield from written(0)
 
     def dates(self) -> list[date]:
         """as_of dates of the stored snapshots, oldest first."""

@@ -148,8 +148,13 @@ def _on_cursors(raw: RawTables, tables: list[Table]) -> list[list[Violation]]:
     return [futures[table.name].result() for table in tables]
 
 
+def _path(raw: RawTables, table: Table) -> Path | None:
+    """The file of ``table``, where the tables come from files."""
+    return table_file(raw.source_dir, table.name) if raw.source_dir else None
+
+
 def _file_size(raw: RawTables, table: Table) -> int:
-    path = table_file(raw.source_dir, table.name) if raw.source_dir else None
+    path = _path(raw, table)
     try:
         return path.stat().st_size if path else 0
     except OSError:  # reported by the check itself
@@ -164,7 +169,7 @@ def _checked(raw: RawTables, table: Table, con: duckdb.DuckDBPyConnection) -> li
     try:
         return _validate_table(raw, table, con)
     except duckdb.Error as exc:
-        path = table_file(raw.source_dir, table.name) if raw.source_dir else None
+        path = _path(raw, table)
         if path is None:
             raise
         raise RawFileError.of(path, exc) from exc
@@ -301,7 +306,7 @@ class _Scan:
         rows_sql = f'(SELECT {", ".join(selects)} FROM "src_{table.name}") AS t'
         by = table.key or ("account_id", table.known_at)
         example_by = tuple(c for c in by if c in src_types)
-        path = table_file(raw.source_dir, table.name) if raw.source_dir else None
+        path = _path(raw, table)
         return cls(table, rows_sql + joins, tuple(_ordered(checks, table)), example_by,
                    rows_sql, path is not None and path.suffix == ".parquet")
 
