@@ -57,6 +57,8 @@ UNDOCUMENTED = "undocumented value"
 ERROR, WARNING = "error", "warning"
 
 MAX_EXAMPLES = 3
+#: Tables validated at once, each on its own cursor (``validate``).
+VALIDATION_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,6 @@ def validate(raw: RawTables) -> list[Violation]:
     else:
         found = _on_cursors(raw, tables)
     return [violation for violations in found for violation in violations]
-
-
-#: Tables validated at once (``validate``).
-VALIDATION_WORKERS = 2
 
 
 def _on_cursors(raw: RawTables, tables: list[Table]) -> list[list[Violation]]:
